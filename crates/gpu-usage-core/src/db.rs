@@ -1,0 +1,115 @@
+//! Connecting, and telling transient database failures from bugs.
+
+use std::time::Duration;
+
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr};
+use secrecy::ExposeSecret;
+
+use crate::settings::DatabaseSettings;
+
+/// Opens the pool. Every MySQL session is pinned to UTC on connect, so
+/// `CURRENT_TIMESTAMP` defaults and DATETIME reads never depend on the
+/// server's zone. SQLite files are created if missing.
+pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, DbErr> {
+    let mut options = ConnectOptions::new(settings.url.expose_secret().to_owned());
+    options
+        .max_connections(settings.max_connections.max(2))
+        .min_connections(1)
+        .connect_timeout(Duration::from_secs(settings.connect_timeout_secs))
+        .acquire_timeout(Duration::from_secs(settings.acquire_timeout_secs))
+        .sqlx_logging(false)
+        .map_sqlx_mysql_opts(|o| o.timezone(Some("+00:00".to_owned())))
+        .map_sqlx_sqlite_opts(|o| {
+            o.create_if_missing(true)
+                .busy_timeout(Duration::from_secs(30))
+                .journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                .foreign_keys(true)
+        });
+    if settings.is_sqlite() {
+        if let Some(dir) = sqlite_parent_dir(settings.url.expose_secret()) {
+            // The embedded default points at ./data; create it for a first run.
+            let _ = std::fs::create_dir_all(dir);
+        }
+    }
+    Database::connect(options).await
+}
+
+/// `sqlite://data/x.db?mode=rwc` → `data`.
+pub fn sqlite_parent_dir(url: &str) -> Option<std::path::PathBuf> {
+    let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = path.split('?').next()?;
+    if path.is_empty() || path == ":memory:" {
+        return None;
+    }
+    std::path::Path::new(path)
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(|p| p.to_path_buf())
+}
+
+/// True for failures where retrying later can succeed and the client should
+/// see 503: the server is unreachable, the pool is exhausted, a connection
+/// dropped.
+pub fn is_unavailable(e: &DbErr) -> bool {
+    match e {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
+        _ => {
+            let s = e.to_string().to_ascii_lowercase();
+            s.contains("pool timed out")
+                || s.contains("connection refused")
+                || s.contains("broken pipe")
+                || s.contains("connection reset")
+                || s.contains("server has gone away")
+                || s.contains("lost connection")
+                || s.contains("error communicating with database")
+                || s.contains("pool closed")
+        }
+    }
+}
+
+/// Deadlocks and lock wait timeouts: the transaction was rolled back and can
+/// simply be run again (rollups are idempotent recomputations).
+pub fn is_retryable_conflict(e: &DbErr) -> bool {
+    let s = e.to_string().to_ascii_lowercase();
+    s.contains("deadlock")
+        || s.contains("lock wait timeout")
+        || s.contains("database is locked")
+        || s.contains("1213")
+        || s.contains("1205")
+}
+
+pub fn is_mysql(db: &impl ConnectionTrait) -> bool {
+    db.get_database_backend() == DbBackend::MySql
+}
+
+/// Name of the current MySQL database, or the SQLite file, for namespacing
+/// lock names per deployment.
+pub async fn database_name(db: &DatabaseConnection) -> Result<String, DbErr> {
+    match db.get_database_backend() {
+        DbBackend::MySql => {
+            let row = db
+                .query_one_raw(sea_orm::Statement::from_string(
+                    DbBackend::MySql,
+                    "SELECT COALESCE(DATABASE(), '') AS name",
+                ))
+                .await?;
+            Ok(row.map(|r| r.try_get::<String>("", "name")).transpose()?.unwrap_or_default())
+        }
+        _ => Ok("sqlite".to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_dir_is_found() {
+        assert_eq!(
+            sqlite_parent_dir("sqlite://data/gpu_usage.db?mode=rwc"),
+            Some(std::path::PathBuf::from("data"))
+        );
+        assert_eq!(sqlite_parent_dir("sqlite::memory:"), None);
+        assert_eq!(sqlite_parent_dir("sqlite://x.db"), None);
+    }
+}

@@ -1,0 +1,63 @@
+//! Domain crate of the GPU usage accounting service. No HTTP here: the api
+//! and worker crates call these functions the same way, and so do the tests.
+//!
+//! Layout:
+//! - [`types`]: scopes, granularities, statuses, validated time ranges.
+//! - [`settings`]: typed configuration, loaded once and passed down by value.
+//! - [`db`]: connecting (sessions pinned to UTC), classifying failures.
+//! - [`entities`]: SeaORM entities of every table.
+//! - [`ingest`]: validating and storing finished-task records, idempotent by
+//!   `task_id`; marks the touched minutes as pending in the same transaction.
+//! - [`rollup`]: the accounting engine: minute rows from records, hourly from
+//!   minute, daily from hourly, each an idempotent recomputation of a range;
+//!   pending ranges carry late data and downtime forward level by level.
+//! - [`status`]: how far each level is complete and what is pending.
+//! - [`query`]: reads for the API (statistics pages, summaries, scopes,
+//!   records).
+//! - [`locks`]: `GET_LOCK` on a dedicated MySQL connection, an in-process
+//!   lock on SQLite.
+//! - [`retention`]: batched deletes of expired rows, per table.
+//! - [`job_runs`]: the record of every job execution.
+//! - [`backfill`]: tracked, resumable rebuilds of a range at every level.
+//!
+//! Every function that touches the database takes `&impl ConnectionTrait`
+//! (plus `TransactionTrait` where it opens its own transactions) and, where
+//! time matters, an explicit `now`, so tests never sleep.
+
+pub mod backfill;
+pub mod db;
+pub mod entities;
+pub mod error;
+pub mod ingest;
+pub mod job_runs;
+pub mod locks;
+pub mod query;
+pub mod retention;
+pub mod rollup;
+pub mod settings;
+pub mod status;
+#[cfg(feature = "testing")]
+pub mod testing;
+pub mod types;
+
+pub use error::{DomainError, Result};
+
+/// The settings the accounting engine itself depends on.
+#[derive(Debug, Clone, Default)]
+pub struct EngineConfig {
+    pub ingest: settings::IngestSettings,
+    pub retention: settings::RetentionSettings,
+}
+
+impl EngineConfig {
+    pub fn from_settings(s: &settings::Settings) -> Self {
+        Self { ingest: s.ingest.clone(), retention: s.retention.clone() }
+    }
+}
+
+/// Creates or updates the schema. Only the embedded (SQLite) mode and tests
+/// call this at start-up; on MySQL migrations are a deploy step.
+pub async fn migrate(db: &sea_orm::DatabaseConnection) -> Result<(), sea_orm::DbErr> {
+    use migration::MigratorTrait;
+    migration::Migrator::up(db, None).await
+}

@@ -1,0 +1,155 @@
+//! Test support: an isolated, migrated database per test, on SQLite or on
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+//! MariaDB/MySQL. Enabled by the `testing` feature (dev-dependencies only).
+//!
+//! MySQL tests connect to `GPU_USAGE_TEST_MYSQL_URL` (default
+//! `mysql://root@127.0.0.1:3306`), create a database `gu_test_<random>` and
+//! drop it in [`TestDb::cleanup`]. `scripts/test.sh` drops leftovers of
+//! crashed runs before starting.
+
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
+use secrecy::SecretString;
+
+use crate::settings::DatabaseSettings;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    MySql,
+}
+
+pub struct TestDb {
+    pub db: DatabaseConnection,
+    pub backend: Backend,
+    pub settings: DatabaseSettings,
+    mysql_name: Option<String>,
+    sqlite_path: Option<std::path::PathBuf>,
+}
+
+pub fn mysql_server_url() -> String {
+    std::env::var("GPU_USAGE_TEST_MYSQL_URL")
+        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".to_owned())
+}
+
+fn unique_suffix() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..16].to_owned()
+}
+
+fn database_settings(url: String) -> DatabaseSettings {
+    DatabaseSettings {
+        url: SecretString::from(url),
+        max_connections: 8,
+        connect_timeout_secs: 5,
+        acquire_timeout_secs: 10,
+    }
+}
+
+impl TestDb {
+    pub async fn new(backend: Backend) -> TestDb {
+        match backend {
+            Backend::Sqlite => Self::sqlite().await,
+            Backend::MySql => Self::mysql().await,
+        }
+    }
+
+    /// A fresh SQLite file (not `:memory:`: pooled connections must share it).
+    pub async fn sqlite() -> TestDb {
+        Self::sqlite_unmigrated_inner(true).await
+    }
+
+    /// An empty SQLite database without schema.
+    pub async fn sqlite_unmigrated() -> TestDb {
+        Self::sqlite_unmigrated_inner(false).await
+    }
+
+    async fn sqlite_unmigrated_inner(migrate: bool) -> TestDb {
+        let path = std::env::temp_dir().join(format!("gu_test_{}.db", unique_suffix()));
+        let settings = database_settings(format!("sqlite://{}?mode=rwc", path.display()));
+        let db = crate::db::connect(&settings).await.expect("open sqlite test db");
+        if migrate {
+            crate::migrate(&db).await.expect("migrate sqlite test db");
+        }
+        TestDb { db, backend: Backend::Sqlite, settings, mysql_name: None, sqlite_path: Some(path) }
+    }
+
+    pub async fn mysql() -> TestDb {
+        Self::mysql_inner(true).await
+    }
+
+    /// An empty MySQL database without schema (for schema tests).
+    pub async fn mysql_unmigrated() -> TestDb {
+        Self::mysql_inner(false).await
+    }
+
+    async fn mysql_inner(migrate: bool) -> TestDb {
+        let server = mysql_server_url();
+        let name = format!("gu_test_{}", unique_suffix());
+        let admin = crate::db::connect(&database_settings(server.clone()))
+            .await
+            .unwrap_or_else(|e| {
+                panic!("MariaDB/MySQL at {server} is not reachable ({e}); run scripts/test.sh")
+            });
+        admin
+            .execute_unprepared(&format!(
+                "CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+            ))
+            .await
+            .expect("create test database");
+        admin.close().await.ok();
+        let settings = database_settings(format!("{}/{name}", server.trim_end_matches('/')));
+        let db = crate::db::connect(&settings).await.expect("connect to test database");
+        if migrate {
+            crate::migrate(&db).await.expect("migrate mysql test db");
+        }
+        TestDb { db, backend: Backend::MySql, settings, mysql_name: Some(name), sqlite_path: None }
+    }
+
+    pub fn database_name(&self) -> Option<&str> {
+        self.mysql_name.as_deref()
+    }
+
+    /// Drops the database (MySQL) or deletes the file (SQLite).
+    pub async fn cleanup(self) {
+        self.db.close().await.ok();
+        if let Some(name) = &self.mysql_name {
+            if let Ok(admin) = crate::db::connect(&database_settings(mysql_server_url())).await {
+                admin
+                    .execute_raw(Statement::from_string(
+                        DbBackend::MySql,
+                        format!("DROP DATABASE IF EXISTS `{name}`"),
+                    ))
+                    .await
+                    .ok();
+                admin.close().await.ok();
+            }
+        }
+        if let Some(path) = &self.sqlite_path {
+            for suffix in ["", "-wal", "-shm", "-journal"] {
+                let mut p = path.clone().into_os_string();
+                p.push(suffix);
+                std::fs::remove_file(p).ok();
+            }
+        }
+    }
+}
+
+/// Generates one `#[tokio::test]` per backend for an `async fn(TestDb)`:
+/// `dual_backend_test!(name, body);` gives `name::sqlite` and `name::mysql`.
+#[macro_export]
+macro_rules! dual_backend_test {
+    ($name:ident, $body:path) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let t = $crate::testing::TestDb::new($crate::testing::Backend::Sqlite).await;
+                $body(t).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn mysql() {
+                let t = $crate::testing::TestDb::new($crate::testing::Backend::MySql).await;
+                $body(t).await;
+            }
+        }
+    };
+}

@@ -1,0 +1,420 @@
+//! The domain's vocabulary as types: scopes, granularities, statuses and
+//! validated time ranges. Parsing happens once, at the edge.
+
+use chrono::{DateTime, Duration, DurationRound, NaiveDate, TimeDelta, Utc};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+use crate::error::DomainError;
+
+/// Kind of statistics scope.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    sea_orm::EnumIter,
+    sea_orm::DeriveActiveEnum,
+)]
+#[serde(rename_all = "snake_case")]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(50))")]
+pub enum ScopeType {
+    #[sea_orm(string_value = "global")]
+    Global,
+    #[sea_orm(string_value = "endpoint")]
+    Endpoint,
+    #[sea_orm(string_value = "spec")]
+    Spec,
+}
+
+impl ScopeType {
+    pub const ALL: [ScopeType; 3] = [ScopeType::Global, ScopeType::Endpoint, ScopeType::Spec];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScopeType::Global => "global",
+            ScopeType::Endpoint => "endpoint",
+            ScopeType::Spec => "spec",
+        }
+    }
+}
+
+impl fmt::Display for ScopeType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ScopeType {
+    type Err = DomainError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "global" => Ok(ScopeType::Global),
+            "endpoint" => Ok(ScopeType::Endpoint),
+            "spec" => Ok(ScopeType::Spec),
+            other => Err(DomainError::invalid(
+                "scope_type",
+                format!("unknown scope_type {other:?}; expected global, endpoint or spec"),
+            )),
+        }
+    }
+}
+
+/// One concrete scope: the key of a statistics row besides its bucket.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Scope {
+    Global,
+    Endpoint(String),
+    Spec(String),
+}
+
+impl Scope {
+    pub fn scope_type(&self) -> ScopeType {
+        match self {
+            Scope::Global => ScopeType::Global,
+            Scope::Endpoint(_) => ScopeType::Endpoint,
+            Scope::Spec(_) => ScopeType::Spec,
+        }
+    }
+
+    /// The `scope_value` column: NULL exactly for global.
+    pub fn value(&self) -> Option<&str> {
+        match self {
+            Scope::Global => None,
+            Scope::Endpoint(v) | Scope::Spec(v) => Some(v),
+        }
+    }
+
+    pub fn from_parts(scope_type: ScopeType, value: Option<String>) -> Result<Self, DomainError> {
+        match (scope_type, value) {
+            (ScopeType::Global, None) => Ok(Scope::Global),
+            (ScopeType::Global, Some(_)) => Err(DomainError::invalid(
+                "scope_value",
+                "scope_value must be omitted for the global scope",
+            )),
+            (ScopeType::Endpoint, Some(v)) => Ok(Scope::Endpoint(v)),
+            (ScopeType::Spec, Some(v)) => Ok(Scope::Spec(v)),
+            (t, None) => Err(DomainError::invalid(
+                "scope_value",
+                format!("a {t} scope needs a scope_value"),
+            )),
+        }
+    }
+
+    /// The scopes a record counts in: always global and its endpoint; its spec
+    /// unless the spec name is NULL or empty.
+    pub fn of_record(endpoint: &str, spec_name: Option<&str>) -> impl Iterator<Item = Scope> {
+        let spec = spec_name
+            .filter(|s| !s.is_empty())
+            .map(|s| Scope::Spec(s.to_owned()));
+        [Some(Scope::Global), Some(Scope::Endpoint(endpoint.to_owned())), spec]
+            .into_iter()
+            .flatten()
+    }
+}
+
+/// What a query asks for: a scope type and optionally one value of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScopeFilter {
+    pub scope_type: ScopeType,
+    pub value: Option<String>,
+}
+
+impl ScopeFilter {
+    pub fn new(scope_type: ScopeType, value: Option<String>) -> Result<Self, DomainError> {
+        if scope_type == ScopeType::Global && value.is_some() {
+            return Err(DomainError::invalid(
+                "scope_value",
+                "scope_value must be omitted for the global scope",
+            ));
+        }
+        if let Some(v) = &value {
+            if v.is_empty() || v.chars().count() > 255 {
+                return Err(DomainError::invalid(
+                    "scope_value",
+                    "scope_value must be 1 to 255 characters",
+                ));
+            }
+        }
+        Ok(Self { scope_type, value })
+    }
+
+    pub fn global() -> Self {
+        Self { scope_type: ScopeType::Global, value: None }
+    }
+}
+
+/// Statistics level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Granularity {
+    Minute,
+    Hourly,
+    Daily,
+}
+
+impl Granularity {
+    pub const ALL: [Granularity; 3] = [Granularity::Minute, Granularity::Hourly, Granularity::Daily];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Granularity::Minute => "minute",
+            Granularity::Hourly => "hourly",
+            Granularity::Daily => "daily",
+        }
+    }
+
+    pub fn bucket_len(self) -> TimeDelta {
+        match self {
+            Granularity::Minute => TimeDelta::minutes(1),
+            Granularity::Hourly => TimeDelta::hours(1),
+            Granularity::Daily => TimeDelta::days(1),
+        }
+    }
+
+    /// Start of the bucket holding `t`.
+    pub fn floor(self, t: DateTime<Utc>) -> DateTime<Utc> {
+        // duration_trunc only fails for out-of-range timestamps, which
+        // validated input never has; fall back to `t` rather than panic.
+        t.duration_trunc(self.bucket_len()).unwrap_or(t)
+    }
+
+    /// Smallest bucket start ≥ `t`.
+    pub fn ceil(self, t: DateTime<Utc>) -> DateTime<Utc> {
+        let f = self.floor(t);
+        if f == t { f } else { f + self.bucket_len() }
+    }
+
+    /// The next coarser level, whose buckets this level feeds.
+    pub fn coarser(self) -> Option<Granularity> {
+        match self {
+            Granularity::Minute => Some(Granularity::Hourly),
+            Granularity::Hourly => Some(Granularity::Daily),
+            Granularity::Daily => None,
+        }
+    }
+
+    pub fn finer(self) -> Option<Granularity> {
+        match self {
+            Granularity::Minute => None,
+            Granularity::Hourly => Some(Granularity::Minute),
+            Granularity::Daily => Some(Granularity::Hourly),
+        }
+    }
+
+    pub fn table_name(self) -> &'static str {
+        match self {
+            Granularity::Minute => "gpu_usage_statistics_minute",
+            Granularity::Hourly => "gpu_usage_statistics_hourly",
+            Granularity::Daily => "gpu_usage_statistics_daily",
+        }
+    }
+}
+
+impl fmt::Display for Granularity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Granularity {
+    type Err = DomainError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "minute" => Ok(Granularity::Minute),
+            // The original API spelled these hour/day.
+            "hourly" | "hour" => Ok(Granularity::Hourly),
+            "daily" | "day" => Ok(Granularity::Daily),
+            other => Err(DomainError::invalid(
+                "granularity",
+                format!("unknown granularity {other:?}; expected minute, hourly, daily or all"),
+            )),
+        }
+    }
+}
+
+/// Outcome of a finished task.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    sea_orm::EnumIter,
+    sea_orm::DeriveActiveEnum,
+)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(50))")]
+pub enum TaskStatus {
+    #[sea_orm(string_value = "COMPLETED")]
+    Completed,
+    #[sea_orm(string_value = "FAILED")]
+    Failed,
+}
+
+impl TaskStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskStatus::Completed => "COMPLETED",
+            TaskStatus::Failed => "FAILED",
+        }
+    }
+}
+
+impl fmt::Display for TaskStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for TaskStatus {
+    type Err = DomainError;
+    /// Any letter case is accepted; the stored form is upper case.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_uppercase().as_str() {
+            "COMPLETED" => Ok(TaskStatus::Completed),
+            "FAILED" => Ok(TaskStatus::Failed),
+            other => Err(DomainError::invalid(
+                "status",
+                format!("unknown status {other:?}; expected COMPLETED or FAILED"),
+            )),
+        }
+    }
+}
+
+/// Truncate to whole milliseconds: the precision of every stored timestamp.
+pub fn to_millis(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.duration_trunc(TimeDelta::milliseconds(1)).unwrap_or(t)
+}
+
+/// Parse an RFC 3339 timestamp with an explicit offset into UTC, truncated to
+/// milliseconds. Naive timestamps are refused: their zone would be a guess.
+pub fn parse_utc(field: &'static str, s: &str) -> Result<DateTime<Utc>, DomainError> {
+    DateTime::parse_from_rfc3339(s.trim())
+        .map(|t| to_millis(t.with_timezone(&Utc)))
+        .map_err(|e| {
+            DomainError::invalid(
+                field,
+                format!("{s:?} is not an RFC 3339 timestamp with an offset ({e})"),
+            )
+        })
+}
+
+/// A half-open UTC interval `[start, end)` with `start < end`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TimeRange {
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+}
+
+impl TimeRange {
+    pub fn new(start: DateTime<Utc>, end: DateTime<Utc>) -> Result<Self, DomainError> {
+        if start >= end {
+            return Err(DomainError::invalid(
+                "start_time",
+                format!("start_time {start} must be before end_time {end}"),
+            ));
+        }
+        Ok(Self { start, end })
+    }
+
+    pub fn start(&self) -> DateTime<Utc> {
+        self.start
+    }
+
+    pub fn end(&self) -> DateTime<Utc> {
+        self.end
+    }
+
+    pub fn duration(&self) -> Duration {
+        self.end - self.start
+    }
+
+    /// Widened outward to whole buckets of `g`.
+    pub fn align(&self, g: Granularity) -> TimeRange {
+        TimeRange { start: g.floor(self.start), end: g.ceil(self.end) }
+    }
+
+    /// Split into consecutive pieces of at most `len`, aligned to `len`
+    /// boundaries from the epoch (so days split on midnight).
+    pub fn chunks(&self, len: TimeDelta) -> Vec<TimeRange> {
+        let mut out = Vec::new();
+        let mut s = self.start;
+        while s < self.end {
+            let next_boundary = s
+                .duration_trunc(len)
+                .map(|f| f + len)
+                .unwrap_or(self.end);
+            let e = next_boundary.min(self.end);
+            out.push(TimeRange { start: s, end: e });
+            s = e;
+        }
+        out
+    }
+
+    /// Intersection, if not empty.
+    pub fn clip_start(&self, from: DateTime<Utc>) -> Option<TimeRange> {
+        let start = self.start.max(from);
+        (start < self.end).then_some(TimeRange { start, end: self.end })
+    }
+}
+
+/// Calendar day as stored in the daily table.
+pub fn day_of(t: DateTime<Utc>) -> NaiveDate {
+    t.date_naive()
+}
+
+pub fn day_start(d: NaiveDate) -> DateTime<Utc> {
+    d.and_hms_opt(0, 0, 0)
+        .map(|n| n.and_utc())
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_any_offset_to_utc_millis() {
+        let t = parse_utc("t", "2026-01-01T10:00:00.123456+02:00").unwrap();
+        assert_eq!(t.to_rfc3339(), "2026-01-01T08:00:00.123+00:00");
+        assert!(parse_utc("t", "2026-01-01T10:00:00").is_err());
+        assert!(parse_utc("t", "yesterday").is_err());
+    }
+
+    #[test]
+    fn enums_parse_strictly() {
+        assert_eq!("Failed".parse::<TaskStatus>().unwrap(), TaskStatus::Failed);
+        assert!("RUNNING".parse::<TaskStatus>().is_err());
+        assert_eq!("hour".parse::<Granularity>().unwrap(), Granularity::Hourly);
+        assert!("week".parse::<Granularity>().is_err());
+        assert!("worker".parse::<ScopeType>().is_err());
+    }
+
+    #[test]
+    fn chunks_split_on_day_boundaries() {
+        let s = parse_utc("s", "2026-01-01T12:00:00Z").unwrap();
+        let e = parse_utc("e", "2026-01-03T06:00:00Z").unwrap();
+        let chunks = TimeRange::new(s, e).unwrap().chunks(TimeDelta::days(1));
+        assert_eq!(chunks.len(), 3);
+        assert_eq!(chunks[1].start().to_rfc3339(), "2026-01-02T00:00:00+00:00");
+        assert_eq!(chunks[2].end(), e);
+    }
+
+    #[test]
+    fn spec_scope_skips_null_and_empty() {
+        assert_eq!(Scope::of_record("e", Some("")).count(), 2);
+        assert_eq!(Scope::of_record("e", None).count(), 2);
+        assert_eq!(Scope::of_record("e", Some("a100")).count(), 3);
+    }
+}

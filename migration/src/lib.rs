@@ -1,0 +1,45 @@
+//! Schema of the GPU usage accounting service, as sea-orm migrations.
+//!
+//! One DDL change per migration file: MySQL/MariaDB commit DDL implicitly, so a
+//! migration that failed half-way could not be rolled back. On SQLite (where
+//! DDL is transactional) a table and its secondary indexes are separate
+//! statements inside the same migration, because SQLite has no inline `KEY`.
+//!
+//! `scripts/gpu_usage_schema.sql` builds the same schema for operators who
+//! prefer `mysql < file`; `crates/gpu-usage-core/tests/schema.rs` proves the two
+//! agree on MariaDB.
+//!
+//! Migrations never import the entities: they describe the schema as it was
+//! on their date, which the entities may outgrow.
+
+pub use sea_orm_migration::prelude::*;
+
+pub mod settings_source;
+
+mod m20261129_000001_create_gpu_usage_records;
+mod m20261129_000002_create_gpu_usage_statistics_minute;
+mod m20261129_000003_create_gpu_usage_statistics_hourly;
+mod m20261129_000004_create_gpu_usage_statistics_daily;
+mod m20261129_000005_create_gpu_usage_rollup_pending;
+mod m20261129_000006_create_gpu_usage_job_runs;
+mod m20261129_000007_create_gpu_usage_backfill_jobs;
+mod m20261129_000008_create_gpu_usage_retention_horizons;
+mod schema_util;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261129_000001_create_gpu_usage_records::Migration),
+            Box::new(m20261129_000002_create_gpu_usage_statistics_minute::Migration),
+            Box::new(m20261129_000003_create_gpu_usage_statistics_hourly::Migration),
+            Box::new(m20261129_000004_create_gpu_usage_statistics_daily::Migration),
+            Box::new(m20261129_000005_create_gpu_usage_rollup_pending::Migration),
+            Box::new(m20261129_000006_create_gpu_usage_job_runs::Migration),
+            Box::new(m20261129_000007_create_gpu_usage_backfill_jobs::Migration),
+            Box::new(m20261129_000008_create_gpu_usage_retention_horizons::Migration),
+        ]
+    }
+}

@@ -1,0 +1,21 @@
+use sea_orm_migration::prelude::*;
+
+use crate::schema_util::*;
+
+const TABLE: &str = "gpu_usage_statistics_daily";
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let (table, indexes) =
+            statistics_table(manager.get_database_backend(), TABLE, StatsLevel::Daily);
+        create_table_with_indexes(manager, table, indexes).await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        drop_table(manager, TABLE).await
+    }
+}

@@ -1,0 +1,21 @@
+//! `cargo run -p migration -- up|down|status|fresh` against the database the
+//! services are configured for (see `settings_source`).
+
+use migration::Migrator;
+use sea_orm_migration::sea_orm::{ConnectOptions, Database};
+
+#[tokio::main]
+async fn main() {
+    sea_orm_migration::cli::run_cli_with_custom_connection(Migrator, async || {
+        let url = migration::settings_source::database_url()
+            .map_err(|e| sea_orm_migration::sea_orm::DbErr::Custom(format!("configuration: {e}")))?;
+        let mut options = ConnectOptions::new(url);
+        options
+            .sqlx_logging(false)
+            .max_connections(2)
+            .map_sqlx_mysql_opts(|o| o.timezone(Some("+00:00".to_owned())))
+            .map_sqlx_sqlite_opts(|o| o.create_if_missing(true));
+        Database::connect(options).await
+    })
+    .await;
+}
