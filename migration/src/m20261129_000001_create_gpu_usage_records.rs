@@ -42,7 +42,7 @@ impl MigrationTrait for Migration {
             index(TABLE, "idx_completed_at", &["completed_at"]),
             index(TABLE, "idx_created_at", &["created_at"]),
         ];
-        create_table_with_indexes(manager, table, indexes).await
+        create_table_with_indexes(manager, TABLE, table, indexes).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {

@@ -12,7 +12,7 @@ impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let (table, indexes) =
             statistics_table(manager.get_database_backend(), TABLE, StatsLevel::Minute);
-        create_table_with_indexes(manager, table, indexes).await
+        create_table_with_indexes(manager, TABLE, table, indexes).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {

@@ -31,7 +31,7 @@ impl MigrationTrait for Migration {
             "idx_pending_level_start",
             &["level", "range_start"],
         )];
-        create_table_with_indexes(manager, table, indexes).await
+        create_table_with_indexes(manager, TABLE, table, indexes).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {

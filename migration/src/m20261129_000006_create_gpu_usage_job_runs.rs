@@ -24,8 +24,12 @@ impl MigrationTrait for Migration {
             .col(bigint("rows_written").not_null().default(0))
             .col(text("detail").null())
             .to_owned();
-        let indexes = vec![index(TABLE, "idx_job_runs_job_started", &["job", "started_at"])];
-        create_table_with_indexes(manager, table, indexes).await
+        let indexes = vec![index(
+            TABLE,
+            "idx_job_runs_job_started",
+            &["job", "started_at"],
+        )];
+        create_table_with_indexes(manager, TABLE, table, indexes).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {

@@ -39,7 +39,7 @@ impl MigrationTrait for Migration {
             .col(datetime_ms(backend, "finished_at").null())
             .to_owned();
         let indexes = vec![index(TABLE, "idx_backfill_status", &["status"])];
-        create_table_with_indexes(manager, table, indexes).await
+        create_table_with_indexes(manager, TABLE, table, indexes).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {

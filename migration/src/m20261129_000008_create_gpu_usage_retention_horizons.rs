@@ -23,7 +23,7 @@ impl MigrationTrait for Migration {
                     .default(now_default(backend)),
             )
             .to_owned();
-        create_table_with_indexes(manager, table, vec![]).await
+        create_table_with_indexes(manager, TABLE, table, vec![]).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {

@@ -7,8 +7,9 @@ use sea_orm_migration::sea_orm::{ConnectOptions, Database};
 #[tokio::main]
 async fn main() {
     sea_orm_migration::cli::run_cli_with_custom_connection(Migrator, async || {
-        let url = migration::settings_source::database_url()
-            .map_err(|e| sea_orm_migration::sea_orm::DbErr::Custom(format!("configuration: {e}")))?;
+        let url = migration::settings_source::database_url().map_err(|e| {
+            sea_orm_migration::sea_orm::DbErr::Custom(format!("configuration: {e}"))
+        })?;
         let mut options = ConnectOptions::new(url);
         options
             .sqlx_logging(false)

@@ -79,13 +79,22 @@ pub fn index(table: &str, name: &str, columns: &[&str]) -> IndexCreateStatement 
 /// `KEY` and gets `CREATE INDEX` statements inside its DDL transaction.
 pub async fn create_table_with_indexes(
     manager: &SchemaManager<'_>,
+    table_name: &str,
     mut table: TableCreateStatement,
     indexes: Vec<IndexCreateStatement>,
 ) -> Result<(), DbErr> {
     match manager.get_database_backend() {
         DbBackend::Sqlite => {
+            // SQLite index names are per database, not per table: the three
+            // statistics tables would clash on `uk_time_scope`.
             manager.create_table(table).await?;
-            for index in indexes {
+            for mut index in indexes {
+                let name = index
+                    .get_index_spec()
+                    .get_name()
+                    .unwrap_or_default()
+                    .to_owned();
+                index.name(format!("{table_name}_{name}"));
                 manager.create_index(index).await?;
             }
             Ok(())
@@ -128,7 +137,7 @@ pub fn statistics_table(
 ) -> (TableCreateStatement, Vec<IndexCreateStatement>) {
     let mut table = Table::create();
     table.table(Alias::new(name)).col(id("id"));
-    let bucket = match level {
+    let mut bucket = match level {
         StatsLevel::Daily => date("time_bucket"),
         _ => datetime("time_bucket"),
     };
@@ -178,8 +187,8 @@ pub fn statistics_table(
         // written by the application.
         .col(string("scope_value_key", 255).generated(
             Func::coalesce([
-                Expr::col(Alias::new("scope_value")).into(),
-                Expr::val("__GLOBAL__").into(),
+                Expr::col(Alias::new("scope_value")),
+                Expr::val("__GLOBAL__"),
             ]),
             true,
         ));

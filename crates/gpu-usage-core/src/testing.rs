@@ -139,6 +139,9 @@ impl TestDb {
 macro_rules! dual_backend_test {
     ($name:ident, $body:path) => {
         mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
                 let t = $crate::testing::TestDb::new($crate::testing::Backend::Sqlite).await;

@@ -2,6 +2,7 @@
 //! validated time ranges. Parsing happens once, at the edge.
 
 use chrono::{DateTime, Duration, DurationRound, NaiveDate, TimeDelta, Utc};
+use sea_orm::sea_query::StringLen;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;

@@ -1,0 +1,263 @@
+//! The accounting engine: minute rows from records, hourly rows from minute
+//! rows, daily rows from hourly rows (SPEC §3–§4).
+//!
+//! Every entry point is an idempotent recomputation of whole buckets: it
+//! reads the source for a range, computes the rows in memory
+//! ([`compute`]) and replaces the level's rows for that range in one
+//! transaction ([`store`]). Running it again, concurrently, or over a range
+//! already done yields identical rows.
+//!
+//! Sources per bucket ([`horizon`]): the finer level while its rows are
+//! retained; the records themselves once the finer level has been cleaned
+//! but records remain; otherwise the bucket is left as it is, never
+//! overwritten with less.
+//!
+//! What to recompute comes from [`pending`]: ingest queues the minutes its
+//! records touch, each level queues what it rewrote for the next one.
+
+pub mod compute;
+pub mod horizon;
+pub mod pending;
+pub mod store;
+
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use sea_orm::{ConnectionTrait, DbErr, TransactionTrait};
+
+use self::compute::Buckets;
+use self::horizon::Horizons;
+use crate::EngineConfig;
+use crate::error::Result;
+use crate::types::{Granularity, TimeRange};
+
+/// What one rollup call did.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RollupReport {
+    pub level: Granularity,
+    /// Merged ranges recomputed.
+    pub ranges: usize,
+    /// Buckets (of this level) covered by the recomputed ranges.
+    pub buckets: u64,
+    /// Statistics rows written.
+    pub rows_written: u64,
+    /// Pending entries consumed.
+    pub pending_consumed: u64,
+    /// Parts left untouched because their source data is gone.
+    #[serde(skip)]
+    pub skipped: Vec<TimeRange>,
+}
+
+impl RollupReport {
+    fn new(level: Granularity) -> Self {
+        Self {
+            level,
+            ranges: 0,
+            buckets: 0,
+            rows_written: 0,
+            pending_consumed: 0,
+            skipped: Vec::new(),
+        }
+    }
+
+    fn absorb(&mut self, other: RollupReport) {
+        self.ranges += other.ranges;
+        self.buckets += other.buckets;
+        self.rows_written += other.rows_written;
+        self.pending_consumed += other.pending_consumed;
+        self.skipped.extend(other.skipped);
+    }
+}
+
+/// How much is recomputed per transaction: bounds memory (one chunk's
+/// source rows) and lock time.
+fn chunk_len(level: Granularity) -> TimeDelta {
+    match level {
+        Granularity::Minute => TimeDelta::hours(6),
+        Granularity::Hourly | Granularity::Daily => TimeDelta::days(1),
+    }
+}
+
+/// Pending entries read per round of `process_pending`.
+const PENDING_BATCH: u64 = 5_000;
+/// Rounds per call; what is left waits for the next tick.
+const PENDING_ROUNDS: usize = 50;
+
+/// Rebuilds `level` over `range` (widened to whole buckets) and queues the
+/// range for the next coarser level.
+pub async fn recompute(
+    db: &(impl ConnectionTrait + TransactionTrait),
+    level: Granularity,
+    range: TimeRange,
+    now: DateTime<Utc>,
+    cfg: &EngineConfig,
+) -> Result<RollupReport> {
+    let horizons = horizon::load(db, now, &cfg.retention).await?;
+    let mut report = recompute_with(db, level, range.align(level), &horizons, now, cfg).await?;
+    report.ranges = 1;
+    Ok(report)
+}
+
+/// The periodic job of one level: folds in everything pending for it.
+pub async fn process_pending(
+    db: &(impl ConnectionTrait + TransactionTrait),
+    level: Granularity,
+    now: DateTime<Utc>,
+    cfg: &EngineConfig,
+) -> Result<RollupReport> {
+    let mut report = RollupReport::new(level);
+    for _ in 0..PENDING_ROUNDS {
+        let taken = pending::take(db, level, PENDING_BATCH).await?;
+        if taken.is_empty() {
+            break;
+        }
+        let horizons = horizon::load(db, now, &cfg.retention).await?;
+        let ranges = pending::merge(taken.iter().map(|(_, r)| r.align(level)).collect());
+        for range in &ranges {
+            report.absorb(recompute_with(db, level, *range, &horizons, now, cfg).await?);
+        }
+        report.ranges += ranges.len();
+        let ids: Vec<i64> = taken.iter().map(|(id, _)| *id).collect();
+        report.pending_consumed += pending::consume(db, &ids).await?;
+        if (taken.len() as u64) < PENDING_BATCH {
+            break;
+        }
+    }
+    Ok(report)
+}
+
+/// Where a part of a range is rebuilt from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Records,
+    Finer,
+}
+
+/// Splits an aligned range by source: finer level where complete, records
+/// where they are retained but the finer level is not, nothing before.
+fn plan(
+    level: Granularity,
+    range: TimeRange,
+    h: &Horizons,
+) -> (Vec<(TimeRange, Source)>, Vec<TimeRange>) {
+    let records_from = level.ceil(h.records);
+    let mut parts = Vec::new();
+    let covered_from = match level {
+        Granularity::Minute => {
+            if let Some(r) = range.clip_start(records_from) {
+                parts.push((r, Source::Records));
+            }
+            records_from
+        }
+        _ => {
+            let finer_from = level.ceil(h.finer_of(level));
+            if let Some(r) = range.clip_start(finer_from) {
+                parts.push((r, Source::Finer));
+            }
+            let end = range.end().min(finer_from);
+            let start = range.start().max(records_from);
+            if let Ok(r) = TimeRange::new(start, end) {
+                parts.push((r, Source::Records));
+            }
+            records_from.min(finer_from)
+        }
+    };
+    let skipped = TimeRange::new(range.start(), range.end().min(covered_from))
+        .ok()
+        .into_iter()
+        .collect();
+    (parts, skipped)
+}
+
+async fn recompute_with(
+    db: &(impl ConnectionTrait + TransactionTrait),
+    level: Granularity,
+    range: TimeRange,
+    horizons: &Horizons,
+    now: DateTime<Utc>,
+    cfg: &EngineConfig,
+) -> Result<RollupReport> {
+    let mut report = RollupReport::new(level);
+    let (parts, skipped) = plan(level, range, horizons);
+    for s in &skipped {
+        tracing::warn!(
+            level = %level,
+            start = %s.start(),
+            end = %s.end(),
+            "not rebuilding: source rows are past retention; keeping the stored rows"
+        );
+    }
+    report.skipped = skipped;
+    for (part, source) in parts {
+        for chunk in part.chunks(chunk_len(level)) {
+            let buckets = build(db, level, chunk, source, cfg).await?;
+            report.rows_written += write_with_retry(db, level, chunk, &buckets, now).await?;
+            report.buckets += bucket_count(level, chunk);
+        }
+    }
+    Ok(report)
+}
+
+fn bucket_count(level: Granularity, range: TimeRange) -> u64 {
+    let n = range.duration().num_seconds() / level.bucket_len().num_seconds();
+    u64::try_from(n).unwrap_or(0)
+}
+
+async fn build(
+    db: &impl ConnectionTrait,
+    level: Granularity,
+    chunk: TimeRange,
+    source: Source,
+    cfg: &EngineConfig,
+) -> Result<Buckets> {
+    let max_task = cfg.ingest.max_task_duration();
+    Ok(match (level, source) {
+        (Granularity::Minute, _) => {
+            let records = store::read_records(db, chunk, max_task).await?;
+            compute::minutes_from_records(&records, chunk)
+        }
+        (Granularity::Hourly, Source::Finer) => {
+            compute::fold(&store::read_minutes(db, chunk).await?, Granularity::Hourly)
+        }
+        (Granularity::Daily, Source::Finer) => {
+            compute::fold(&store::read_hours(db, chunk).await?, Granularity::Daily)
+        }
+        (Granularity::Hourly, Source::Records) => {
+            let records = store::read_records(db, chunk, max_task).await?;
+            compute::fold(&compute::minutes_from_records(&records, chunk), Granularity::Hourly)
+        }
+        (Granularity::Daily, Source::Records) => {
+            let records = store::read_records(db, chunk, max_task).await?;
+            let minutes = compute::minutes_from_records(&records, chunk);
+            compute::fold(&compute::fold(&minutes, Granularity::Hourly), Granularity::Daily)
+        }
+    })
+}
+
+/// Deadlocks between concurrent recomputations of the same range are
+/// expected on InnoDB (gap locks of the delete against the other's inserts);
+/// the loser's transaction was rolled back and simply runs again.
+async fn write_with_retry(
+    db: &(impl ConnectionTrait + TransactionTrait),
+    level: Granularity,
+    chunk: TimeRange,
+    buckets: &Buckets,
+    now: DateTime<Utc>,
+) -> Result<u64> {
+    let mut attempt = 0u32;
+    loop {
+        match store::replace(db, level, chunk, buckets, now).await {
+            Ok(n) => return Ok(n),
+            Err(e) if attempt < 8 && crate::db::is_retryable_conflict(&e) => {
+                attempt += 1;
+                tracing::debug!(level = %level, attempt, error = %e, "write conflict; retrying");
+                tokio::time::sleep(Duration::from_millis(20 * u64::from(attempt))).await;
+            }
+            Err(e) => return Err(from_db(e)),
+        }
+    }
+}
+
+fn from_db(e: DbErr) -> crate::DomainError {
+    e.into()
+}

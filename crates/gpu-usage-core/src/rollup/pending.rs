@@ -1,0 +1,124 @@
+//! Pending ranges: the rollups' work queue (`gpu_usage_rollup_pending`).
+//!
+//! Ingest inserts the minute ranges its new records touch in the same
+//! transaction as the records, so a committed record is always either
+//! already folded in or still pending: late data and worker downtime are
+//! caught up by the next periodic run, whatever the bucket's age. A level,
+//! once it has rewritten a range, queues that range for the next coarser
+//! level in the same transaction as its rows. Consumers delete exactly the
+//! ids they read, never "everything up to id N", because auto-increment ids
+//! can commit out of order.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ActiveValue::{NotSet, Set},
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+};
+
+use crate::entities::rollup_pending;
+use crate::error::Result;
+use crate::types::{Granularity, TimeRange};
+
+/// Sorts and coalesces overlapping or touching ranges.
+pub fn merge(mut ranges: Vec<TimeRange>) -> Vec<TimeRange> {
+    ranges.sort_by_key(|r| (r.start(), r.end()));
+    let mut out: Vec<TimeRange> = Vec::with_capacity(ranges.len());
+    for r in ranges {
+        match out.last_mut() {
+            Some(last) if r.start() <= last.end() => {
+                if r.end() > last.end() {
+                    // start < end holds: last.start <= r.start < r.end.
+                    if let Ok(m) = TimeRange::new(last.start(), r.end()) {
+                        *last = m;
+                    }
+                }
+            }
+            _ => out.push(r),
+        }
+    }
+    out
+}
+
+/// Queues `ranges` (aligned outward to `level`, merged) for `level`.
+pub async fn mark(
+    db: &impl ConnectionTrait,
+    level: Granularity,
+    ranges: impl IntoIterator<Item = TimeRange>,
+    now: DateTime<Utc>,
+) -> Result<usize, DbErr> {
+    let merged = merge(ranges.into_iter().map(|r| r.align(level)).collect());
+    if merged.is_empty() {
+        return Ok(0);
+    }
+    let n = merged.len();
+    for chunk in merged.chunks(500) {
+        rollup_pending::Entity::insert_many(chunk.iter().map(|r| rollup_pending::ActiveModel {
+            id: NotSet,
+            level: Set(level.as_str().to_owned()),
+            range_start: Set(r.start()),
+            range_end: Set(r.end()),
+            created_at: Set(now),
+        }))
+        .exec_without_returning(db)
+        .await?;
+    }
+    Ok(n)
+}
+
+/// Up to `limit` pending ranges of `level`, oldest first.
+pub async fn take(
+    db: &impl ConnectionTrait,
+    level: Granularity,
+    limit: u64,
+) -> Result<Vec<(i64, TimeRange)>> {
+    let rows = rollup_pending::Entity::find()
+        .filter(rollup_pending::Column::Level.eq(level.as_str()))
+        .order_by_asc(rollup_pending::Column::Id)
+        .limit(limit)
+        .all(db)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| TimeRange::new(r.range_start, r.range_end).ok().map(|t| (r.id, t)))
+        .collect())
+}
+
+/// Deletes exactly these ids.
+pub async fn consume(db: &impl ConnectionTrait, ids: &[i64]) -> Result<u64> {
+    let mut n = 0;
+    for chunk in ids.chunks(1000) {
+        n += rollup_pending::Entity::delete_many()
+            .filter(rollup_pending::Column::Id.is_in(chunk.iter().copied()))
+            .exec(db)
+            .await?
+            .rows_affected;
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::parse_utc;
+
+    fn r(a: &str, b: &str) -> TimeRange {
+        TimeRange::new(parse_utc("a", a).unwrap(), parse_utc("b", b).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn merges_overlapping_and_touching() {
+        let m = merge(vec![
+            r("2026-01-01T10:05:00Z", "2026-01-01T10:06:00Z"),
+            r("2026-01-01T10:00:00Z", "2026-01-01T10:05:00Z"),
+            r("2026-01-01T12:00:00Z", "2026-01-01T12:01:00Z"),
+            r("2026-01-01T10:01:00Z", "2026-01-01T10:02:00Z"),
+        ]);
+        assert_eq!(
+            m,
+            vec![
+                r("2026-01-01T10:00:00Z", "2026-01-01T10:06:00Z"),
+                r("2026-01-01T12:00:00Z", "2026-01-01T12:01:00Z"),
+            ]
+        );
+    }
+}

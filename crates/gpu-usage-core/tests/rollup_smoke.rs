@@ -1,0 +1,114 @@
+//! A worked example through the whole engine on both backends: numbers a
+//! reader can check by hand.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use chrono::{DateTime, Utc};
+use gpu_usage_core::entities::{statistics_daily, statistics_hourly, statistics_minute};
+use gpu_usage_core::ingest::{RecordInput, ingest};
+use gpu_usage_core::rollup::process_pending;
+use gpu_usage_core::testing::TestDb;
+use gpu_usage_core::types::{Granularity, ScopeType, parse_utc};
+use gpu_usage_core::{EngineConfig, status};
+use rust_decimal::Decimal;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+
+fn t(s: &str) -> DateTime<Utc> {
+    parse_utc("t", s).unwrap()
+}
+
+fn rec(id: &str, ep: &str, spec: Option<&str>, gpus: i64, s: &str, e: &str, status: &str) -> RecordInput {
+    RecordInput {
+        task_id: Some(id.into()),
+        endpoint: Some(ep.into()),
+        spec_name: spec.map(Into::into),
+        gpu_count: Some(gpus),
+        started_at: Some(s.into()),
+        completed_at: Some(e.into()),
+        status: Some(status.into()),
+        ..Default::default()
+    }
+}
+
+async fn run_all(db: &sea_orm::DatabaseConnection, now: DateTime<Utc>, cfg: &EngineConfig) {
+    for g in Granularity::ALL {
+        process_pending(db, g, now, cfg).await.unwrap();
+    }
+}
+
+async fn worked_example(tdb: TestDb) {
+    let db = &tdb.db;
+    let cfg = EngineConfig::default();
+    let now = t("2026-03-02T00:30:00Z");
+    let report = ingest(
+        db,
+        vec![
+            // 2 GPUs from 23:58:30 to 00:01:00 across midnight: 300 GPU-s.
+            rec("a", "ep-1", Some("a100"), 2, "2026-03-01T23:58:30Z", "2026-03-02T00:01:00Z", "COMPLETED"),
+            // 1 GPU, 90 s inside 00:00, failed.
+            rec("b", "ep-2", Some(""), 1, "2026-03-02T00:00:10.500Z", "2026-03-02T00:01:40.500Z", "failed"),
+        ],
+        now,
+        &cfg,
+    )
+    .await
+    .unwrap();
+    assert_eq!((report.inserted, report.duplicates), (2, 0));
+
+    for _ in 0..2 {
+        run_all(db, now, &cfg).await;
+        let minutes = statistics_minute::Entity::find()
+            .filter(statistics_minute::Column::ScopeType.eq(ScopeType::Global))
+            .order_by_asc(statistics_minute::Column::TimeBucket)
+            .all(db)
+            .await
+            .unwrap();
+        let ms: Vec<(String, i64, i32)> = minutes
+            .iter()
+            .map(|m| (m.time_bucket.format("%H:%M").to_string(), m.gpu_milliseconds, m.total_tasks))
+            .collect();
+        assert_eq!(
+            ms,
+            vec![
+                ("23:58".into(), 60_000, 0),
+                ("23:59".into(), 120_000, 0),
+                ("00:00".into(), 120_000 + 49_500, 0),
+                ("00:01".into(), 40_500, 2),
+            ]
+        );
+        let last = minutes.last().unwrap();
+        assert_eq!(last.failed_tasks, 1);
+        assert_eq!(last.avg_gpu_count, Decimal::new(150, 2));
+
+        let hours = statistics_hourly::Entity::find()
+            .filter(statistics_hourly::Column::ScopeType.eq(ScopeType::Global))
+            .order_by_asc(statistics_hourly::Column::TimeBucket)
+            .all(db)
+            .await
+            .unwrap();
+        assert_eq!(hours.len(), 2);
+        assert_eq!(hours[1].gpu_milliseconds, 210_000);
+        assert_eq!(hours[1].peak_minute, Some(t("2026-03-02T00:00:00Z")));
+        assert_eq!(hours[0].peak_minute, Some(t("2026-03-01T23:59:00Z")));
+
+        let days = statistics_daily::Entity::find()
+            .order_by_asc(statistics_daily::Column::TimeBucket)
+            .all(db)
+            .await
+            .unwrap();
+        // Day 1: global + ep-1 + a100. Day 2: global, ep-1, ep-2, a100.
+        assert_eq!(days.len(), 7, "{days:#?}");
+        let d2 = days
+            .iter()
+            .find(|d| d.scope_type == ScopeType::Global && d.time_bucket.to_string() == "2026-03-02")
+            .unwrap();
+        assert_eq!((d2.total_tasks, d2.completed_tasks, d2.failed_tasks), (2, 1, 1));
+        assert_eq!(d2.gpu_milliseconds, 210_000);
+        assert_eq!(d2.peak_hour, Some(t("2026-03-02T00:00:00Z")));
+        assert_eq!(d2.max_gpu_count, 2);
+    }
+    let st = status::rollup_status(db, now).await.unwrap();
+    assert!(st.iter().all(|l| l.pending_ranges == 0), "{st:?}");
+    tdb.cleanup().await;
+}
+
+gpu_usage_core::dual_backend_test!(worked_example_both_backends, worked_example);
