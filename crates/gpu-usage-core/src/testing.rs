@@ -65,11 +65,19 @@ impl TestDb {
     async fn sqlite_unmigrated_inner(migrate: bool) -> TestDb {
         let path = std::env::temp_dir().join(format!("gu_test_{}.db", unique_suffix()));
         let settings = database_settings(format!("sqlite://{}?mode=rwc", path.display()));
-        let db = crate::db::connect(&settings).await.expect("open sqlite test db");
+        let db = crate::db::connect(&settings)
+            .await
+            .expect("open sqlite test db");
         if migrate {
             crate::migrate(&db).await.expect("migrate sqlite test db");
         }
-        TestDb { db, backend: Backend::Sqlite, settings, mysql_name: None, sqlite_path: Some(path) }
+        TestDb {
+            db,
+            backend: Backend::Sqlite,
+            settings,
+            mysql_name: None,
+            sqlite_path: Some(path),
+        }
     }
 
     pub async fn mysql() -> TestDb {
@@ -97,11 +105,19 @@ impl TestDb {
             .expect("create test database");
         admin.close().await.ok();
         let settings = database_settings(format!("{}/{name}", server.trim_end_matches('/')));
-        let db = crate::db::connect(&settings).await.expect("connect to test database");
+        let db = crate::db::connect(&settings)
+            .await
+            .expect("connect to test database");
         if migrate {
             crate::migrate(&db).await.expect("migrate mysql test db");
         }
-        TestDb { db, backend: Backend::MySql, settings, mysql_name: Some(name), sqlite_path: None }
+        TestDb {
+            db,
+            backend: Backend::MySql,
+            settings,
+            mysql_name: Some(name),
+            sqlite_path: None,
+        }
     }
 
     pub fn database_name(&self) -> Option<&str> {

@@ -16,7 +16,15 @@ fn t(s: &str) -> DateTime<Utc> {
     parse_utc("t", s).unwrap()
 }
 
-fn rec(id: &str, ep: &str, spec: Option<&str>, gpus: i64, s: &str, e: &str, status: &str) -> RecordInput {
+fn rec(
+    id: &str,
+    ep: &str,
+    spec: Option<&str>,
+    gpus: i64,
+    s: &str,
+    e: &str,
+    status: &str,
+) -> RecordInput {
     RecordInput {
         task_id: Some(id.into()),
         endpoint: Some(ep.into()),
@@ -43,9 +51,25 @@ async fn worked_example(tdb: TestDb) {
         db,
         vec![
             // 2 GPUs from 23:58:30 to 00:01:00 across midnight: 300 GPU-s.
-            rec("a", "ep-1", Some("a100"), 2, "2026-03-01T23:58:30Z", "2026-03-02T00:01:00Z", "COMPLETED"),
+            rec(
+                "a",
+                "ep-1",
+                Some("a100"),
+                2,
+                "2026-03-01T23:58:30Z",
+                "2026-03-02T00:01:00Z",
+                "COMPLETED",
+            ),
             // 1 GPU, 90 s inside 00:00, failed.
-            rec("b", "ep-2", Some(""), 1, "2026-03-02T00:00:10.500Z", "2026-03-02T00:01:40.500Z", "failed"),
+            rec(
+                "b",
+                "ep-2",
+                Some(""),
+                1,
+                "2026-03-02T00:00:10.500Z",
+                "2026-03-02T00:01:40.500Z",
+                "failed",
+            ),
         ],
         now,
         &cfg,
@@ -64,7 +88,13 @@ async fn worked_example(tdb: TestDb) {
             .unwrap();
         let ms: Vec<(String, i64, i32)> = minutes
             .iter()
-            .map(|m| (m.time_bucket.format("%H:%M").to_string(), m.gpu_milliseconds, m.total_tasks))
+            .map(|m| {
+                (
+                    m.time_bucket.format("%H:%M").to_string(),
+                    m.gpu_milliseconds,
+                    m.total_tasks,
+                )
+            })
             .collect();
         assert_eq!(
             ms,
@@ -99,9 +129,14 @@ async fn worked_example(tdb: TestDb) {
         assert_eq!(days.len(), 7, "{days:#?}");
         let d2 = days
             .iter()
-            .find(|d| d.scope_type == ScopeType::Global && d.time_bucket.to_string() == "2026-03-02")
+            .find(|d| {
+                d.scope_type == ScopeType::Global && d.time_bucket.to_string() == "2026-03-02"
+            })
             .unwrap();
-        assert_eq!((d2.total_tasks, d2.completed_tasks, d2.failed_tasks), (2, 1, 1));
+        assert_eq!(
+            (d2.total_tasks, d2.completed_tasks, d2.failed_tasks),
+            (2, 1, 1)
+        );
         assert_eq!(d2.gpu_milliseconds, 210_000);
         assert_eq!(d2.peak_hour, Some(t("2026-03-02T00:00:00Z")));
         assert_eq!(d2.max_gpu_count, 2);
@@ -112,3 +147,57 @@ async fn worked_example(tdb: TestDb) {
 }
 
 gpu_usage_core::dual_backend_test!(worked_example_both_backends, worked_example);
+
+/// SPEC: a 30-day backfill must not issue hundreds of thousands of queries.
+/// Counts every statement (transactions included) of rebuilding 30 days at
+/// all three levels.
+async fn thirty_day_rebuild_is_set_based(mut tdb: TestDb) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    let cfg = EngineConfig::default();
+    let now = t("2026-03-31T12:00:00Z");
+    let start = t("2026-03-01T00:00:00Z");
+    let inputs: Vec<RecordInput> = (0..120)
+        .map(|i| {
+            let s = start + chrono::TimeDelta::hours(6 * i);
+            let e = s + chrono::TimeDelta::minutes(90);
+            rec(
+                &format!("t{i}"),
+                &format!("ep-{}", i % 7),
+                Some("h100"),
+                1 + i % 4,
+                &s.to_rfc3339(),
+                &e.to_rfc3339(),
+                "COMPLETED",
+            )
+        })
+        .collect();
+    ingest(&tdb.db, inputs, now, &cfg).await.unwrap();
+
+    let statements = Arc::new(AtomicU64::new(0));
+    let counter = statements.clone();
+    tdb.db.set_metric_callback(move |_| {
+        counter.fetch_add(1, Ordering::Relaxed);
+    });
+    let range = gpu_usage_core::types::TimeRange::new(start, t("2026-03-31T00:00:00Z")).unwrap();
+    let mut rows = 0;
+    for _ in 0..2 {
+        for g in Granularity::ALL {
+            rows += gpu_usage_core::rollup::recompute(&tdb.db, g, range, now, &cfg)
+                .await
+                .unwrap()
+                .rows_written;
+        }
+    }
+    let n = statements.load(Ordering::Relaxed);
+    println!("30-day rebuild of all levels, twice: {n} statements, {rows} rows written");
+    assert!(rows > 0);
+    assert!(n < 5_000, "{n} statements for two 30-day rebuilds");
+    tdb.cleanup().await;
+}
+
+gpu_usage_core::dual_backend_test!(
+    thirty_day_rebuild_statement_count,
+    thirty_day_rebuild_is_set_based
+);

@@ -1,0 +1,222 @@
+//! Rollup and ingest throughput against the database doing the same work by
+//! itself, in the same run, so a noisy machine does not fool the figures.
+//!
+//! `cargo bench -p gpu-usage-core --bench rollup` (MariaDB at
+//! GPU_USAGE_TEST_MYSQL_URL, default mysql://root@127.0.0.1:3306; an
+//! isolated database is created and dropped). `BENCH_RECORDS` (default
+//! 100000) records over one day, `BENCH_BACKEND=sqlite` for SQLite.
+//!
+//! Printed: ingest rate; per level the rollup time, rows written and
+//! statements; the baseline = an ordered read of the same source rows plus
+//! one INSERT…SELECT copying as many rows as the level wrote; the ratio
+//! rollup / baseline; and the process's peak RSS.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, TimeDelta, Utc};
+use gpu_usage_core::EngineConfig;
+use gpu_usage_core::ingest::{RecordInput, ingest};
+use gpu_usage_core::rollup::{self, pending};
+use gpu_usage_core::testing::{Backend, TestDb};
+use gpu_usage_core::types::{Granularity, TimeRange, parse_utc};
+use sea_orm::{ConnectionTrait, DbBackend, Statement};
+
+/// Deterministic xorshift, so every run benchmarks the same data.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+fn records(n: usize, day: DateTime<Utc>) -> Vec<RecordInput> {
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    (0..n)
+        .map(|i| {
+            let end = day + TimeDelta::milliseconds(rng.below(86_400_000) as i64);
+            // Mostly short inference calls, some long jobs (up to 2 h).
+            let dur_ms = if rng.below(10) == 0 {
+                rng.below(7_200_000)
+            } else {
+                rng.below(60_000)
+            };
+            let start = end - TimeDelta::milliseconds(dur_ms as i64);
+            let spec = match rng.below(6) {
+                0 => None,
+                k => Some(format!("spec-{k}")),
+            };
+            RecordInput {
+                task_id: Some(format!("bench-{i}")),
+                endpoint: Some(format!("endpoint-{}", rng.below(20))),
+                spec_name: spec,
+                gpu_count: Some(rng.below(9) as i64),
+                started_at: Some(start.to_rfc3339()),
+                completed_at: Some(end.to_rfc3339()),
+                status: Some(
+                    if rng.below(20) == 0 {
+                        "FAILED"
+                    } else {
+                        "COMPLETED"
+                    }
+                    .to_owned(),
+                ),
+                ..Default::default()
+            }
+        })
+        .collect()
+}
+
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|kb| kb.parse::<f64>().ok())
+            })
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+async fn exec(db: &impl ConnectionTrait, sql: &str) {
+    db.execute_raw(Statement::from_string(
+        db.get_database_backend(),
+        sql.to_owned(),
+    ))
+    .await
+    .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+/// The database reading the source ordered and writing `rows` rows itself
+/// (the scratch table's creation is not timed: the rollup does no DDL).
+async fn baseline(db: &impl ConnectionTrait, source_sql: &str, table: &str, rows: u64) -> Duration {
+    let t0 = Instant::now();
+    let read = db
+        .query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            source_sql.to_owned(),
+        ))
+        .await
+        .unwrap();
+    std::hint::black_box(read.len());
+    let read_time = t0.elapsed();
+    exec(db, "DROP TABLE IF EXISTS bench_copy").await;
+    let create = match db.get_database_backend() {
+        DbBackend::Sqlite => format!("CREATE TABLE bench_copy AS SELECT * FROM {table} WHERE 0"),
+        _ => format!("CREATE TABLE bench_copy LIKE {table}"),
+    };
+    exec(db, &create).await;
+    let t1 = Instant::now();
+    exec(
+        db,
+        &format!(
+            "INSERT INTO bench_copy (time_bucket, scope_type, scope_value, total_tasks, completed_tasks, \
+             failed_tasks, total_gpu_hours, avg_gpu_count, max_gpu_count, gpu_milliseconds, gpu_count_sum, \
+             period_start, period_end, updated_at) SELECT time_bucket, scope_type, scope_value, total_tasks, \
+             completed_tasks, failed_tasks, total_gpu_hours, avg_gpu_count, max_gpu_count, gpu_milliseconds, \
+             gpu_count_sum, period_start, period_end, updated_at FROM {table} ORDER BY id LIMIT {rows}"
+        ),
+    )
+    .await;
+    read_time + t1.elapsed()
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let n: usize = std::env::var("BENCH_RECORDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let backend = match std::env::var("BENCH_BACKEND").as_deref() {
+        Ok("sqlite") => Backend::Sqlite,
+        _ => Backend::MySql,
+    };
+    let mut tdb = TestDb::new(backend).await;
+    let cfg = EngineConfig::default();
+    let day = parse_utc("day", "2026-06-01T00:00:00Z").unwrap();
+    let now = day + TimeDelta::days(1) + TimeDelta::hours(1);
+    println!("backend {backend:?}, {n} records over one day");
+
+    let inputs = records(n, day);
+    let t0 = Instant::now();
+    for batch in inputs.chunks(5_000) {
+        ingest(&tdb.db, batch.to_vec(), now, &cfg).await.unwrap();
+    }
+    let ingest_time = t0.elapsed();
+    println!(
+        "ingest: {:.2} s, {:.0} records/s (batches of 5000)",
+        ingest_time.as_secs_f64(),
+        n as f64 / ingest_time.as_secs_f64()
+    );
+    let queued = pending::take(&tdb.db, Granularity::Minute, 1_000_000)
+        .await
+        .unwrap();
+    pending::consume(
+        &tdb.db,
+        &queued.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+    )
+    .await
+    .unwrap();
+
+    let statements = Arc::new(AtomicU64::new(0));
+    let counter = statements.clone();
+    tdb.db.set_metric_callback(move |_| {
+        counter.fetch_add(1, Ordering::Relaxed);
+    });
+    let range = TimeRange::new(day, day + TimeDelta::days(1)).unwrap();
+    let rss_before = peak_rss_mib();
+    for (level, source_sql) in [
+        (
+            Granularity::Minute,
+            "SELECT endpoint, spec_name, gpu_count, started_at, completed_at, status FROM gpu_usage_records \
+             WHERE completed_at >= '2026-06-01' AND started_at < '2026-06-02' ORDER BY completed_at",
+        ),
+        (
+            Granularity::Hourly,
+            "SELECT time_bucket, scope_type, scope_value, total_tasks, completed_tasks, failed_tasks, \
+             gpu_milliseconds, gpu_count_sum, max_gpu_count FROM gpu_usage_statistics_minute ORDER BY time_bucket",
+        ),
+        (
+            Granularity::Daily,
+            "SELECT time_bucket, scope_type, scope_value, total_tasks, completed_tasks, failed_tasks, \
+             gpu_milliseconds, gpu_count_sum, max_gpu_count FROM gpu_usage_statistics_hourly ORDER BY time_bucket",
+        ),
+    ] {
+        statements.store(0, Ordering::Relaxed);
+        let t = Instant::now();
+        let report = rollup::recompute(&tdb.db, level, range, now, &cfg)
+            .await
+            .unwrap();
+        let rollup_time = t.elapsed();
+        let stmts = statements.load(Ordering::Relaxed);
+        let base = baseline(&tdb.db, source_sql, level.table_name(), report.rows_written).await;
+        println!(
+            "{:<6} rollup {:>8.3} s  rows {:>7}  statements {:>4}  baseline {:>8.3} s  ratio {:>5.2}",
+            level.as_str(),
+            rollup_time.as_secs_f64(),
+            report.rows_written,
+            stmts,
+            base.as_secs_f64(),
+            rollup_time.as_secs_f64() / base.as_secs_f64()
+        );
+    }
+    exec(&tdb.db, "DROP TABLE IF EXISTS bench_copy").await;
+    println!(
+        "peak RSS: {:.1} MiB before rollups, {:.1} MiB after",
+        rss_before,
+        peak_rss_mib()
+    );
+    tdb.cleanup().await;
+}
