@@ -36,7 +36,9 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, 
 
 /// `sqlite://data/x.db?mode=rwc` → `data`.
 pub fn sqlite_parent_dir(url: &str) -> Option<std::path::PathBuf> {
-    let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
     let path = path.split('?').next()?;
     if path.is_empty() || path == ":memory:" {
         return None;
@@ -93,7 +95,10 @@ pub async fn database_name(db: &DatabaseConnection) -> Result<String, DbErr> {
                     "SELECT COALESCE(DATABASE(), '') AS name",
                 ))
                 .await?;
-            Ok(row.map(|r| r.try_get::<String>("", "name")).transpose()?.unwrap_or_default())
+            Ok(row
+                .map(|r| r.try_get::<String>("", "name"))
+                .transpose()?
+                .unwrap_or_default())
         }
         _ => Ok("sqlite".to_owned()),
     }

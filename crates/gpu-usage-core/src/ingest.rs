@@ -53,12 +53,17 @@ impl RecordInput {
     ) -> std::result::Result<RecordInput, String> {
         let map: HashMap<String, String> = fields.into_iter().collect();
         if let Some(json) = map.get("record") {
-            return serde_json::from_str(json).map_err(|e| format!("field record: invalid JSON: {e}"));
+            return serde_json::from_str(json)
+                .map_err(|e| format!("field record: invalid JSON: {e}"));
         }
         let int = |k: &str| -> std::result::Result<Option<i64>, String> {
             map.get(k)
                 .filter(|v| !v.trim().is_empty())
-                .map(|v| v.trim().parse::<i64>().map_err(|_| format!("field {k}: {v:?} is not an integer")))
+                .map(|v| {
+                    v.trim()
+                        .parse::<i64>()
+                        .map_err(|_| format!("field {k}: {v:?} is not an integer"))
+                })
                 .transpose()
         };
         let text = |k: &str| map.get(k).cloned();
@@ -174,7 +179,13 @@ impl Check<'_> {
 
     /// Identifiers are trimmed: MySQL's PAD SPACE collations would make
     /// "a" and "a " the same key anyway.
-    fn text(&mut self, field: &str, v: Option<String>, max: usize, required: bool) -> Option<String> {
+    fn text(
+        &mut self,
+        field: &str,
+        v: Option<String>,
+        max: usize,
+        required: bool,
+    ) -> Option<String> {
         let v = v.map(|s| s.trim().to_owned());
         match v {
             None if required => {
@@ -223,7 +234,11 @@ pub fn validate(
     problems: &mut Vec<RecordProblem>,
 ) -> Option<NewRecord> {
     let before = problems.len();
-    let mut c = Check { index, task_id: input.task_id.clone(), problems };
+    let mut c = Check {
+        index,
+        task_id: input.task_id.clone(),
+        problems,
+    };
     let task_id = c.text("task_id", input.task_id, 255, true);
     let endpoint = c.text("endpoint", input.endpoint, 255, true);
     let worker_id = c.text("worker_id", input.worker_id, 255, false);
@@ -235,14 +250,20 @@ pub fn validate(
             None
         }
         Some(n) if !(0..=MAX_GPU_COUNT).contains(&n) => {
-            c.fail("gpu_count", format!("must be between 0 and {MAX_GPU_COUNT}, got {n}"));
+            c.fail(
+                "gpu_count",
+                format!("must be between 0 and {MAX_GPU_COUNT}, got {n}"),
+            );
             None
         }
         Some(n) => i32::try_from(n).ok(),
     };
     let gpu_memory_gb = match input.gpu_memory_gb {
         Some(n) if !(0..=i64::from(i32::MAX)).contains(&n) => {
-            c.fail("gpu_memory_gb", format!("must be between 0 and {}, got {n}", i32::MAX));
+            c.fail(
+                "gpu_memory_gb",
+                format!("must be between 0 and {}, got {n}", i32::MAX),
+            );
             None
         }
         other => other.and_then(|n| i32::try_from(n).ok()),
@@ -255,7 +276,13 @@ pub fn validate(
             None
         }
         Some(Err(_)) => {
-            c.fail("status", format!("must be COMPLETED or FAILED, got {:?}", input.status.unwrap_or_default()));
+            c.fail(
+                "status",
+                format!(
+                    "must be COMPLETED or FAILED, got {:?}",
+                    input.status.unwrap_or_default()
+                ),
+            );
             None
         }
         Some(Ok(s)) => Some(s),
@@ -266,16 +293,22 @@ pub fn validate(
         } else if e - s > cfg.ingest.max_task_duration() {
             c.fail(
                 "completed_at",
-                format!("task is longer than the maximum of {} hours", cfg.ingest.max_task_duration_hours),
+                format!(
+                    "task is longer than the maximum of {} hours",
+                    cfg.ingest.max_task_duration_hours
+                ),
             );
         }
         if e > now + cfg.ingest.clock_skew() {
             c.fail("completed_at", "is in the future");
         }
-        if e < now - cfg.retention.records() {
+        if e < crate::rollup::horizon::oldest_accepted_completion(now, &cfg.retention) {
             c.fail(
                 "completed_at",
-                format!("is older than the {}-day record retention", cfg.retention.records_days),
+                format!(
+                    "is older than the {}-day record retention",
+                    cfg.retention.records_days
+                ),
             );
         }
     }
@@ -329,7 +362,11 @@ pub async fn ingest(
     if inputs.len() > cfg.ingest.max_batch {
         return Err(DomainError::invalid(
             "records",
-            format!("the batch has {} records; the maximum is {}", inputs.len(), cfg.ingest.max_batch),
+            format!(
+                "the batch has {} records; the maximum is {}",
+                inputs.len(),
+                cfg.ingest.max_batch
+            ),
         ));
     }
     let received = inputs.len();
@@ -343,7 +380,10 @@ pub async fn ingest(
         return Err(DomainError::InvalidRecords(problems));
     }
 
-    let mut report = IngestReport { received, ..Default::default() };
+    let mut report = IngestReport {
+        received,
+        ..Default::default()
+    };
     // Within the batch, the first occurrence of a task_id stands.
     let mut first: HashMap<String, usize> = HashMap::new();
     let mut fresh: Vec<(usize, NewRecord)> = Vec::new();
@@ -355,7 +395,11 @@ pub async fn ingest(
                 if fields.is_empty() {
                     report.duplicates += 1;
                 } else {
-                    report.conflicts.push(Conflict { index: i, task_id: r.task_id, fields });
+                    report.conflicts.push(Conflict {
+                        index: i,
+                        task_id: r.task_id,
+                        fields,
+                    });
                 }
             }
             None => {
@@ -374,7 +418,11 @@ pub async fn ingest(
                 if fields.is_empty() {
                     report.duplicates += 1;
                 } else {
-                    report.conflicts.push(Conflict { index: i, task_id: r.task_id, fields });
+                    report.conflicts.push(Conflict {
+                        index: i,
+                        task_id: r.task_id,
+                        fields,
+                    });
                 }
             }
             None => new_records.push(r),
@@ -391,8 +439,11 @@ pub async fn ingest(
     let mut inserted = 0usize;
     let mut records = new_records.into_iter().peekable();
     while records.peek().is_some() {
-        let chunk: Vec<record::ActiveModel> =
-            records.by_ref().take(500).map(|r| r.into_active_model(now)).collect();
+        let chunk: Vec<record::ActiveModel> = records
+            .by_ref()
+            .take(500)
+            .map(|r| r.into_active_model(now))
+            .collect();
         // A concurrent ingest of the same task may win the race between
         // our read and this insert; the unique key settles it and the loser
         // counts it as a duplicate.
@@ -489,7 +540,10 @@ mod tests {
         let mut p = Vec::new();
         assert!(validate(3, bad, now(), &EngineConfig::default(), &mut p).is_none());
         let fields: Vec<&str> = p.iter().map(|x| x.field.as_str()).collect();
-        assert_eq!(fields, ["task_id", "endpoint", "gpu_count", "started_at", "status"]);
+        assert_eq!(
+            fields,
+            ["task_id", "endpoint", "gpu_count", "started_at", "status"]
+        );
         assert!(p.iter().all(|x| x.index == 3));
     }
 
@@ -498,9 +552,16 @@ mod tests {
         let cfg = EngineConfig::default();
         let case = |s: &str, e: &str| {
             let mut p = Vec::new();
-            let i = RecordInput { started_at: Some(s.into()), completed_at: Some(e.into()), ..input() };
+            let i = RecordInput {
+                started_at: Some(s.into()),
+                completed_at: Some(e.into()),
+                ..input()
+            };
             validate(0, i, now(), &cfg, &mut p);
-            p.into_iter().map(|x| x.message).collect::<Vec<_>>().join(";")
+            p.into_iter()
+                .map(|x| x.message)
+                .collect::<Vec<_>>()
+                .join(";")
         };
         assert!(case("2026-01-01T09:00:00Z", "2026-01-01T08:00:00Z").contains("before"));
         assert!(case("2026-01-01T09:00:00Z", "2026-01-03T08:00:00Z").contains("future"));
@@ -517,8 +578,11 @@ mod tests {
         .unwrap();
         assert_eq!(r.gpu_count, Some(4));
         assert!(RecordInput::from_fields([("gpu_count".to_owned(), "four".to_owned())]).is_err());
-        let j = RecordInput::from_fields([("record".to_owned(), r#"{"task_id":"x","gpu_count":1}"#.to_owned())])
-            .unwrap();
+        let j = RecordInput::from_fields([(
+            "record".to_owned(),
+            r#"{"task_id":"x","gpu_count":1}"#.to_owned(),
+        )])
+        .unwrap();
         assert_eq!(j.task_id.as_deref(), Some("x"));
     }
 }

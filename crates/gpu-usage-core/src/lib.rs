@@ -51,7 +51,10 @@ pub struct EngineConfig {
 
 impl EngineConfig {
     pub fn from_settings(s: &settings::Settings) -> Self {
-        Self { ingest: s.ingest.clone(), retention: s.retention.clone() }
+        Self {
+            ingest: s.ingest.clone(),
+            retention: s.retention.clone(),
+        }
     }
 }
 

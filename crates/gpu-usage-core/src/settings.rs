@@ -23,7 +23,9 @@ pub struct Settings {
 impl Settings {
     /// Defaults, then config files, then `GPU_USAGE__*` environment variables.
     pub fn load() -> Result<Self, config::ConfigError> {
-        migration::settings_source::builder().build()?.try_deserialize()
+        migration::settings_source::builder()
+            .build()?
+            .try_deserialize()
     }
 
     /// Like [`Settings::load`] with extra overrides on top (tests, CLI flags).
@@ -140,7 +142,11 @@ impl ApiSettings {
         for (name, role, token) in shortcuts {
             if let Some(t) = token {
                 if !t.expose_secret().is_empty() {
-                    out.push(ApiToken { name: name.to_owned(), role, token: t.clone() });
+                    out.push(ApiToken {
+                        name: name.to_owned(),
+                        role,
+                        token: t.clone(),
+                    });
                 }
             }
         }
@@ -222,7 +228,11 @@ impl Default for RetentionSettings {
 
 impl Default for IngestSettings {
     fn default() -> Self {
-        Self { max_batch: 10_000, max_task_duration_hours: 168, clock_skew_secs: 300 }
+        Self {
+            max_batch: 10_000,
+            max_task_duration_hours: 168,
+            clock_skew_secs: 300,
+        }
     }
 }
 
@@ -274,7 +284,10 @@ mod tests {
             .unwrap();
         let debug = format!("{s:?}");
         assert!(!debug.contains("hunter2"), "{debug}");
-        assert!(debug.contains("mysql://app:***@db:3306/waverless"), "{debug}");
+        assert!(
+            debug.contains("mysql://app:***@db:3306/waverless"),
+            "{debug}"
+        );
         assert_eq!(s.retention.minute_days, 3);
         assert_eq!(s.worker.minute_interval_secs, 60);
     }

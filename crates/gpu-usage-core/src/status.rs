@@ -1,8 +1,8 @@
 //! How far each rollup level is complete, from the pending queue.
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{Expr, Func};
 use sea_orm::sea_query::SimpleExpr;
+use sea_orm::sea_query::{Expr, Func};
 use sea_orm::{ConnectionTrait, EntityTrait, FromQueryResult, QuerySelect};
 use serde::Serialize;
 
@@ -31,12 +31,21 @@ struct PendingRow {
     oldest: Option<DateTime<Utc>>,
 }
 
-pub async fn rollup_status(db: &impl ConnectionTrait, now: DateTime<Utc>) -> Result<Vec<LevelStatus>> {
+pub async fn rollup_status(
+    db: &impl ConnectionTrait,
+    now: DateTime<Utc>,
+) -> Result<Vec<LevelStatus>> {
     let rows = rollup_pending::Entity::find()
         .select_only()
         .column(rollup_pending::Column::Level)
-        .column_as(SimpleExpr::from(Func::count(Expr::col(rollup_pending::Column::Id))), "n")
-        .column_as(SimpleExpr::from(Func::min(Expr::col(rollup_pending::Column::RangeStart))), "oldest")
+        .column_as(
+            SimpleExpr::from(Func::count(Expr::col(rollup_pending::Column::Id))),
+            "n",
+        )
+        .column_as(
+            SimpleExpr::from(Func::min(Expr::col(rollup_pending::Column::RangeStart))),
+            "oldest",
+        )
         .group_by(rollup_pending::Column::Level)
         .into_model::<PendingRow>()
         .all(db)

@@ -115,9 +115,13 @@ impl Scope {
         let spec = spec_name
             .filter(|s| !s.is_empty())
             .map(|s| Scope::Spec(s.to_owned()));
-        [Some(Scope::Global), Some(Scope::Endpoint(endpoint.to_owned())), spec]
-            .into_iter()
-            .flatten()
+        [
+            Some(Scope::Global),
+            Some(Scope::Endpoint(endpoint.to_owned())),
+            spec,
+        ]
+        .into_iter()
+        .flatten()
     }
 }
 
@@ -148,7 +152,10 @@ impl ScopeFilter {
     }
 
     pub fn global() -> Self {
-        Self { scope_type: ScopeType::Global, value: None }
+        Self {
+            scope_type: ScopeType::Global,
+            value: None,
+        }
     }
 }
 
@@ -162,7 +169,8 @@ pub enum Granularity {
 }
 
 impl Granularity {
-    pub const ALL: [Granularity; 3] = [Granularity::Minute, Granularity::Hourly, Granularity::Daily];
+    pub const ALL: [Granularity; 3] =
+        [Granularity::Minute, Granularity::Hourly, Granularity::Daily];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -343,7 +351,10 @@ impl TimeRange {
 
     /// Widened outward to whole buckets of `g`.
     pub fn align(&self, g: Granularity) -> TimeRange {
-        TimeRange { start: g.floor(self.start), end: g.ceil(self.end) }
+        TimeRange {
+            start: g.floor(self.start),
+            end: g.ceil(self.end),
+        }
     }
 
     /// Split into consecutive pieces of at most `len`, aligned to `len`
@@ -352,10 +363,7 @@ impl TimeRange {
         let mut out = Vec::new();
         let mut s = self.start;
         while s < self.end {
-            let next_boundary = s
-                .duration_trunc(len)
-                .map(|f| f + len)
-                .unwrap_or(self.end);
+            let next_boundary = s.duration_trunc(len).map(|f| f + len).unwrap_or(self.end);
             let e = next_boundary.min(self.end);
             out.push(TimeRange { start: s, end: e });
             s = e;
@@ -366,7 +374,10 @@ impl TimeRange {
     /// Intersection, if not empty.
     pub fn clip_start(&self, from: DateTime<Utc>) -> Option<TimeRange> {
         let start = self.start.max(from);
-        (start < self.end).then_some(TimeRange { start, end: self.end })
+        (start < self.end).then_some(TimeRange {
+            start,
+            end: self.end,
+        })
     }
 }
 

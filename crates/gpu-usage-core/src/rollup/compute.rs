@@ -178,8 +178,14 @@ mod tests {
         let c = rec("2026-01-01T09:00:00Z", "2026-01-01T10:00:00Z", 0);
         let b = minutes_from_records([&a, &c], day());
         assert_eq!(b.len(), 3);
-        let g = &b[&(parse_utc("m", "2026-01-01T10:00:00Z").unwrap(), Scope::Global)];
-        assert_eq!((g.total_tasks, g.gpu_ms, g.max_gpu_count, g.gpu_count_sum), (2, 0, 4, 4));
+        let g = &b[&(
+            parse_utc("m", "2026-01-01T10:00:00Z").unwrap(),
+            Scope::Global,
+        )];
+        assert_eq!(
+            (g.total_tasks, g.gpu_ms, g.max_gpu_count, g.gpu_count_sum),
+            (2, 0, 4, 4)
+        );
         let h = fold(&b, Granularity::Hourly);
         assert!(h.values().all(|a| a.peak.is_none()));
     }
@@ -195,8 +201,14 @@ mod tests {
             .sum();
         assert_eq!(total, 120_000);
         let h = fold(&b, Granularity::Hourly);
-        let g = &h[&(parse_utc("h", "2026-01-01T00:00:00Z").unwrap(), Scope::Global)];
-        assert_eq!(g.peak, Some((parse_utc("p", "2026-01-01T00:00:00Z").unwrap(), 60_000)));
+        let g = &h[&(
+            parse_utc("h", "2026-01-01T00:00:00Z").unwrap(),
+            Scope::Global,
+        )];
+        assert_eq!(
+            g.peak,
+            Some((parse_utc("p", "2026-01-01T00:00:00Z").unwrap(), 60_000))
+        );
     }
 
     #[test]
@@ -205,7 +217,11 @@ mod tests {
         assert_eq!(gpu_hours(1), Decimal::ZERO);
         assert_eq!(gpu_hours(2), Decimal::new(1, 6));
         assert_eq!(gpu_seconds(1_234), Decimal::new(1234, 3));
-        let a = Accum { total_tasks: 3, gpu_count_sum: 5, ..Default::default() };
+        let a = Accum {
+            total_tasks: 3,
+            gpu_count_sum: 5,
+            ..Default::default()
+        };
         assert_eq!(a.avg_gpu_count(), Decimal::new(167, 2));
     }
 }

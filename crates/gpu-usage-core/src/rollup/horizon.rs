@@ -40,6 +40,13 @@ impl Horizons {
     }
 }
 
+/// Oldest `completed_at` ingest accepts: a record completing before this
+/// would be deleted by the next cleanup, and the rollups no longer rebuild
+/// from records that old.
+pub fn oldest_accepted_completion(now: DateTime<Utc>, retention: &RetentionSettings) -> DateTime<Utc> {
+    now - retention.records() + MARGIN
+}
+
 pub async fn load(
     db: &impl ConnectionTrait,
     now: DateTime<Utc>,
@@ -86,7 +93,10 @@ pub async fn record_deletion(
     .exec_without_returning(db)
     .await?;
     retention_horizon::Entity::update_many()
-        .col_expr(retention_horizon::Column::DeletedBefore, Expr::value(cutoff))
+        .col_expr(
+            retention_horizon::Column::DeletedBefore,
+            Expr::value(cutoff),
+        )
         .col_expr(retention_horizon::Column::UpdatedAt, Expr::value(now))
         .filter(retention_horizon::Column::TableName.eq(table))
         .filter(retention_horizon::Column::DeletedBefore.lt(cutoff))

@@ -224,12 +224,18 @@ async fn build(
         }
         (Granularity::Hourly, Source::Records) => {
             let records = store::read_records(db, chunk, max_task).await?;
-            compute::fold(&compute::minutes_from_records(&records, chunk), Granularity::Hourly)
+            compute::fold(
+                &compute::minutes_from_records(&records, chunk),
+                Granularity::Hourly,
+            )
         }
         (Granularity::Daily, Source::Records) => {
             let records = store::read_records(db, chunk, max_task).await?;
             let minutes = compute::minutes_from_records(&records, chunk);
-            compute::fold(&compute::fold(&minutes, Granularity::Hourly), Granularity::Daily)
+            compute::fold(
+                &compute::fold(&minutes, Granularity::Hourly),
+                Granularity::Daily,
+            )
         }
     })
 }

@@ -79,7 +79,11 @@ pub async fn take(
         .await?;
     Ok(rows
         .into_iter()
-        .filter_map(|r| TimeRange::new(r.range_start, r.range_end).ok().map(|t| (r.id, t)))
+        .filter_map(|r| {
+            TimeRange::new(r.range_start, r.range_end)
+                .ok()
+                .map(|t| (r.id, t))
+        })
         .collect())
 }
 

@@ -187,7 +187,10 @@ async fn delete_range(
 
 /// First day and the day after the last, of a day-aligned range.
 fn day_span(range: TimeRange) -> (NaiveDate, NaiveDate) {
-    (day_of(range.start()), day_of(Granularity::Daily.ceil(range.end())))
+    (
+        day_of(range.start()),
+        day_of(Granularity::Daily.ceil(range.end())),
+    )
 }
 
 async fn insert_rows(
