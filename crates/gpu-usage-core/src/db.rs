@@ -25,11 +25,11 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, 
                 .journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
                 .foreign_keys(true)
         });
-    if settings.is_sqlite() {
-        if let Some(dir) = sqlite_parent_dir(settings.url.expose_secret()) {
-            // The embedded default points at ./data; create it for a first run.
-            let _ = std::fs::create_dir_all(dir);
-        }
+    if settings.is_sqlite()
+        && let Some(dir) = sqlite_parent_dir(settings.url.expose_secret())
+    {
+        // The embedded default points at ./data; create it for a first run.
+        let _ = std::fs::create_dir_all(dir);
     }
     Database::connect(options).await
 }

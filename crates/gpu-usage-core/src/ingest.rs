@@ -118,8 +118,8 @@ impl NewRecord {
         .ok()
     }
 
-    /// Fields that differ from a stored record with the same task_id.
-    fn differences(&self, stored: &record::Model) -> Vec<String> {
+    /// Fields that differ from another record with the same task_id.
+    fn differences(&self, stored: &NewRecord) -> Vec<String> {
         let mut d = Vec::new();
         let mut check = |name: &str, same: bool| {
             if !same {
@@ -154,6 +154,23 @@ impl NewRecord {
             completed_at: Set(self.completed_at),
             status: Set(self.status),
             created_at: Set(now),
+        }
+    }
+}
+
+impl From<record::Model> for NewRecord {
+    fn from(m: record::Model) -> Self {
+        NewRecord {
+            task_id: m.task_id,
+            endpoint: m.endpoint,
+            worker_id: m.worker_id,
+            spec_name: m.spec_name,
+            gpu_count: m.gpu_count,
+            gpu_type: m.gpu_type,
+            gpu_memory_gb: m.gpu_memory_gb,
+            started_at: m.started_at,
+            completed_at: m.completed_at,
+            status: m.status,
         }
     }
 }
@@ -384,14 +401,15 @@ pub async fn ingest(
         received,
         ..Default::default()
     };
-    // Within the batch, the first occurrence of a task_id stands.
-    let mut first: HashMap<String, usize> = HashMap::new();
-    let mut fresh: Vec<(usize, NewRecord)> = Vec::new();
+    // Each record is judged against the stored record with its task_id or,
+    // for a task new to the database, against its first copy in the batch.
+    let ids: Vec<String> = valid.iter().map(|(_, r)| r.task_id.clone()).collect();
+    let mut reference: HashMap<String, NewRecord> = existing(db, ids).await?;
+    let mut new_records = Vec::new();
     for (i, r) in valid {
-        match first.get(&r.task_id) {
-            Some(&j) => {
-                let earlier = &fresh[j].1;
-                let fields = diff_new(&r, earlier);
+        match reference.get(&r.task_id) {
+            Some(known) => {
+                let fields = r.differences(known);
                 if fields.is_empty() {
                     report.duplicates += 1;
                 } else {
@@ -403,29 +421,9 @@ pub async fn ingest(
                 }
             }
             None => {
-                first.insert(r.task_id.clone(), fresh.len());
-                fresh.push((i, r));
+                reference.insert(r.task_id.clone(), r.clone());
+                new_records.push(r);
             }
-        }
-    }
-
-    let stored = existing(db, fresh.iter().map(|(_, r)| r.task_id.clone()).collect()).await?;
-    let mut new_records = Vec::with_capacity(fresh.len());
-    for (i, r) in fresh {
-        match stored.get(&r.task_id) {
-            Some(s) => {
-                let fields = r.differences(s);
-                if fields.is_empty() {
-                    report.duplicates += 1;
-                } else {
-                    report.conflicts.push(Conflict {
-                        index: i,
-                        task_id: r.task_id,
-                        fields,
-                    });
-                }
-            }
-            None => new_records.push(r),
         }
     }
     report.conflicts.sort_by_key(|c| c.index);
@@ -462,37 +460,20 @@ pub async fn ingest(
     Ok(report)
 }
 
-fn diff_new(a: &NewRecord, b: &NewRecord) -> Vec<String> {
-    let as_model = record::Model {
-        id: 0,
-        task_id: b.task_id.clone(),
-        endpoint: b.endpoint.clone(),
-        worker_id: b.worker_id.clone(),
-        spec_name: b.spec_name.clone(),
-        gpu_count: b.gpu_count,
-        gpu_type: b.gpu_type.clone(),
-        gpu_memory_gb: b.gpu_memory_gb,
-        started_at: b.started_at,
-        completed_at: b.completed_at,
-        duration_seconds: 0,
-        gpu_hours: Decimal::ZERO,
-        status: b.status,
-        created_at: b.started_at,
-    };
-    a.differences(&as_model)
-}
-
 async fn existing(
     db: &impl ConnectionTrait,
     task_ids: Vec<String>,
-) -> Result<HashMap<String, record::Model>> {
+) -> Result<HashMap<String, NewRecord>> {
     let mut out = HashMap::new();
     for chunk in task_ids.chunks(1000) {
         let rows = record::Entity::find()
             .filter(record::Column::TaskId.is_in(chunk.iter().cloned()))
             .all(db)
             .await?;
-        out.extend(rows.into_iter().map(|r| (r.task_id.clone(), r)));
+        out.extend(
+            rows.into_iter()
+                .map(|r| (r.task_id.clone(), NewRecord::from(r))),
+        );
     }
     Ok(out)
 }

@@ -140,14 +140,14 @@ impl ApiSettings {
             ("admin_token", Role::Admin, &self.admin_token),
         ];
         for (name, role, token) in shortcuts {
-            if let Some(t) = token {
-                if !t.expose_secret().is_empty() {
-                    out.push(ApiToken {
-                        name: name.to_owned(),
-                        role,
-                        token: t.clone(),
-                    });
-                }
+            if let Some(t) = token
+                && !t.expose_secret().is_empty()
+            {
+                out.push(ApiToken {
+                    name: name.to_owned(),
+                    role,
+                    token: t.clone(),
+                });
             }
         }
         out

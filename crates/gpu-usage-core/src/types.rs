@@ -140,13 +140,13 @@ impl ScopeFilter {
                 "scope_value must be omitted for the global scope",
             ));
         }
-        if let Some(v) = &value {
-            if v.is_empty() || v.chars().count() > 255 {
-                return Err(DomainError::invalid(
-                    "scope_value",
-                    "scope_value must be 1 to 255 characters",
-                ));
-            }
+        if let Some(v) = &value
+            && (v.is_empty() || v.chars().count() > 255)
+        {
+            return Err(DomainError::invalid(
+                "scope_value",
+                "scope_value must be 1 to 255 characters",
+            ));
         }
         Ok(Self { scope_type, value })
     }

@@ -8,7 +8,7 @@
 //! running concurrently cannot pull rows away mid-rebuild.
 
 use chrono::{DateTime, TimeDelta, Utc};
-use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 
 use crate::entities::retention_horizon;
@@ -43,7 +43,10 @@ impl Horizons {
 /// Oldest `completed_at` ingest accepts: a record completing before this
 /// would be deleted by the next cleanup, and the rollups no longer rebuild
 /// from records that old.
-pub fn oldest_accepted_completion(now: DateTime<Utc>, retention: &RetentionSettings) -> DateTime<Utc> {
+pub fn oldest_accepted_completion(
+    now: DateTime<Utc>,
+    retention: &RetentionSettings,
+) -> DateTime<Utc> {
     now - retention.records() + MARGIN
 }
 
@@ -85,11 +88,9 @@ pub async fn record_deletion(
         deleted_before: Set(cutoff),
         updated_at: Set(now),
     })
-    .on_conflict(
-        OnConflict::column(retention_horizon::Column::TableName)
-            .do_nothing()
-            .to_owned(),
-    )
+    // sea-query renders a bare `do_nothing()` as invalid MySQL; the
+    // targeted form becomes `ON DUPLICATE KEY UPDATE table_name = table_name`.
+    .on_conflict_do_nothing_on([retention_horizon::Column::TableName])
     .exec_without_returning(db)
     .await?;
     retention_horizon::Entity::update_many()

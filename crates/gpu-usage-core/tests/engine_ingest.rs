@@ -1,0 +1,234 @@
+//! Ingest as the engine's input (issue #3, "Ingest"): the acceptance
+//! boundaries (clock skew, record retention, maximum task length, gpu_count
+//! range), whole-batch rejection that stores and queues nothing, UTC
+//! conversion and millisecond truncation, derived duration_seconds and
+//! gpu_hours; and that what is accepted at the boundaries is accounted
+//! exactly like the model says.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use gpu_usage_core::DomainError;
+use gpu_usage_core::entities::record;
+use gpu_usage_core::ingest::RecordInput;
+use gpu_usage_core::testing::TestDb;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use support::*;
+
+fn now() -> i64 {
+    ms("2026-03-10T12:00:00Z")
+}
+
+async fn boundaries(t: TestDb) {
+    guarded(t, |db| async move {
+    let db = &db;
+    let cfg = cfg();
+    let now = now();
+    let week = 168 * HOUR;
+    let ok = vec![
+        Rec::new(
+            "skew",
+            "ep",
+            Some("A100"),
+            2,
+            now - MINUTE,
+            now + 5 * MINUTE,
+            false,
+        ),
+        // 89 d 11 h old: inside retention and clear of the edge (the exact
+        // edge is accepted below; engine_late.rs covers its accounting).
+        Rec::new(
+            "old",
+            "ep",
+            Some("A100"),
+            1,
+            now - 89 * DAY - 11 * HOUR - MINUTE,
+            now - 89 * DAY - 11 * HOUR,
+            false,
+        ),
+        Rec::new("week", "ep", None, 1, now - week - HOUR, now - HOUR, false),
+        Rec::new(
+            "max-gpus",
+            "ep",
+            Some("H100"),
+            1024,
+            now - 2 * HOUR,
+            now - 2 * HOUR + 1_500,
+            true,
+        ),
+    ];
+    let rep = ingest(db, &ok, now, &cfg).await.unwrap();
+    assert_eq!(rep.inserted, ok.len(), "{rep:?}");
+
+    let rejected: Vec<(&str, Rec)> = vec![
+        (
+            "completed_at",
+            Rec::new("future", "ep", None, 1, now, now + 5 * MINUTE + 1, false),
+        ),
+        (
+            "completed_at",
+            Rec::new(
+                "expired",
+                "ep",
+                None,
+                1,
+                now - 90 * DAY - HOUR,
+                now - 90 * DAY - 1,
+                false,
+            ),
+        ),
+        (
+            "completed_at",
+            Rec::new(
+                "too-long",
+                "ep",
+                None,
+                1,
+                now - week - HOUR - 1,
+                now - HOUR,
+                false,
+            ),
+        ),
+        (
+            "completed_at",
+            Rec::new("inverted", "ep", None, 1, now - HOUR, now - HOUR - 1, false),
+        ),
+        (
+            "gpu_count",
+            Rec::new("negative", "ep", None, -1, now - HOUR, now, false),
+        ),
+        (
+            "gpu_count",
+            Rec::new("too-many", "ep", None, 1025, now - HOUR, now, false),
+        ),
+    ];
+    for (field, bad) in &rejected {
+        // The bad record in the middle of good ones: the batch is rejected
+        // whole, naming the record and the field.
+        let good = Rec::new(
+            &format!("good-{}", bad.task_id),
+            "ep",
+            None,
+            1,
+            now - HOUR,
+            now - HOUR + 1,
+            false,
+        );
+        let batch = vec![good.clone(), bad.clone(), good];
+        match gpu_usage_core::ingest::ingest(db, inputs(&batch), at(now), &cfg).await {
+            Err(DomainError::InvalidRecords(problems)) => {
+                assert!(
+                    problems.iter().any(|p| p.index == 1 && p.field == *field),
+                    "{}: {problems:?}",
+                    bad.task_id
+                );
+                assert!(problems.iter().all(|p| p.index == 1), "{problems:?}");
+            }
+            other => panic!(
+                "{}: expected the batch to be rejected, got {other:?}",
+                bad.task_id
+            ),
+        }
+    }
+    // Unknown status and a naive timestamp are refused too.
+    for (field, input) in [
+        (
+            "status",
+            RecordInput {
+                status: Some("RUNNING".into()),
+                ..ok[0].input()
+            },
+        ),
+        (
+            "started_at",
+            RecordInput {
+                started_at: Some("2026-03-10T11:00:00".into()),
+                ..ok[0].input()
+            },
+        ),
+    ] {
+        let r = gpu_usage_core::ingest::ingest(db, vec![input], at(now), &cfg).await;
+        assert!(
+            matches!(&r, Err(DomainError::InvalidRecords(p)) if p.iter().any(|p| p.field == field)),
+            "{field}: {r:?}"
+        );
+    }
+    assert_eq!(
+        record_count(db).await.unwrap(),
+        ok.len() as u64,
+        "a rejected batch stored something"
+    );
+
+    // What was accepted is accounted like the model says.
+    let rows = run_jobs_twice(db, now, &cfg).await.unwrap();
+    check(
+        diff_levels(&rows.stripped(), &model(&ok)),
+        "rows of the boundary records",
+    )
+    .unwrap();
+    assert_caught_up(db, now).await.unwrap();
+
+    // (Between 90 days and the engine's margin inside them, acceptance is
+    // the engine's choice; engine_late.rs checks that whatever it accepts
+    // there is counted.)
+    })
+    .await;
+}
+
+gpu_usage_core::dual_backend_test!(ingest_boundaries, super::boundaries);
+
+async fn conversion(t: TestDb) {
+    guarded(t, |db| async move {
+        let db = &db;
+        let cfg = cfg();
+        let input = RecordInput {
+            task_id: Some("  conv-1  ".into()),
+            endpoint: Some(" ep-x ".into()),
+            spec_name: Some("   ".into()),
+            gpu_count: Some(3),
+            started_at: Some("2026-03-10T13:00:00.1239+01:00".into()),
+            completed_at: Some("2026-03-10T06:31:01.0004-05:30".into()),
+            status: Some("fAiLeD".into()),
+            ..Default::default()
+        };
+        let rep = gpu_usage_core::ingest::ingest(db, vec![input], at(now()), &cfg)
+            .await
+            .unwrap();
+        assert_eq!(rep.inserted, 1);
+        let r = record::Entity::find()
+            .filter(record::Column::TaskId.eq("conv-1"))
+            .one(db)
+            .await
+            .unwrap()
+            .expect("task_id stored trimmed");
+        assert_eq!(r.endpoint, "ep-x");
+        assert_eq!(r.started_at, at(ms("2026-03-10T12:00:00.123Z")));
+        assert_eq!(r.completed_at, at(ms("2026-03-10T12:01:01.000Z")));
+        assert_eq!(r.status.as_str(), "FAILED");
+        // 60.877 s: floor to 60; 3 × 60.877 s = 0.050731 GPU-h (0.05073083…).
+        assert_eq!(r.duration_seconds, 60);
+        assert_eq!(units(r.gpu_hours, 6), 50_731);
+        assert_eq!(units(r.gpu_hours, 6), gpu_hours_micro(3 * 60_877));
+
+        // Rolled up: the blank spec name leaves the spec scope out.
+        let rec = Rec::new(
+            "conv-1",
+            "ep-x",
+            Some("   "),
+            3,
+            ms("2026-03-10T12:00:00.123Z"),
+            ms("2026-03-10T12:01:01Z"),
+            true,
+        );
+        let rows = run_jobs_twice(db, now(), &cfg).await.unwrap();
+        check(diff_levels(&rows.stripped(), &model(&[rec])), "rows").unwrap();
+        assert!(
+            rows.minute
+                .iter()
+                .all(|r| r.scope_type != gpu_usage_core::types::ScopeType::Spec)
+        );
+    })
+    .await;
+}
+
+gpu_usage_core::dual_backend_test!(ingest_converts_to_utc_millis_and_derives, super::conversion);
