@@ -1,0 +1,872 @@
+//! The schema, proven on real databases.
+//!
+//! - `scripts/gpu_usage_schema.sql` builds exactly what the migrations build on
+//!   MariaDB/MySQL (columns, indexes, engines, collations, `SHOW CREATE
+//!   TABLE`), marks every migration as applied, and can be run twice.
+//! - Every migration can be rolled back and applied again, on both backends.
+//! - The NULL-safe unique key of the statistics tables: one global row per
+//!   bucket, however NULL `scope_value` is; scoped rows beside it.
+//! - The migration CLI reads its database URL from `GPU_USAGE__DATABASE__URL`.
+//!
+//! MariaDB tests need the server of `GPU_USAGE_TEST_MYSQL_URL` (default
+//! `mysql://root@127.0.0.1:3306`); `scripts/test.sh` starts it.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+
+use gpu_usage_core::testing::{Backend, TestDb};
+use migration::{Migrator, MigratorTrait};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, SqlErr, Statement};
+use secrecy::ExposeSecret;
+
+const SCHEMA_SQL: &str = include_str!("../../../scripts/gpu_usage_schema.sql");
+
+/// The tables the migrations create, plus the CLI's bookkeeping table.
+const TABLES: [&str; 9] = [
+    "gpu_usage_backfill_jobs",
+    "gpu_usage_job_runs",
+    "gpu_usage_records",
+    "gpu_usage_retention_horizons",
+    "gpu_usage_rollup_pending",
+    "gpu_usage_statistics_daily",
+    "gpu_usage_statistics_hourly",
+    "gpu_usage_statistics_minute",
+    "seaql_migrations",
+];
+
+const STATISTICS_TABLES: [&str; 3] = [
+    "gpu_usage_statistics_minute",
+    "gpu_usage_statistics_hourly",
+    "gpu_usage_statistics_daily",
+];
+
+// ---------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------
+
+/// The statements of the schema script: comment lines dropped, split at
+/// lines that end with `;` (the script's documented convention).
+fn script_statements(sql: &str) -> Vec<String> {
+    let mut statements = Vec::new();
+    let mut current = String::new();
+    for line in sql.lines() {
+        let trimmed = line.trim();
+        if trimmed.is_empty() || trimmed.starts_with("--") {
+            continue;
+        }
+        current.push_str(line);
+        current.push('\n');
+        if trimmed.ends_with(';') {
+            let statement = current.trim().trim_end_matches(';').trim().to_owned();
+            if !statement.is_empty() {
+                statements.push(statement);
+            }
+            current.clear();
+        }
+    }
+    assert!(
+        current.trim().is_empty(),
+        "schema script ends with an unterminated statement: {current}"
+    );
+    statements
+}
+
+async fn apply_script(db: &DatabaseConnection) {
+    for statement in script_statements(SCHEMA_SQL) {
+        db.execute_unprepared(&statement)
+            .await
+            .unwrap_or_else(|e| panic!("schema script statement failed: {e}\n{statement}"));
+    }
+}
+
+/// One named list of rows, each rendered as `field=value` pairs.
+struct Section {
+    name: &'static str,
+    rows: Vec<String>,
+}
+
+/// Runs a query whose every column is text (or NULL) and renders each row.
+async fn text_rows(
+    db: &DatabaseConnection,
+    sql: &str,
+    schema: &str,
+    fields: &[&str],
+) -> Vec<String> {
+    let rows = db
+        .query_all_raw(Statement::from_sql_and_values(
+            DbBackend::MySql,
+            sql,
+            [schema.into()],
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{sql}"));
+    rows.iter()
+        .map(|row| {
+            fields
+                .iter()
+                .enumerate()
+                .map(|(i, field)| {
+                    let value: Option<String> = row
+                        .try_get_by_index(i)
+                        .unwrap_or_else(|e| panic!("{field}: {e}"));
+                    format!("{field}={}", value.as_deref().unwrap_or("<NULL>"))
+                })
+                .collect::<Vec<_>>()
+                .join(" | ")
+        })
+        .collect()
+}
+
+/// Everything information_schema says about the tables of one database, plus
+/// `SHOW CREATE TABLE` of each.
+async fn mysql_snapshot(db: &DatabaseConnection, schema: &str) -> Vec<Section> {
+    let tables = text_rows(
+        db,
+        "SELECT CAST(TABLE_NAME AS CHAR), CAST(TABLE_TYPE AS CHAR), CAST(ENGINE AS CHAR), \
+                CAST(TABLE_COLLATION AS CHAR), CAST(ROW_FORMAT AS CHAR), \
+                CAST(CREATE_OPTIONS AS CHAR), CAST(TABLE_COMMENT AS CHAR) \
+         FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? ORDER BY TABLE_NAME",
+        schema,
+        &[
+            "table",
+            "type",
+            "engine",
+            "collation",
+            "row_format",
+            "options",
+            "comment",
+        ],
+    )
+    .await;
+    let columns = text_rows(
+        db,
+        "SELECT CAST(TABLE_NAME AS CHAR), CAST(COLUMN_NAME AS CHAR), \
+                CAST(ORDINAL_POSITION AS CHAR), CAST(COLUMN_TYPE AS CHAR), \
+                CAST(IS_NULLABLE AS CHAR), CAST(COLUMN_DEFAULT AS CHAR), CAST(EXTRA AS CHAR), \
+                CAST(GENERATION_EXPRESSION AS CHAR), CAST(CHARACTER_SET_NAME AS CHAR), \
+                CAST(COLLATION_NAME AS CHAR), CAST(COLUMN_KEY AS CHAR), \
+                CAST(COLUMN_COMMENT AS CHAR) \
+         FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? \
+         ORDER BY TABLE_NAME, ORDINAL_POSITION",
+        schema,
+        &[
+            "table",
+            "column",
+            "position",
+            "type",
+            "nullable",
+            "default",
+            "extra",
+            "generated",
+            "charset",
+            "collation",
+            "key",
+            "comment",
+        ],
+    )
+    .await;
+    let indexes = text_rows(
+        db,
+        "SELECT CAST(TABLE_NAME AS CHAR), CAST(INDEX_NAME AS CHAR), CAST(NON_UNIQUE AS CHAR), \
+                CAST(SEQ_IN_INDEX AS CHAR), CAST(COLUMN_NAME AS CHAR), \
+                CAST(SUB_PART AS CHAR), CAST(COLLATION AS CHAR), CAST(NULLABLE AS CHAR), \
+                CAST(INDEX_TYPE AS CHAR) \
+         FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = ? \
+         ORDER BY TABLE_NAME, INDEX_NAME, SEQ_IN_INDEX",
+        schema,
+        &[
+            "table",
+            "index",
+            "non_unique",
+            "seq",
+            "column",
+            "sub_part",
+            "order",
+            "nullable",
+            "type",
+        ],
+    )
+    .await;
+    let constraints = text_rows(
+        db,
+        "SELECT CAST(TABLE_NAME AS CHAR), CAST(CONSTRAINT_NAME AS CHAR), \
+                CAST(CONSTRAINT_TYPE AS CHAR) \
+         FROM information_schema.TABLE_CONSTRAINTS WHERE TABLE_SCHEMA = ? \
+         ORDER BY TABLE_NAME, CONSTRAINT_NAME",
+        schema,
+        &["table", "constraint", "type"],
+    )
+    .await;
+
+    let mut create = Vec::new();
+    for table in table_names_of(&tables) {
+        let row = db
+            .query_one_raw(Statement::from_string(
+                DbBackend::MySql,
+                format!("SHOW CREATE TABLE `{table}`"),
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("SHOW CREATE TABLE {table}: {e}"))
+            .unwrap_or_else(|| panic!("SHOW CREATE TABLE {table}: no row"));
+        let ddl: String = row.try_get_by_index(1).unwrap();
+        create.extend(ddl.lines().map(|l| format!("{table}: {l}")));
+    }
+
+    vec![
+        Section {
+            name: "information_schema.TABLES",
+            rows: tables,
+        },
+        Section {
+            name: "information_schema.COLUMNS",
+            rows: columns,
+        },
+        Section {
+            name: "information_schema.STATISTICS",
+            rows: indexes,
+        },
+        Section {
+            name: "information_schema.TABLE_CONSTRAINTS",
+            rows: constraints,
+        },
+        Section {
+            name: "SHOW CREATE TABLE",
+            rows: create,
+        },
+    ]
+}
+
+/// Empty when both snapshots agree; otherwise a readable list of the rows
+/// found only on one side, per section.
+fn snapshot_diff(left_name: &str, left: &[Section], right_name: &str, right: &[Section]) -> String {
+    let mut out = String::new();
+    for (l, r) in left.iter().zip(right) {
+        assert_eq!(l.name, r.name);
+        if l.rows == r.rows {
+            continue;
+        }
+        let _ = writeln!(out, "== {} differs", l.name);
+        let l_set: BTreeSet<&String> = l.rows.iter().collect();
+        let r_set: BTreeSet<&String> = r.rows.iter().collect();
+        for row in l.rows.iter().filter(|row| !r_set.contains(row)) {
+            let _ = writeln!(out, "  - only in {left_name}: {row}");
+        }
+        for row in r.rows.iter().filter(|row| !l_set.contains(row)) {
+            let _ = writeln!(out, "  + only in {right_name}: {row}");
+        }
+        if l_set == r_set {
+            let _ = writeln!(out, "  (same rows, different order)");
+        }
+    }
+    out
+}
+
+fn table_names(snapshot: &[Section]) -> Vec<String> {
+    table_names_of(&snapshot[0].rows)
+}
+
+/// The `table=` field of rows rendered by [`text_rows`].
+fn table_names_of(rows: &[String]) -> Vec<String> {
+    rows.iter()
+        .map(|row| {
+            row.split(" | ")
+                .next()
+                .and_then(|f| f.strip_prefix("table="))
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}
+
+fn migration_names() -> Vec<String> {
+    Migrator::migrations()
+        .iter()
+        .map(|m| m.name().to_owned())
+        .collect()
+}
+
+async fn applied_versions(db: &DatabaseConnection) -> Vec<String> {
+    let backend = db.get_database_backend();
+    let rows = db
+        .query_all_raw(Statement::from_string(
+            backend,
+            "SELECT version FROM seaql_migrations ORDER BY version",
+        ))
+        .await
+        .unwrap();
+    rows.iter()
+        .map(|r| r.try_get::<String>("", "version").unwrap())
+        .collect()
+}
+
+async fn user_tables_sqlite(db: &DatabaseConnection) -> Vec<String> {
+    sqlite_master(db)
+        .await
+        .into_iter()
+        .filter(|row| row.starts_with("table|"))
+        .map(|row| row.split('|').nth(1).unwrap().to_owned())
+        .collect()
+}
+
+/// `type|name|table|sql` of every schema object, in a stable order.
+async fn sqlite_master(db: &DatabaseConnection) -> Vec<String> {
+    let rows = db
+        .query_all_raw(Statement::from_string(
+            DbBackend::Sqlite,
+            "SELECT type, name, tbl_name, COALESCE(sql, '') AS sql FROM sqlite_master \
+             WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name",
+        ))
+        .await
+        .unwrap();
+    rows.iter()
+        .map(|r| {
+            let get = |c: &str| r.try_get::<String>("", c).unwrap();
+            format!(
+                "{}|{}|{}|{}",
+                get("type"),
+                get("name"),
+                get("tbl_name"),
+                get("sql")
+            )
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------
+// The SQL script and the migrations agree
+// ---------------------------------------------------------------------------
+
+#[test]
+fn script_lists_every_migration_file() {
+    // Every migration file is registered in the Migrator and recorded as
+    // applied by the script, in order; a new migration cannot be forgotten.
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../migration/src");
+    let mut files: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('m') && n.ends_with(".rs") && n.as_bytes()[1].is_ascii_digit())
+        .map(|n| n.trim_end_matches(".rs").to_owned())
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 8, "{files:?}");
+    assert_eq!(
+        migration_names(),
+        files,
+        "Migrator::migrations() vs migration/src/m*.rs"
+    );
+
+    let insert = script_statements(SCHEMA_SQL)
+        .into_iter()
+        .find(|s| s.contains("INTO `seaql_migrations`"))
+        .expect("the script records the applied migrations");
+    let in_script: Vec<String> = insert
+        .split('\'')
+        .filter(|part| {
+            part.starts_with('m') && part.as_bytes().get(1).is_some_and(u8::is_ascii_digit)
+        })
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(in_script, files, "versions in scripts/gpu_usage_schema.sql");
+
+    for table in TABLES {
+        assert!(
+            SCHEMA_SQL.contains(&format!("CREATE TABLE IF NOT EXISTS `{table}`")),
+            "the script creates {table}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_script_creates_the_same_schema_as_the_migrations() {
+    let migrated = TestDb::mysql_unmigrated().await;
+    let scripted = TestDb::mysql_unmigrated().await;
+    let migrated_name = migrated.database_name().unwrap().to_owned();
+    let scripted_name = scripted.database_name().unwrap().to_owned();
+
+    Migrator::up(&migrated.db, None).await.unwrap();
+    apply_script(&scripted.db).await;
+    // Idempotent: a second run changes nothing and does not fail.
+    apply_script(&scripted.db).await;
+
+    let from_migrations = mysql_snapshot(&migrated.db, &migrated_name).await;
+    let from_script = mysql_snapshot(&scripted.db, &scripted_name).await;
+
+    assert_eq!(
+        table_names(&from_migrations),
+        TABLES,
+        "tables created by the migrations"
+    );
+    let diff = snapshot_diff("migrations", &from_migrations, "script", &from_script);
+    assert!(
+        diff.is_empty(),
+        "scripts/gpu_usage_schema.sql and the migrations disagree:\n{diff}"
+    );
+
+    // The generated column is really there, with the exact expression.
+    let generated: Vec<&String> = from_script[1]
+        .rows
+        .iter()
+        .filter(|r| r.contains("column=scope_value_key |"))
+        .collect();
+    assert_eq!(generated.len(), 3, "{generated:?}");
+    for row in generated {
+        assert!(row.contains("extra=STORED GENERATED"), "{row}");
+        assert!(
+            row.contains("generated=coalesce(`scope_value`,'__GLOBAL__')"),
+            "{row}"
+        );
+        assert!(row.contains("type=varchar(255)"), "{row}");
+    }
+
+    // The script records every migration as applied: the CLI's `status`
+    // shows nothing pending, `up` is a no-op and leaves the schema as is.
+    assert_eq!(applied_versions(&scripted.db).await, migration_names());
+    let pending = Migrator::get_pending_migrations(&scripted.db)
+        .await
+        .unwrap();
+    assert!(
+        pending.is_empty(),
+        "pending after the script: {:?}",
+        pending
+            .iter()
+            .map(|m| m.name().to_owned())
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        Migrator::get_applied_migrations(&scripted.db)
+            .await
+            .unwrap()
+            .len(),
+        migration_names().len()
+    );
+    Migrator::up(&scripted.db, None).await.unwrap();
+    let after_up = mysql_snapshot(&scripted.db, &scripted_name).await;
+    let diff = snapshot_diff("script", &from_script, "script + migrate up", &after_up);
+    assert!(
+        diff.is_empty(),
+        "`migration up` after the script changed the schema:\n{diff}"
+    );
+
+    migrated.cleanup().await;
+    scripted.cleanup().await;
+}
+
+/// `mysql://user[:password]@host[:port]` → (user, password, host, port).
+fn server_account(url: &str) -> (String, String, String, String) {
+    let rest = url.strip_prefix("mysql://").expect("a mysql:// URL");
+    let rest = rest.split(['/', '?']).next().unwrap();
+    let (userinfo, hostport) = rest.rsplit_once('@').unwrap_or(("root", rest));
+    let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+    let (host, port) = hostport.split_once(':').unwrap_or((hostport, "3306"));
+    (user.into(), password.into(), host.into(), port.into())
+}
+
+/// The operators' way, `mysql ... <db> < scripts/gpu_usage_schema.sql`,
+/// when a client binary is installed (the comparison above does not need
+/// one): the client accepts the file as it is, twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_client_accepts_the_script() {
+    let Some(client) = ["mariadb", "mysql"].into_iter().find(|c| {
+        std::process::Command::new(c)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }) else {
+        eprintln!("no mariadb/mysql client installed: skipping the client run");
+        return;
+    };
+    let migrated = TestDb::mysql_unmigrated().await;
+    let scripted = TestDb::mysql_unmigrated().await;
+    let migrated_name = migrated.database_name().unwrap().to_owned();
+    let scripted_name = scripted.database_name().unwrap().to_owned();
+    Migrator::up(&migrated.db, None).await.unwrap();
+
+    let (user, password, host, port) = server_account(&gpu_usage_core::testing::mysql_server_url());
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../scripts/gpu_usage_schema.sql"
+    );
+    for _ in 0..2 {
+        let output = std::process::Command::new(client)
+            .args([
+                "--protocol=tcp",
+                "-h",
+                &host,
+                "-P",
+                &port,
+                "-u",
+                &user,
+                &scripted_name,
+            ])
+            .env("MYSQL_PWD", &password)
+            .stdin(std::fs::File::open(script).unwrap())
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{client} < scripts/gpu_usage_schema.sql failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    let from_migrations = mysql_snapshot(&migrated.db, &migrated_name).await;
+    let from_client = mysql_snapshot(&scripted.db, &scripted_name).await;
+    let diff = snapshot_diff("migrations", &from_migrations, "mysql client", &from_client);
+    assert!(
+        diff.is_empty(),
+        "the script run by {client} differs:\n{diff}"
+    );
+    assert!(
+        Migrator::get_pending_migrations(&scripted.db)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    migrated.cleanup().await;
+    scripted.cleanup().await;
+}
+
+// ---------------------------------------------------------------------------
+// Down and up again
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_migrations_go_down_and_up_again() {
+    let t = TestDb::mysql_unmigrated().await;
+    let name = t.database_name().unwrap().to_owned();
+
+    Migrator::up(&t.db, None).await.unwrap();
+    let first = mysql_snapshot(&t.db, &name).await;
+    assert_eq!(table_names(&first), TABLES);
+
+    Migrator::down(&t.db, None).await.unwrap();
+    let after_down = mysql_snapshot(&t.db, &name).await;
+    assert_eq!(
+        table_names(&after_down),
+        ["seaql_migrations"],
+        "down leaves only the bookkeeping"
+    );
+    assert!(applied_versions(&t.db).await.is_empty());
+    assert_eq!(
+        Migrator::get_pending_migrations(&t.db).await.unwrap().len(),
+        migration_names().len()
+    );
+
+    Migrator::up(&t.db, None).await.unwrap();
+    let again = mysql_snapshot(&t.db, &name).await;
+    let diff = snapshot_diff("first up", &first, "down + up", &again);
+    assert!(
+        diff.is_empty(),
+        "down + up does not rebuild the same schema:\n{diff}"
+    );
+    assert_eq!(applied_versions(&t.db).await, migration_names());
+
+    // One step down and up (the last migration alone), then `fresh`.
+    Migrator::down(&t.db, Some(1)).await.unwrap();
+    assert_eq!(
+        applied_versions(&t.db).await.len(),
+        migration_names().len() - 1
+    );
+    Migrator::up(&t.db, None).await.unwrap();
+    Migrator::fresh(&t.db).await.unwrap();
+    let fresh = mysql_snapshot(&t.db, &name).await;
+    let diff = snapshot_diff("first up", &first, "fresh", &fresh);
+    assert!(
+        diff.is_empty(),
+        "fresh does not rebuild the same schema:\n{diff}"
+    );
+
+    t.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_migrations_go_down_and_up_again() {
+    let t = TestDb::sqlite_unmigrated().await;
+
+    Migrator::up(&t.db, None).await.unwrap();
+    let first = sqlite_master(&t.db).await;
+    let mut expected: Vec<&str> = TABLES.to_vec();
+    expected.sort_unstable();
+    assert_eq!(user_tables_sqlite(&t.db).await, expected);
+    // Every index of the migrations exists on SQLite too, named
+    // `<table>_<index>` there (SQLite index names are per database).
+    let mut indexes: Vec<(&str, &str)> = [
+        "idx_task_id_unique",
+        "idx_endpoint",
+        "idx_spec_name",
+        "idx_started_at",
+        "idx_completed_at",
+        "idx_created_at",
+    ]
+    .map(|i| ("gpu_usage_records", i))
+    .to_vec();
+    for table in STATISTICS_TABLES {
+        for index in [
+            "uk_time_scope",
+            "idx_time_bucket",
+            "idx_scope",
+            "idx_updated_at",
+        ] {
+            indexes.push((table, index));
+        }
+    }
+    indexes.push(("gpu_usage_rollup_pending", "idx_pending_level_start"));
+    indexes.push(("gpu_usage_job_runs", "idx_job_runs_job_started"));
+    indexes.push(("gpu_usage_backfill_jobs", "idx_backfill_status"));
+    for (table, index) in &indexes {
+        let prefix = format!("index|{table}_{index}|{table}|");
+        assert!(
+            first.iter().any(|row| row.starts_with(&prefix)),
+            "index {index} of {table} missing on SQLite: {first:#?}"
+        );
+    }
+    let uniques: Vec<&String> = first
+        .iter()
+        .filter(|r| r.contains("CREATE UNIQUE INDEX"))
+        .collect();
+    assert_eq!(uniques.len(), 4, "{uniques:#?}");
+    assert_eq!(
+        first.iter().filter(|r| r.starts_with("index|")).count(),
+        indexes.len(),
+        "{first:#?}"
+    );
+
+    Migrator::down(&t.db, None).await.unwrap();
+    assert_eq!(user_tables_sqlite(&t.db).await, ["seaql_migrations"]);
+    assert!(applied_versions(&t.db).await.is_empty());
+
+    Migrator::up(&t.db, None).await.unwrap();
+    assert_eq!(
+        sqlite_master(&t.db).await,
+        first,
+        "down + up rebuilds the same schema"
+    );
+    assert_eq!(applied_versions(&t.db).await, migration_names());
+
+    Migrator::fresh(&t.db).await.unwrap();
+    assert_eq!(
+        sqlite_master(&t.db).await,
+        first,
+        "fresh rebuilds the same schema"
+    );
+
+    t.cleanup().await;
+}
+
+// ---------------------------------------------------------------------------
+// The NULL-safe unique key of the statistics tables
+// ---------------------------------------------------------------------------
+
+async fn insert_stat(
+    db: &DatabaseConnection,
+    table: &str,
+    bucket: &str,
+    scope_type: &str,
+    scope_value: Option<&str>,
+) -> Result<(), DbErr> {
+    let backend = db.get_database_backend();
+    let sql = format!(
+        "INSERT INTO {table} (time_bucket, scope_type, scope_value, period_start, period_end) \
+         VALUES (?, ?, ?, ?, ?)"
+    );
+    db.execute_raw(Statement::from_sql_and_values(
+        backend,
+        sql,
+        [
+            bucket.into(),
+            scope_type.into(),
+            scope_value.map(str::to_owned).into(),
+            "2026-11-29 10:00:00".into(),
+            "2026-11-29 10:01:00".into(),
+        ],
+    ))
+    .await
+    .map(|_| ())
+}
+
+fn assert_duplicate(result: Result<(), DbErr>, what: &str) {
+    match result {
+        Ok(()) => panic!("{what}: inserted, but the unique key should have rejected it"),
+        Err(e) => assert!(
+            matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))),
+            "{what}: expected a unique-key violation, got {e:?}"
+        ),
+    }
+}
+
+async fn null_safe_unique_key(t: TestDb) {
+    let db = &t.db;
+    for table in STATISTICS_TABLES {
+        let (bucket, other_bucket) = if table.ends_with("daily") {
+            ("2026-11-29", "2026-11-30")
+        } else {
+            ("2026-11-29 10:00:00", "2026-11-29 10:01:00")
+        };
+
+        insert_stat(db, table, bucket, "global", None)
+            .await
+            .unwrap();
+        assert_duplicate(
+            insert_stat(db, table, bucket, "global", None).await,
+            &format!("{table}: second global row for one bucket"),
+        );
+        // Scoped rows of the same bucket coexist with the global one.
+        insert_stat(db, table, bucket, "endpoint", Some("ep-a"))
+            .await
+            .unwrap();
+        insert_stat(db, table, bucket, "endpoint", Some("ep-b"))
+            .await
+            .unwrap();
+        insert_stat(db, table, bucket, "spec", Some("ep-a"))
+            .await
+            .unwrap();
+        assert_duplicate(
+            insert_stat(db, table, bucket, "endpoint", Some("ep-a")).await,
+            &format!("{table}: second endpoint row for one bucket"),
+        );
+        // Keys are case-sensitive (binary collation): two specs.
+        insert_stat(db, table, bucket, "spec", Some("A100"))
+            .await
+            .unwrap();
+        insert_stat(db, table, bucket, "spec", Some("a100"))
+            .await
+            .unwrap();
+        // A global row of another bucket is fine.
+        insert_stat(db, table, other_bucket, "global", None)
+            .await
+            .unwrap();
+
+        let rows = db
+            .query_all_raw(Statement::from_string(
+                db.get_database_backend(),
+                format!(
+                    "SELECT scope_type, scope_value_key FROM {table} \
+                     ORDER BY time_bucket, scope_type, scope_value_key"
+                ),
+            ))
+            .await
+            .unwrap();
+        let keys: Vec<String> = rows
+            .iter()
+            .map(|r| {
+                format!(
+                    "{}:{}",
+                    r.try_get::<String>("", "scope_type").unwrap(),
+                    r.try_get::<String>("", "scope_value_key").unwrap()
+                )
+            })
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "endpoint:ep-a",
+                "endpoint:ep-b",
+                "global:__GLOBAL__",
+                "spec:A100",
+                "spec:a100",
+                "spec:ep-a",
+                "global:__GLOBAL__",
+            ],
+            "{table}"
+        );
+    }
+    t.cleanup().await;
+}
+
+mod null_safe_unique_key {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        null_safe_unique_key(TestDb::new(Backend::Sqlite).await).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn mysql() {
+        null_safe_unique_key(TestDb::new(Backend::MySql).await).await;
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The migration CLI's configuration
+// ---------------------------------------------------------------------------
+
+const CHILD_MARKER: &str = "GU_SCHEMA_TEST_SETTINGS_CHILD";
+const CHILD_EXPECT: &str = "GU_SCHEMA_TEST_EXPECTED_URL";
+
+/// Runs only inside the child process started by
+/// `migration_cli_reads_database_url_from_env` (environment variables are
+/// process-global and cannot be set safely in a threaded test process).
+#[test]
+fn settings_source_child() {
+    let Ok(expected) = std::env::var(CHILD_EXPECT) else {
+        return;
+    };
+    assert!(std::env::var_os(CHILD_MARKER).is_some());
+    let url = migration::settings_source::database_url().unwrap();
+    assert_eq!(url, expected, "migration::settings_source::database_url()");
+    // The services read the same layers.
+    let settings = gpu_usage_core::settings::Settings::load().unwrap();
+    assert_eq!(
+        settings.database.url.expose_secret(),
+        expected,
+        "Settings::load()"
+    );
+    println!("settings child checked {expected}");
+}
+
+fn run_settings_child(env_url: Option<&str>, expected: &str) {
+    let empty_config_dir =
+        std::env::temp_dir().join(format!("gu_test_config_{}", std::process::id()));
+    std::fs::create_dir_all(&empty_config_dir).unwrap();
+    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    cmd.args([
+        "settings_source_child",
+        "--exact",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env(CHILD_MARKER, "1")
+    .env(CHILD_EXPECT, expected)
+    .env("GPU_USAGE_CONFIG_DIR", &empty_config_dir)
+    .env_remove("APP_ENVIRONMENT");
+    match env_url {
+        Some(url) => cmd.env("GPU_USAGE__DATABASE__URL", url),
+        None => cmd.env_remove("GPU_USAGE__DATABASE__URL"),
+    };
+    let output = cmd.output().unwrap();
+    std::fs::remove_dir(&empty_config_dir).ok();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "child failed ({:?})\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        output.status
+    );
+    assert!(
+        stdout.contains(&format!("settings child checked {expected}"))
+            && stdout.contains("1 passed"),
+        "the child did not run the check\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+}
+
+#[test]
+fn migration_cli_reads_database_url_from_env() {
+    // The environment variable wins over the built-in default ...
+    let url = "mysql://gpu:s3cret@db.internal:3307/waverless_gpu";
+    run_settings_child(Some(url), url);
+    // ... and without it the built-in default of config/default.toml applies.
+    let default_url = config::Config::builder()
+        .add_source(config::File::from_str(
+            include_str!("../../../config/default.toml"),
+            config::FileFormat::Toml,
+        ))
+        .build()
+        .unwrap()
+        .get_string("database.url")
+        .unwrap();
+    assert_ne!(default_url, url);
+    run_settings_child(None, &default_url);
+}
