@@ -1,1 +1,63 @@
-fn main() {}
+//! `gpu-usage`: the all-in-one first run. One process serves the API and
+//! runs the worker's scheduled rollups, retention and backfills, on the
+//! embedded SQLite database of `config/default.toml` unless configured
+//! otherwise. Production runs `gpu-usage-api` and `gpu-usage-worker`
+//! separately instead.
+//!
+//! The schema is created automatically on SQLite only; on MySQL migrations
+//! are a deploy step and this binary refuses to touch them.
+
+use anyhow::Context;
+use gpu_usage_api::{
+    API_PREFIX, ApiOptions, Application, bind, shutdown_signal, sqlite_file, telemetry,
+};
+use gpu_usage_core::settings::{Settings, redact_url};
+use secrecy::ExposeSecret;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let settings = Settings::load().context("loading the configuration")?;
+    telemetry::init(&settings.log)?;
+
+    let url = settings.database.url.expose_secret().to_owned();
+    let db = gpu_usage_core::db::connect(&settings.database)
+        .await
+        .with_context(|| format!("opening the database {}", redact_url(&url)))?;
+    if settings.database.is_sqlite() {
+        gpu_usage_core::migrate(&db)
+            .await
+            .context("creating the SQLite schema")?;
+        match sqlite_file(&url) {
+            Some(path) => tracing::info!(file = %path.display(), "data lives in this SQLite file"),
+            None => tracing::info!("data lives in an in-memory SQLite database (lost on exit)"),
+        }
+    } else {
+        tracing::info!(
+            database = %redact_url(&url),
+            "using MySQL; the schema must already be migrated (cargo run -p migration -- up)"
+        );
+    }
+
+    let listener = bind(&settings.api)
+        .with_context(|| format!("binding {}:{}", settings.api.host, settings.api.port))?;
+    let app = Application::build(&settings, db.clone(), listener, ApiOptions::default())?;
+    let background = gpu_usage_worker::spawn_scheduler(&settings, db.clone())
+        .context("starting the scheduled jobs")?;
+
+    let base = format!("http://{}", app.local_addr());
+    tracing::info!(
+        docs = %format!("{base}{API_PREFIX}/docs"),
+        hourly = %format!("{base}{API_PREFIX}/hourly"),
+        health = %format!("{base}/healthz"),
+        "GPU usage service ready (API and scheduled jobs); open the docs URL in a browser; Ctrl-C stops"
+    );
+
+    let served = app.run_until(shutdown_signal()).await;
+    // Jobs in progress get their grace period; their work is idempotent and
+    // is redone later if cut short.
+    background.shutdown(gpu_usage_worker::SHUTDOWN_GRACE).await;
+    db.close().await.ok();
+    served.context("serving HTTP")?;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -127,17 +127,17 @@ impl TestDb {
     /// Drops the database (MySQL) or deletes the file (SQLite).
     pub async fn cleanup(self) {
         self.db.close().await.ok();
-        if let Some(name) = &self.mysql_name {
-            if let Ok(admin) = crate::db::connect(&database_settings(mysql_server_url())).await {
-                admin
-                    .execute_raw(Statement::from_string(
-                        DbBackend::MySql,
-                        format!("DROP DATABASE IF EXISTS `{name}`"),
-                    ))
-                    .await
-                    .ok();
-                admin.close().await.ok();
-            }
+        if let Some(name) = &self.mysql_name
+            && let Ok(admin) = crate::db::connect(&database_settings(mysql_server_url())).await
+        {
+            admin
+                .execute_raw(Statement::from_string(
+                    DbBackend::MySql,
+                    format!("DROP DATABASE IF EXISTS `{name}`"),
+                ))
+                .await
+                .ok();
+            admin.close().await.ok();
         }
         if let Some(path) = &self.sqlite_path {
             for suffix in ["", "-wal", "-shm", "-journal"] {

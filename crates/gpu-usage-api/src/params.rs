@@ -1,0 +1,576 @@
+//! Request parameters as they arrive (all text, so every problem gets our
+//! own message) and their parsing into domain types. A bad value is always
+//! an error, never replaced by a default; only an absent (or empty) value
+//! takes its documented default.
+
+use actix_web::HttpRequest;
+use actix_web::http::header::{self, Header};
+use chrono::{DateTime, TimeDelta, Utc};
+use gpu_usage_core::query::{PageRequest, RecordFilter, StatsQuery};
+use gpu_usage_core::settings::ApiSettings;
+use gpu_usage_core::types::{
+    Granularity, ScopeFilter, ScopeType, TaskStatus, TimeRange, parse_utc,
+};
+use gpu_usage_core::{DomainError, Result};
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+
+/// Scope kinds, for the documentation.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum ScopeTypeParam {
+    Global,
+    Endpoint,
+    Spec,
+}
+
+/// Query of `GET /minute`, `/hourly`, `/daily`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct StatsParams {
+    /// `global` (default), `endpoint` or `spec`.
+    #[param(value_type = Option<ScopeTypeParam>, inline)]
+    pub scope_type: Option<String>,
+    /// One endpoint or spec name. Omitted: every value of the scope type.
+    /// Must be omitted for `global`.
+    pub scope_value: Option<String>,
+    /// RFC 3339 with an offset, e.g. `2026-01-01T00:00:00Z`. Inclusive.
+    /// Default: `end_time` minus 1 hour (minute), 24 hours (hourly) or 30
+    /// days (daily). A daily query includes the day holding `start_time`.
+    #[param(value_type = Option<String>, format = DateTime)]
+    pub start_time: Option<String>,
+    /// RFC 3339 with an offset. Exclusive. Default: now.
+    #[param(value_type = Option<String>, format = DateTime)]
+    pub end_time: Option<String>,
+    /// Rows per page, 1 to `api.max_limit` (50000 by default); default
+    /// `api.default_limit` (5000).
+    #[param(value_type = Option<u64>, minimum = 1)]
+    pub limit: Option<String>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// `json` (default) or `csv`; overrides the Accept header.
+    pub format: Option<String>,
+}
+
+/// Query of `GET /records`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct RecordsParams {
+    /// RFC 3339; filters `completed_at`, inclusive. Default: `end_time`
+    /// minus 24 hours.
+    #[param(value_type = Option<String>, format = DateTime)]
+    pub start_time: Option<String>,
+    /// RFC 3339; exclusive. Default: now.
+    #[param(value_type = Option<String>, format = DateTime)]
+    pub end_time: Option<String>,
+    pub endpoint: Option<String>,
+    /// Spec name (`spec` is accepted too).
+    #[serde(alias = "spec")]
+    pub spec_name: Option<String>,
+    /// `COMPLETED` or `FAILED` (any letter case).
+    pub status: Option<String>,
+    #[param(value_type = Option<u64>, minimum = 1)]
+    pub limit: Option<String>,
+    pub cursor: Option<String>,
+}
+
+/// Query (or JSON body) of `POST /aggregate`.
+#[derive(Debug, Default, Deserialize, IntoParams, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AggregateParams {
+    /// `minute`, `hourly`, `daily` or `all` (`hour` and `day` are accepted
+    /// too). Default `all`: minute, then hourly, then daily.
+    pub granularity: Option<String>,
+    /// RFC 3339. Default: `end_time` minus 24 hours.
+    #[param(value_type = Option<String>, format = DateTime)]
+    pub start_time: Option<String>,
+    /// RFC 3339. Default: now.
+    #[param(value_type = Option<String>, format = DateTime)]
+    pub end_time: Option<String>,
+}
+
+/// Query (or JSON body) of `POST /backfill`. Give both times or neither
+/// (neither = everything still retained).
+#[derive(Debug, Default, Deserialize, IntoParams, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct BackfillParams {
+    #[param(value_type = Option<String>, format = DateTime)]
+    pub start_time: Option<String>,
+    #[param(value_type = Option<String>, format = DateTime)]
+    pub end_time: Option<String>,
+}
+
+/// Query of `GET /backfill`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Newest first; 1 to 500, default 50.
+    #[param(value_type = Option<u64>, minimum = 1, maximum = 500)]
+    pub limit: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Csv,
+}
+
+/// Which levels an aggregation covers, finest first (coarser levels are
+/// built from finer ones, so that order is the only correct one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LevelSet(pub Vec<Granularity>);
+
+impl LevelSet {
+    /// `None` for every level (the backfill API's notion of "all").
+    pub fn single(&self) -> Option<Granularity> {
+        match self.0.as_slice() {
+            [one] => Some(*one),
+            _ => None,
+        }
+    }
+
+    pub fn label(&self) -> &'static str {
+        self.single().map(Granularity::as_str).unwrap_or("all")
+    }
+}
+
+/// Empty values count as absent: form-built query strings send `x=`.
+fn given(v: Option<String>) -> Option<String> {
+    v.filter(|s| !s.trim().is_empty())
+}
+
+/// RFC 3339 with an offset. A `+` offset that arrived unencoded in a query
+/// string has been decoded to a space; put it back rather than refuse a
+/// timestamp the client clearly meant.
+pub fn time(field: &'static str, v: Option<String>) -> Result<Option<DateTime<Utc>>> {
+    let Some(s) = given(v) else { return Ok(None) };
+    let s = s.trim();
+    let repaired = match s.rsplit_once(' ') {
+        Some((head, offset))
+            if head.contains('T')
+                && offset.len() == 5
+                && offset.as_bytes().get(2) == Some(&b':') =>
+        {
+            format!("{head}+{offset}")
+        }
+        _ => s.to_owned(),
+    };
+    parse_utc(field, &repaired).map(Some)
+}
+
+/// Both ends with defaults: end = now, start = end − `window`.
+pub fn range(
+    start: Option<String>,
+    end: Option<String>,
+    window: TimeDelta,
+    now: DateTime<Utc>,
+    max: TimeDelta,
+) -> Result<TimeRange> {
+    let end = time("end_time", end)?.unwrap_or(now);
+    let start = time("start_time", start)?.unwrap_or(end - window);
+    let r = TimeRange::new(start, end)?;
+    if r.duration() > max {
+        return Err(DomainError::invalid(
+            "end_time",
+            format!(
+                "the range is longer than the maximum of {} days",
+                max.num_days()
+            ),
+        ));
+    }
+    Ok(r)
+}
+
+pub fn limit(v: Option<String>, default: u64, max: u64) -> Result<u64> {
+    let Some(s) = given(v) else {
+        return Ok(default.clamp(1, max.max(1)));
+    };
+    match s.trim().parse::<u64>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(DomainError::invalid(
+            "limit",
+            format!("{s:?} is not an integer from 1 to {max}"),
+        )),
+    }
+}
+
+pub fn default_window(level: Granularity) -> TimeDelta {
+    match level {
+        Granularity::Minute => TimeDelta::hours(1),
+        Granularity::Hourly => TimeDelta::hours(24),
+        Granularity::Daily => TimeDelta::days(30),
+    }
+}
+
+impl StatsParams {
+    pub fn parse(
+        self,
+        level: Granularity,
+        now: DateTime<Utc>,
+        api: &ApiSettings,
+    ) -> Result<(StatsQuery, Option<Format>)> {
+        let scope_type = match given(self.scope_type) {
+            Some(s) => s.parse::<ScopeType>()?,
+            None => ScopeType::Global,
+        };
+        let scope = ScopeFilter::new(scope_type, given(self.scope_value))?;
+        let range = range(
+            self.start_time,
+            self.end_time,
+            default_window(level),
+            now,
+            api.max_range(),
+        )?;
+        let limit = limit(self.limit, api.default_limit, api.max_limit)?;
+        let format = given(self.format).map(|f| parse_format(&f)).transpose()?;
+        Ok((
+            StatsQuery {
+                level,
+                scope,
+                range,
+                page: PageRequest {
+                    limit,
+                    cursor: given(self.cursor),
+                },
+            },
+            format,
+        ))
+    }
+}
+
+impl RecordsParams {
+    pub fn parse(
+        self,
+        now: DateTime<Utc>,
+        api: &ApiSettings,
+    ) -> Result<(RecordFilter, PageRequest)> {
+        let range = range(
+            self.start_time,
+            self.end_time,
+            TimeDelta::hours(24),
+            now,
+            api.max_range(),
+        )?;
+        let status = given(self.status)
+            .map(|s| s.parse::<TaskStatus>())
+            .transpose()?;
+        let limit = limit(self.limit, api.default_limit, api.max_limit)?;
+        Ok((
+            RecordFilter {
+                range,
+                endpoint: given(self.endpoint),
+                spec_name: given(self.spec_name),
+                status,
+            },
+            PageRequest {
+                limit,
+                cursor: given(self.cursor),
+            },
+        ))
+    }
+}
+
+impl AggregateParams {
+    /// Fills what the query string left out from the body; giving one value
+    /// in both places is ambiguous and refused.
+    pub fn merge(self, body: Option<AggregateParams>) -> Result<AggregateParams> {
+        let Some(b) = body else { return Ok(self) };
+        Ok(AggregateParams {
+            granularity: pick("granularity", self.granularity, b.granularity)?,
+            start_time: pick("start_time", self.start_time, b.start_time)?,
+            end_time: pick("end_time", self.end_time, b.end_time)?,
+        })
+    }
+
+    pub fn parse(self, now: DateTime<Utc>, api: &ApiSettings) -> Result<(LevelSet, TimeRange)> {
+        let levels = match given(self.granularity) {
+            None => LevelSet(Granularity::ALL.to_vec()),
+            Some(g) if g.trim().eq_ignore_ascii_case("all") => LevelSet(Granularity::ALL.to_vec()),
+            Some(g) => LevelSet(vec![g.parse::<Granularity>()?]),
+        };
+        let range = range(
+            self.start_time,
+            self.end_time,
+            TimeDelta::hours(24),
+            now,
+            api.max_range(),
+        )?;
+        Ok((levels, range))
+    }
+}
+
+impl BackfillParams {
+    pub fn merge(self, body: Option<BackfillParams>) -> Result<BackfillParams> {
+        let Some(b) = body else { return Ok(self) };
+        Ok(BackfillParams {
+            start_time: pick("start_time", self.start_time, b.start_time)?,
+            end_time: pick("end_time", self.end_time, b.end_time)?,
+        })
+    }
+
+    /// `None` = no times given: the caller backfills everything retained.
+    pub fn parse(self, api: &ApiSettings) -> Result<Option<TimeRange>> {
+        let start = time("start_time", self.start_time)?;
+        let end = time("end_time", self.end_time)?;
+        match (start, end) {
+            (None, None) => Ok(None),
+            (Some(s), Some(e)) => {
+                let r = TimeRange::new(s, e)?;
+                if r.duration() > api.max_range() {
+                    return Err(DomainError::invalid(
+                        "end_time",
+                        format!(
+                            "the range is longer than the maximum of {} days",
+                            api.max_range_days
+                        ),
+                    ));
+                }
+                Ok(Some(r))
+            }
+            (Some(_), None) => Err(DomainError::invalid(
+                "end_time",
+                "give both start_time and end_time, or neither to backfill everything retained",
+            )),
+            (None, Some(_)) => Err(DomainError::invalid(
+                "start_time",
+                "give both start_time and end_time, or neither to backfill everything retained",
+            )),
+        }
+    }
+}
+
+impl ListParams {
+    pub fn parse(self) -> Result<u64> {
+        limit(self.limit, 50, 500)
+    }
+}
+
+fn pick(field: &str, query: Option<String>, body: Option<String>) -> Result<Option<String>> {
+    match (given(query), given(body)) {
+        (Some(_), Some(_)) => Err(DomainError::invalid(
+            field,
+            "given both in the query string and in the body; give it once",
+        )),
+        (q, b) => Ok(q.or(b)),
+    }
+}
+
+fn parse_format(f: &str) -> Result<Format> {
+    match f.trim().to_ascii_lowercase().as_str() {
+        "json" => Ok(Format::Json),
+        "csv" => Ok(Format::Csv),
+        other => Err(DomainError::invalid(
+            "format",
+            format!("unknown format {other:?}; expected json or csv"),
+        )),
+    }
+}
+
+/// `format=` wins; otherwise the most preferred of JSON and CSV in the
+/// Accept header; JSON when the header names neither.
+pub fn negotiate(explicit: Option<Format>, req: &HttpRequest) -> Format {
+    if let Some(f) = explicit {
+        return f;
+    }
+    let Ok(accept) = header::Accept::parse(req) else {
+        return Format::Json;
+    };
+    for mime in accept.ranked() {
+        match (mime.type_().as_str(), mime.subtype().as_str()) {
+            ("text", "csv") => return Format::Csv,
+            ("application", "json") | ("*", "*") | ("application", "*") => return Format::Json,
+            _ => {}
+        }
+    }
+    Format::Json
+}
+
+/// The body of a POST trigger: empty, `null`, or a JSON object of the
+/// trigger's parameters.
+pub fn trigger_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<Option<T>> {
+    let text = std::str::from_utf8(bytes)
+        .map_err(|_| DomainError::invalid("body", "the body is not UTF-8"))?
+        .trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let value: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| DomainError::invalid("body", format!("malformed JSON body: {e}")))?;
+    match value {
+        serde_json::Value::Null => Ok(None),
+        v @ serde_json::Value::Object(_) => serde_json::from_value(v)
+            .map(Some)
+            .map_err(|e| DomainError::invalid("body", e.to_string())),
+        _ => Err(DomainError::invalid(
+            "body",
+            "expected no body, null or a JSON object",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api() -> ApiSettings {
+        gpu_usage_core::settings::Settings::load_with(&[])
+            .unwrap()
+            .api
+    }
+
+    fn now() -> DateTime<Utc> {
+        parse_utc("now", "2026-01-02T12:34:56Z").unwrap()
+    }
+
+    #[test]
+    fn defaults_apply_only_to_absent_values() {
+        let (q, f) = StatsParams::default()
+            .parse(Granularity::Hourly, now(), &api())
+            .unwrap();
+        assert_eq!(q.range.end(), now());
+        assert_eq!(q.range.duration(), TimeDelta::hours(24));
+        assert_eq!(q.scope, ScopeFilter::global());
+        assert_eq!(q.page.limit, 5000);
+        assert_eq!(f, None);
+        let p = StatsParams {
+            scope_value: Some(String::new()),
+            ..Default::default()
+        };
+        assert!(p.parse(Granularity::Minute, now(), &api()).is_ok());
+        for bad in [
+            StatsParams {
+                scope_type: Some("worker".into()),
+                ..Default::default()
+            },
+            StatsParams {
+                scope_value: Some("x".into()),
+                ..Default::default()
+            },
+            StatsParams {
+                start_time: Some("yesterday".into()),
+                ..Default::default()
+            },
+            StatsParams {
+                start_time: Some("2026-01-01T00:00:00".into()),
+                ..Default::default()
+            },
+            StatsParams {
+                limit: Some("0".into()),
+                ..Default::default()
+            },
+            StatsParams {
+                limit: Some("50001".into()),
+                ..Default::default()
+            },
+            StatsParams {
+                limit: Some("ten".into()),
+                ..Default::default()
+            },
+            StatsParams {
+                format: Some("xml".into()),
+                ..Default::default()
+            },
+            StatsParams {
+                start_time: Some("2026-01-02T00:00:00Z".into()),
+                end_time: Some("2026-01-01T00:00:00Z".into()),
+                ..Default::default()
+            },
+            StatsParams {
+                start_time: Some("2024-01-01T00:00:00Z".into()),
+                end_time: Some("2026-01-01T00:00:00Z".into()),
+                ..Default::default()
+            },
+        ] {
+            let dbg = format!("{bad:?}");
+            assert!(
+                matches!(
+                    bad.parse(Granularity::Daily, now(), &api()),
+                    Err(DomainError::Invalid { .. })
+                ),
+                "{dbg}"
+            );
+        }
+    }
+
+    #[test]
+    fn unencoded_plus_offsets_are_repaired() {
+        let t = time("t", Some("2026-01-01T01:00:00 01:00".into()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(t, parse_utc("t", "2026-01-01T00:00:00Z").unwrap());
+        assert!(time("t", Some("2026-01-01 00:00:00".into())).is_err());
+    }
+
+    #[test]
+    fn aggregate_levels_and_merging() {
+        let p = AggregateParams {
+            granularity: Some("day".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            p.parse(now(), &api()).unwrap().0,
+            LevelSet(vec![Granularity::Daily])
+        );
+        let (all, r) = AggregateParams::default().parse(now(), &api()).unwrap();
+        assert_eq!(all.0, Granularity::ALL.to_vec());
+        assert_eq!(r.duration(), TimeDelta::hours(24));
+        assert!(
+            AggregateParams {
+                granularity: Some("week".into()),
+                ..Default::default()
+            }
+            .parse(now(), &api())
+            .is_err()
+        );
+        let merged = AggregateParams {
+            granularity: Some("minute".into()),
+            ..Default::default()
+        }
+        .merge(Some(AggregateParams {
+            start_time: Some("x".into()),
+            ..Default::default()
+        }))
+        .unwrap();
+        assert_eq!(merged.start_time.as_deref(), Some("x"));
+        assert!(
+            AggregateParams {
+                granularity: Some("minute".into()),
+                ..Default::default()
+            }
+            .merge(Some(AggregateParams {
+                granularity: Some("hourly".into()),
+                ..Default::default()
+            }))
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn trigger_bodies() {
+        assert!(trigger_body::<BackfillParams>(b"").unwrap().is_none());
+        assert!(trigger_body::<BackfillParams>(b" null ").unwrap().is_none());
+        assert!(trigger_body::<BackfillParams>(b"{}").unwrap().is_some());
+        assert!(trigger_body::<BackfillParams>(b"[1]").is_err());
+        assert!(trigger_body::<BackfillParams>(b"{\"nope\":1}").is_err());
+        assert!(trigger_body::<BackfillParams>(b"{").is_err());
+    }
+
+    #[test]
+    fn backfill_needs_both_times_or_neither() {
+        assert_eq!(BackfillParams::default().parse(&api()).unwrap(), None);
+        assert!(
+            BackfillParams {
+                start_time: Some("2026-01-01T00:00:00Z".into()),
+                end_time: None
+            }
+            .parse(&api())
+            .is_err()
+        );
+    }
+}

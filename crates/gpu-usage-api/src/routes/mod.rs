@@ -1,0 +1,32 @@
+//! HTTP handlers, thin by rule: extract, parse into domain types, one
+//! domain call, map to a response type. Registration lives here so the
+//! server and the OpenAPI document are built from the same list.
+
+pub mod records;
+pub mod stats;
+pub mod system;
+pub mod triggers;
+
+use utoipa_actix_web::service_config::ServiceConfig;
+
+/// Routes under [`crate::API_PREFIX`].
+pub fn api(cfg: &mut ServiceConfig) {
+    cfg.service(stats::minute)
+        .service(stats::hourly)
+        .service(stats::daily)
+        .service(stats::scopes)
+        .service(records::list_records)
+        .service(records::ingest_records)
+        .service(triggers::aggregate)
+        .service(triggers::start_backfill)
+        .service(triggers::list_backfills)
+        .service(triggers::get_backfill)
+        .service(system::engine_status)
+        .service(system::openapi_json)
+        .service(system::docs);
+}
+
+/// Routes at the root: probes for orchestrators.
+pub fn root(cfg: &mut ServiceConfig) {
+    cfg.service(system::healthz).service(system::readyz);
+}

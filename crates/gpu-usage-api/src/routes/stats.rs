@@ -1,0 +1,152 @@
+//! `GET /minute`, `/hourly`, `/daily`, `/scopes`: the dashboards' reads.
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, get, web};
+use gpu_usage_core::query::{self, StatsRow};
+use gpu_usage_core::types::Granularity;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::auth::Reader;
+use crate::csv::{self, CsvRow};
+use crate::dto::{DailyRow, HourlyRow, MinuteRow, ScopesResponse, StatsResponse};
+use crate::error::{ApiError, ErrorBody};
+use crate::params::{Format, StatsParams, negotiate};
+use crate::state::AppState;
+
+/// Minute statistics.
+///
+/// GPU time is attributed to the minutes it was used in; task counts to the
+/// minute holding `completed_at`. Rows ascend by (time_bucket,
+/// scope_value). Answers CSV for `Accept: text/csv` or `format=csv` (with
+/// `X-Total-Count` and `X-Next-Cursor` headers).
+#[utoipa::path(
+    tag = "statistics",
+    params(StatsParams),
+    responses(
+        (status = 200, description = "A page of minute rows", content(
+            (StatsResponse<MinuteRow> = "application/json"),
+            (String = "text/csv")
+        )),
+        (status = 400, description = "Bad parameter", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ),
+    security((), ("bearer" = []))
+)]
+#[get("/minute")]
+pub async fn minute(
+    _auth: Reader,
+    state: web::Data<AppState>,
+    params: web::Query<StatsParams>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    stats_page::<MinuteRow>(&state, Granularity::Minute, params.into_inner(), &req).await
+}
+
+/// Hourly statistics, with each hour's peak minute.
+#[utoipa::path(
+    tag = "statistics",
+    params(StatsParams),
+    responses(
+        (status = 200, description = "A page of hourly rows", content(
+            (StatsResponse<HourlyRow> = "application/json"),
+            (String = "text/csv")
+        )),
+        (status = 400, description = "Bad parameter", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ),
+    security((), ("bearer" = []))
+)]
+#[get("/hourly")]
+pub async fn hourly(
+    _auth: Reader,
+    state: web::Data<AppState>,
+    params: web::Query<StatsParams>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    stats_page::<HourlyRow>(&state, Granularity::Hourly, params.into_inner(), &req).await
+}
+
+/// Daily statistics (UTC days), with each day's peak hour. The day holding
+/// `start_time` is included.
+#[utoipa::path(
+    tag = "statistics",
+    params(StatsParams),
+    responses(
+        (status = 200, description = "A page of daily rows", content(
+            (StatsResponse<DailyRow> = "application/json"),
+            (String = "text/csv")
+        )),
+        (status = 400, description = "Bad parameter", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ),
+    security((), ("bearer" = []))
+)]
+#[get("/daily")]
+pub async fn daily(
+    _auth: Reader,
+    state: web::Data<AppState>,
+    params: web::Query<StatsParams>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    stats_page::<DailyRow>(&state, Granularity::Daily, params.into_inner(), &req).await
+}
+
+/// The endpoints and specs that have statistics, for pickers.
+#[utoipa::path(
+    tag = "statistics",
+    responses(
+        (status = 200, description = "Scope values with data", body = ScopesResponse),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ),
+    security((), ("bearer" = []))
+)]
+#[get("/scopes")]
+pub async fn scopes(_auth: Reader, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let scopes = query::scopes(&state.db).await?;
+    Ok(HttpResponse::Ok().json(ScopesResponse::from(scopes)))
+}
+
+async fn stats_page<R>(
+    state: &AppState,
+    level: Granularity,
+    params: StatsParams,
+    req: &HttpRequest,
+) -> Result<HttpResponse, ApiError>
+where
+    R: From<StatsRow> + Serialize + CsvRow + ToSchema,
+{
+    let (query, format) = params.parse(level, state.now(), &state.api)?;
+    let page = query::statistics(&state.db, &query).await?;
+    let data: Vec<R> = page.rows.into_iter().map(R::from).collect();
+    let mut res = HttpResponse::Ok();
+    res.insert_header((header::VARY, "Accept"));
+    match negotiate(format, req) {
+        Format::Csv => {
+            res.insert_header(("X-Total-Count", page.total.to_string()));
+            if let Some(c) = &page.next_cursor {
+                res.insert_header(("X-Next-Cursor", c.as_str()));
+            }
+            res.insert_header((
+                header::CONTENT_DISPOSITION,
+                format!("inline; filename=\"gpu_usage_{level}.csv\""),
+            ));
+            Ok(res
+                .content_type("text/csv; charset=utf-8")
+                .body(csv::render(&data)))
+        }
+        Format::Json => Ok(res.json(StatsResponse {
+            data,
+            total: page.total,
+            start_time: query.range.start(),
+            end_time: query.range.end(),
+            summary: page.summary.into(),
+            next_cursor: page.next_cursor,
+            limit: query.page.limit,
+        })),
+    }
+}

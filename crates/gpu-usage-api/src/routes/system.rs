@@ -1,0 +1,103 @@
+//! Probes, engine status and the API's own documentation.
+
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, get, web};
+use gpu_usage_core::{job_runs, status};
+
+use crate::auth::Reader;
+use crate::dto::{HealthResponse, StatusResponse};
+use crate::error::{ApiError, ErrorBody};
+use crate::openapi::{OpenApiJson, REFERENCE_PAGE};
+use crate::state::AppState;
+
+/// Liveness: the process serves HTTP. Touches no dependency.
+#[utoipa::path(
+    tag = "system",
+    responses((status = 200, description = "Alive", body = HealthResponse))
+)]
+#[get("/healthz")]
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(HealthResponse {
+        status: "ok".to_owned(),
+    })
+}
+
+/// Readiness: the database answers within 2 seconds.
+#[utoipa::path(
+    tag = "system",
+    responses(
+        (status = 200, description = "Ready", body = HealthResponse),
+        (status = 503, description = "Database unreachable", body = ErrorBody),
+    )
+)]
+#[get("/readyz")]
+pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    match tokio::time::timeout(Duration::from_secs(2), state.db.ping()).await {
+        Ok(Ok(())) => Ok(HttpResponse::Ok().json(HealthResponse {
+            status: "ready".to_owned(),
+        })),
+        outcome => {
+            match outcome {
+                Ok(Err(e)) => tracing::warn!(error = %e, "readiness check failed"),
+                _ => tracing::warn!("readiness check timed out"),
+            }
+            Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the database is unavailable",
+            ))
+        }
+    }
+}
+
+/// Per-level completeness and lag, and the last run of every job.
+#[utoipa::path(
+    tag = "system",
+    responses(
+        (status = 200, description = "Engine status", body = StatusResponse),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ),
+    security((), ("bearer" = []))
+)]
+#[get("/status")]
+pub async fn engine_status(
+    _auth: Reader,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let now = state.now();
+    let levels = status::rollup_status(&state.db, now).await?;
+    let jobs = job_runs::latest_per_job(&state.db).await?;
+    Ok(HttpResponse::Ok().json(StatusResponse {
+        now,
+        levels: levels.into_iter().map(Into::into).collect(),
+        jobs: jobs.into_iter().map(Into::into).collect(),
+    }))
+}
+
+/// This document (OpenAPI 3).
+#[utoipa::path(
+    tag = "system",
+    responses((status = 200, description = "The OpenAPI document", content_type = "application/json", body = Object))
+)]
+#[get("/openapi.json")]
+pub async fn openapi_json(doc: web::Data<OpenApiJson>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(doc.0.clone())
+}
+
+/// A human-readable reference of this API, rendered from the OpenAPI
+/// document by a self-contained page (no external assets).
+#[utoipa::path(
+    tag = "system",
+    responses((status = 200, description = "HTML page", content_type = "text/html", body = String))
+)]
+#[get("/docs")]
+pub async fn docs() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(REFERENCE_PAGE)
+}

@@ -1,0 +1,187 @@
+//! Building the server: one function from settings, a pool and a bound
+//! listener to a running-ready [`Application`], used by both binaries and
+//! by the tests (which bind port 0).
+
+use std::net::{SocketAddr, TcpListener};
+use std::time::Instant;
+
+use actix_web::dev::{Server, ServerHandle, Service, ServiceFactory, ServiceRequest};
+use actix_web::http::StatusCode;
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::ErrorHandlers;
+use actix_web::web::{self, JsonConfig, PathConfig, PayloadConfig, QueryConfig};
+use actix_web::{App, HttpMessage, HttpResponse, HttpServer};
+use gpu_usage_core::settings::{ApiSettings, Settings};
+use sea_orm::DatabaseConnection;
+use tracing_actix_web::{RequestId, TracingLogger};
+use utoipa_actix_web::{AppExt, UtoipaApp};
+
+use crate::API_PREFIX;
+use crate::error::{ApiError, json_error, normalize_error_body, path_error, query_error};
+use crate::openapi::{self, OpenApiJson};
+use crate::routes;
+use crate::state::{ApiOptions, AppState};
+
+/// Trigger bodies hold at most three short parameters.
+const TRIGGER_BODY_LIMIT: usize = 64 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(
+        "refusing to serve on {0}: it is not a loopback address and no API token is configured \
+         (set GPU_USAGE__API__ADMIN_TOKEN, GPU_USAGE__API__INGEST_TOKEN, GPU_USAGE__API__READ_TOKEN \
+         or api.tokens, or bind api.host to 127.0.0.1)"
+    )]
+    Unprotected(SocketAddr),
+    #[error("cannot listen: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("cannot serialize the OpenAPI document: {0}")]
+    OpenApi(#[from] serde_json::Error),
+}
+
+pub struct Application {
+    server: Server,
+    addr: SocketAddr,
+}
+
+impl Application {
+    /// Builds the server on an already bound listener. Must be called inside
+    /// a Tokio runtime; the server runs once [`Application::run`] is awaited
+    /// (or the future is spawned).
+    pub fn build(
+        settings: &Settings,
+        db: DatabaseConnection,
+        listener: TcpListener,
+        options: ApiOptions,
+    ) -> Result<Self, StartupError> {
+        let addr = listener.local_addr()?;
+        let state = web::Data::new(AppState::new(settings, db, &options));
+        if state.auth.is_open() {
+            if !addr.ip().is_loopback() {
+                return Err(StartupError::Unprotected(addr));
+            }
+            tracing::warn!(
+                %addr,
+                "no API token configured: every endpoint is open to local callers"
+            );
+        }
+        let doc = web::Data::new(OpenApiJson(openapi_document().to_json()?));
+        let max_body = settings.api.max_body_bytes;
+        let mut server = HttpServer::new(move || {
+            let (app, _) = with_routes(App::new().into_utoipa_app()).split_for_parts();
+            app.app_data(state.clone())
+                .app_data(doc.clone())
+                .app_data(JsonConfig::default().limit(max_body).error_handler(json_error))
+                .app_data(QueryConfig::default().error_handler(query_error))
+                .app_data(PathConfig::default().error_handler(path_error))
+                .app_data(PayloadConfig::new(TRIGGER_BODY_LIMIT))
+                .default_service(web::to(no_route))
+                .wrap(ErrorHandlers::new().default_handler(normalize_error_body))
+                .wrap_fn(|req, srv| {
+                    let request_id = req.extensions().get::<RequestId>().map(ToString::to_string);
+                    let method = req.method().clone();
+                    let path = req.path().to_owned();
+                    let started = Instant::now();
+                    let response = srv.call(req);
+                    async move {
+                        let mut res = response.await?;
+                        if let Some(id) = request_id.and_then(|id| HeaderValue::from_str(&id).ok()) {
+                            res.headers_mut().insert(HeaderName::from_static("x-request-id"), id);
+                        }
+                        tracing::info!(
+                            %method,
+                            %path,
+                            status = res.status().as_u16(),
+                            elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                            "request"
+                        );
+                        Ok(res)
+                    }
+                })
+                .wrap(TracingLogger::default())
+        })
+        // The binaries own signal handling (they also stop the in-process
+        // worker); tests must not react to signals at all.
+        .disable_signals()
+        .shutdown_timeout(30);
+        if let Some(n) = options.workers {
+            server = server.workers(n.max(1));
+        }
+        let server = server.listen(listener)?.run();
+        Ok(Self { server, addr })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// For stopping the server from elsewhere (`stop(true)` drains
+    /// in-flight requests).
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until stopped through a [`ServerHandle`].
+    pub async fn run(self) -> std::io::Result<()> {
+        self.server.await
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting connections
+    /// and lets in-flight requests finish (up to the shutdown timeout).
+    pub async fn run_until(
+        self,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        let handle = self.server.handle();
+        // The server future must keep being polled while it stops: it is
+        // what processes the stop command.
+        let mut server = tokio::spawn(self.server);
+        tokio::pin!(shutdown);
+        let finished = tokio::select! {
+            res = &mut server => Some(res),
+            () = &mut shutdown => None,
+        };
+        let res = match finished {
+            Some(res) => res,
+            None => {
+                handle.stop(true).await;
+                server.await
+            }
+        };
+        res.map_err(std::io::Error::other)?
+    }
+
+    /// The future that serves; spawn it (tests do).
+    pub fn into_server(self) -> Server {
+        self.server
+    }
+}
+
+/// `api.host:api.port`.
+pub fn bind(api: &ApiSettings) -> std::io::Result<TcpListener> {
+    TcpListener::bind((api.host.as_str(), api.port))
+}
+
+/// The OpenAPI document of exactly the routes the server registers (both
+/// are built by [`with_routes`]).
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    let (_, doc) = with_routes(App::new().into_utoipa_app()).split_for_parts();
+    doc
+}
+
+fn with_routes<T>(app: UtoipaApp<T>) -> UtoipaApp<T>
+where
+    T: ServiceFactory<ServiceRequest, Config = (), Error = actix_web::Error, InitError = ()>,
+{
+    app.openapi(openapi::base())
+        .configure(routes::root)
+        .service(utoipa_actix_web::scope(API_PREFIX).configure(routes::api))
+}
+
+async fn no_route() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::new(
+        StatusCode::NOT_FOUND,
+        "no_route",
+        "no such route",
+    ))
+}

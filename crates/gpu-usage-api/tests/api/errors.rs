@@ -1,0 +1,326 @@
+//! Bad input: always a 4xx with the JSON error shape naming the problem,
+//! never a 500, and nothing changes.
+
+use gpu_usage_core::testing::TestDb;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::support::{both_backends, expect_error, fixture_records, spawn_app_with};
+
+async fn bad_query_parameters(db: TestDb) {
+    let app = spawn_app_with(db, |s, _| s.api.max_range_days = 31).await;
+    let day = "start_time=2026-01-01T00:00:00Z&end_time=2026-01-02T00:00:00Z";
+    let cases: Vec<(String, &str)> = vec![
+        (format!("/hourly?{day}&scope_type=worker"), "scope_type"),
+        (
+            format!("/hourly?{day}&scope_type=global&scope_value=ep-a"),
+            "scope_value",
+        ),
+        (
+            format!(
+                "/hourly?{day}&scope_type=endpoint&scope_value={}",
+                "x".repeat(256)
+            ),
+            "scope_value",
+        ),
+        ("/hourly?start_time=yesterday".to_owned(), "start_time"),
+        (
+            "/hourly?start_time=2026-01-01T00:00:00".to_owned(),
+            "start_time",
+        ),
+        (
+            "/minute?end_time=2026-13-01T00:00:00Z".to_owned(),
+            "end_time",
+        ),
+        (
+            "/hourly?start_time=2026-01-02T00:00:00Z&end_time=2026-01-01T00:00:00Z".to_owned(),
+            "start_time",
+        ),
+        (
+            "/hourly?start_time=2026-01-01T00:00:00Z&end_time=2026-01-01T00:00:00Z".to_owned(),
+            "start_time",
+        ),
+        // A start after "now" with no end: end defaults to now, so start ≥ end.
+        (
+            "/daily?start_time=2027-01-01T00:00:00Z".to_owned(),
+            "start_time",
+        ),
+        (
+            "/daily?start_time=2025-01-01T00:00:00Z&end_time=2026-01-01T00:00:00Z".to_owned(),
+            "end_time",
+        ),
+        (format!("/hourly?{day}&limit=0"), "limit"),
+        (format!("/hourly?{day}&limit=50001"), "limit"),
+        (format!("/hourly?{day}&limit=-1"), "limit"),
+        (format!("/hourly?{day}&limit=many"), "limit"),
+        (format!("/hourly?{day}&cursor=zz"), "cursor"),
+        (format!("/hourly?{day}&format=xml"), "format"),
+        (format!("/records?{day}&status=RUNNING"), "status"),
+        (format!("/records?{day}&limit=0"), "limit"),
+        ("/backfill?limit=501".to_owned(), "limit"),
+    ];
+    for (path, field) in cases {
+        let body = expect_error(app.get(&path).await, 400, "invalid_parameter").await;
+        assert_eq!(body["field"], field, "{path}: {body}");
+    }
+    // Unknown or repeated parameters are refused, not ignored: a typo
+    // would otherwise silently widen the query.
+    for path in [
+        format!("/hourly?{day}&scope=endpoint"),
+        format!("/hourly?{day}&start_time=2026-01-01T00:00:00Z"),
+        format!("/records?{day}&granularity=minute"),
+    ] {
+        let body = expect_error(app.get(&path).await, 400, "invalid_parameter").await;
+        assert!(
+            body["error"].as_str().unwrap().contains("query"),
+            "{path}: {body}"
+        );
+    }
+    expect_error(app.get("/backfill/abc").await, 400, "invalid_parameter").await;
+    expect_error(app.get("/backfill/999999").await, 404, "not_found").await;
+    expect_error(app.get("/nothing-here").await, 404, "no_route").await;
+    let res = app
+        .client
+        .get(format!("{}/", app.base))
+        .send()
+        .await
+        .unwrap();
+    expect_error(res, 404, "no_route").await;
+    // A GET-only path under POST is no route either, still in JSON.
+    expect_error(
+        app.request(Method::POST, "/hourly").send().await.unwrap(),
+        404,
+        "no_route",
+    )
+    .await;
+    app.finish().await;
+}
+both_backends!(bad_query_parameters);
+
+async fn bad_bodies_change_nothing(db: TestDb) {
+    let app = spawn_app_with(db, |s, _| {
+        s.api.max_body_bytes = 4096;
+        s.ingest.max_batch = 5;
+    })
+    .await;
+
+    let raw = |body: &'static str, ct: Option<&'static str>| {
+        let mut r = app.request(Method::POST, "/records").body(body);
+        if let Some(ct) = ct {
+            r = r.header("Content-Type", ct);
+        }
+        r.send()
+    };
+    expect_error(
+        raw("{\"task_id\": ", Some("application/json"))
+            .await
+            .unwrap(),
+        400,
+        "invalid_body",
+    )
+    .await;
+    expect_error(
+        raw("{}", Some("text/plain")).await.unwrap(),
+        415,
+        "unsupported_media_type",
+    )
+    .await;
+    expect_error(
+        raw("{}", None).await.unwrap(),
+        415,
+        "unsupported_media_type",
+    )
+    .await;
+    expect_error(
+        raw("null", Some("application/json")).await.unwrap(),
+        400,
+        "invalid_body",
+    )
+    .await;
+    expect_error(
+        raw("42", Some("application/json")).await.unwrap(),
+        400,
+        "invalid_body",
+    )
+    .await;
+    expect_error(
+        raw("[]", Some("application/json")).await.unwrap(),
+        400,
+        "invalid_body",
+    )
+    .await;
+    let big = json!([{"task_id": "x".repeat(5000)}]);
+    expect_error(
+        app.post_json("/records", &big).await,
+        413,
+        "payload_too_large",
+    )
+    .await;
+    let six: Vec<Value> = (0..6)
+        .map(|i| json!({"task_id": format!("b{i}")}))
+        .collect();
+    expect_error(
+        app.post_json("/records", &Value::Array(six)).await,
+        400,
+        "invalid_body",
+    )
+    .await;
+
+    // One bad record rejects the whole batch; every problem is listed.
+    let mut batch = fixture_records();
+    let records = batch.as_array_mut().unwrap();
+    records[1]["gpu_count"] = json!(-1);
+    records[2]["completed_at"] = json!("2026-01-01T23:00:00Z");
+    records[3]["status"] = json!("RUNNING");
+    records.push(json!({"task_id": "t5", "endpoint": "e", "gpu_count": "two",
+        "started_at": "2026-01-01T00:00:00Z", "completed_at": "2026-01-01T00:01:00Z", "status": "FAILED"}));
+    let body = expect_error(
+        app.post_json("/records", &batch).await,
+        422,
+        "invalid_records",
+    )
+    .await;
+    let problems = body["problems"].as_array().unwrap();
+    let at: Vec<(u64, &str)> = problems
+        .iter()
+        .map(|p| {
+            (
+                p["index"].as_u64().unwrap(),
+                p["task_id"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert!(at.contains(&(4, "t5")), "{body}");
+    let gpu_problem = problems.iter().find(|p| p["task_id"] == "t5").unwrap();
+    assert_eq!(gpu_problem["field"], "gpu_count");
+    // Type errors are caught before domain validation; the domain's own
+    // checks are exercised on a batch without them.
+    batch.as_array_mut().unwrap().pop();
+    let body = expect_error(
+        app.post_json("/records", &batch).await,
+        422,
+        "invalid_records",
+    )
+    .await;
+    let indexes: Vec<u64> = body["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["index"].as_u64().unwrap())
+        .collect();
+    for i in [1, 2, 3] {
+        assert!(indexes.contains(&i), "record {i} not reported: {body}");
+    }
+    assert!(!indexes.contains(&0), "{body}");
+
+    // Bad triggers.
+    let agg = |q: &'static str, body: Option<&'static str>| {
+        let mut r = app.request(Method::POST, q);
+        if let Some(b) = body {
+            r = r.header("Content-Type", "application/json").body(b);
+        }
+        r.send()
+    };
+    expect_error(
+        agg("/aggregate?granularity=week", None).await.unwrap(),
+        400,
+        "invalid_parameter",
+    )
+    .await;
+    expect_error(
+        agg("/aggregate?granularity=all&start_time=soon", None)
+            .await
+            .unwrap(),
+        400,
+        "invalid_parameter",
+    )
+    .await;
+    expect_error(
+        agg("/aggregate?granularity=all", Some("[1]"))
+            .await
+            .unwrap(),
+        400,
+        "invalid_body",
+    )
+    .await;
+    expect_error(
+        agg("/aggregate?granularity=all", Some("{")).await.unwrap(),
+        400,
+        "invalid_body",
+    )
+    .await;
+    expect_error(
+        agg(
+            "/aggregate?granularity=all",
+            Some("{\"granularity\":\"daily\"}"),
+        )
+        .await
+        .unwrap(),
+        400,
+        "invalid_parameter",
+    )
+    .await;
+    expect_error(
+        agg("/aggregate?granularity=all", Some("{\"level\":\"daily\"}"))
+            .await
+            .unwrap(),
+        400,
+        "invalid_body",
+    )
+    .await;
+    expect_error(
+        agg("/aggregate?verbose=1", None).await.unwrap(),
+        400,
+        "invalid_parameter",
+    )
+    .await;
+    expect_error(
+        agg("/backfill?start_time=2026-01-01T00:00:00Z", None)
+            .await
+            .unwrap(),
+        400,
+        "invalid_parameter",
+    )
+    .await;
+    expect_error(
+        agg("/backfill", Some("{\"end_time\":\"2026-01-01T00:00:00Z\"}"))
+            .await
+            .unwrap(),
+        400,
+        "invalid_parameter",
+    )
+    .await;
+    expect_error(
+        agg(
+            "/backfill?start_time=2026-01-02T00:00:00Z&end_time=2026-01-01T00:00:00Z",
+            None,
+        )
+        .await
+        .unwrap(),
+        400,
+        "invalid_parameter",
+    )
+    .await;
+    let huge = "x".repeat(70 * 1024);
+    let res = app
+        .request(Method::POST, "/aggregate")
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
+    expect_error(res, 413, "payload_too_large").await;
+
+    // Nothing was stored or computed by any of it.
+    let records = app
+        .get_json("/records?start_time=2025-12-01T00:00:00Z&end_time=2026-01-03T00:00:00Z")
+        .await;
+    assert_eq!(records["total"], 0);
+    let minute = app
+        .get_json("/minute?start_time=2026-01-01T00:00:00Z&end_time=2026-01-02T00:00:00Z")
+        .await;
+    assert_eq!(minute["total"], 0);
+    let jobs = app.get_json("/backfill").await;
+    assert_eq!(jobs["data"], json!([]));
+    app.finish().await;
+}
+both_backends!(bad_bodies_change_nothing);

@@ -1,0 +1,12 @@
+//! Integration tests of the HTTP API: the real server on port 0 over an
+//! isolated database, each test on SQLite and on MariaDB/MySQL.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+mod auth;
+mod docs;
+mod errors;
+mod outage;
+mod reads;
+mod triggers;

@@ -1,0 +1,507 @@
+//! Ingest → aggregate → read through the API: the numbers are the ones
+//! worked out by hand from the fixture records (support::fixture_records).
+//!
+//! t1 ep-a/a100 2 GPUs 10:00–10:30 COMPLETED → 1 GPU-h in hour 10
+//! t2 ep-b/h100 4 GPUs 10:15–11:15 FAILED    → 3 GPU-h in hour 10, 1 in 11
+//! t3 ep-a/-    1 GPU  23:30–00:30 COMPLETED → 0.5 GPU-h on each day
+//! t4 ep-b/a100 8 GPUs 11:00:00–11:00:30.5   → 244 GPU-s in minute 11:00
+
+use gpu_usage_core::testing::TestDb;
+use serde_json::Value;
+
+use crate::support::{both_backends, load_fixture, spawn_app};
+
+fn close(v: &Value, expected: f64) -> bool {
+    v.as_f64().is_some_and(|x| (x - expected).abs() < 1e-9)
+}
+
+#[track_caller]
+fn assert_num(row: &Value, field: &str, expected: f64) {
+    assert!(
+        row[field].is_number(),
+        "{field} is not a JSON number: {row}"
+    );
+    assert!(
+        close(&row[field], expected),
+        "{field}: expected {expected}, got {}",
+        row[field]
+    );
+}
+
+#[track_caller]
+fn assert_utc(v: &Value) {
+    let s = v
+        .as_str()
+        .unwrap_or_else(|| panic!("not a time string: {v}"));
+    assert!(s.ends_with('Z'), "not RFC 3339 UTC with Z: {s}");
+    chrono::DateTime::parse_from_rfc3339(s).unwrap();
+}
+
+fn buckets(body: &Value) -> Vec<(String, Value)> {
+    body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["time_bucket"].as_str().unwrap().to_owned(),
+                r["scope_value"].clone(),
+            )
+        })
+        .collect()
+}
+
+async fn dashboard_hourly_numbers(db: TestDb) {
+    let app = spawn_app(db).await;
+    load_fixture(&app).await;
+
+    // The original dashboard's exact request.
+    let body = app
+        .get_json("/hourly?scope_type=global&start_time=2026-01-01T00:00:00Z&end_time=2026-01-02T00:00:00Z")
+        .await;
+    assert_eq!(body["total"], 3, "{body}");
+    assert_eq!(body["start_time"], "2026-01-01T00:00:00Z");
+    assert_eq!(body["end_time"], "2026-01-02T00:00:00Z");
+    assert_eq!(body["next_cursor"], Value::Null);
+    assert_eq!(body["limit"], 5000);
+    let rows = body["data"].as_array().unwrap();
+    let times: Vec<&str> = rows
+        .iter()
+        .map(|r| r["time_bucket"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        times,
+        [
+            "2026-01-01T10:00:00Z",
+            "2026-01-01T11:00:00Z",
+            "2026-01-01T23:00:00Z"
+        ]
+    );
+
+    let h10 = &rows[0];
+    assert_eq!(h10["scope_type"], "global");
+    assert_eq!(h10["scope_value"], Value::Null);
+    assert_num(h10, "total_tasks", 1.0);
+    assert_num(h10, "completed_tasks", 1.0);
+    assert_num(h10, "failed_tasks", 0.0);
+    assert_num(h10, "total_gpu_hours", 4.0);
+    assert_num(h10, "avg_gpu_count", 2.0);
+    assert_num(h10, "max_gpu_count", 2.0);
+    // 10:15–10:29 carry both tasks (360 GPU-s); ties go to the earliest.
+    assert_eq!(h10["peak_minute"], "2026-01-01T10:15:00Z");
+    assert_num(h10, "peak_gpu_hours", 0.1);
+    for f in [
+        "time_bucket",
+        "period_start",
+        "period_end",
+        "updated_at",
+        "peak_minute",
+    ] {
+        assert_utc(&h10[f]);
+    }
+
+    let h11 = &rows[1];
+    assert_num(h11, "total_tasks", 2.0);
+    assert_num(h11, "completed_tasks", 1.0);
+    assert_num(h11, "failed_tasks", 1.0);
+    assert_num(h11, "total_gpu_hours", 1.067778);
+    assert_num(h11, "avg_gpu_count", 6.0);
+    assert_num(h11, "max_gpu_count", 8.0);
+    assert_eq!(h11["peak_minute"], "2026-01-01T11:00:00Z");
+    assert_num(h11, "peak_gpu_hours", 0.134444);
+
+    // GPU time without a completion still makes a row, with no tasks.
+    let h23 = &rows[2];
+    assert_num(h23, "total_tasks", 0.0);
+    assert_num(h23, "avg_gpu_count", 0.0);
+    assert_num(h23, "total_gpu_hours", 0.5);
+
+    let s = &body["summary"];
+    assert_num(s, "total_tasks", 3.0);
+    assert_num(s, "completed_tasks", 2.0);
+    assert_num(s, "failed_tasks", 1.0);
+    assert_num(s, "total_gpu_hours", 5.567778);
+    // Task-weighted: (2 + 4 + 8) / 3, not the mean of row averages.
+    assert_num(s, "avg_gpu_count", 4.67);
+    assert_num(s, "max_gpu_count", 8.0);
+    assert_eq!(s["peak_time_bucket"], "2026-01-01T10:00:00Z");
+    assert_num(s, "peak_gpu_hours", 4.0);
+    app.finish().await;
+}
+both_backends!(dashboard_hourly_numbers);
+
+async fn minute_daily_and_scopes(db: TestDb) {
+    let app = spawn_app(db).await;
+    load_fixture(&app).await;
+
+    let body = app
+        .get_json("/minute?scope_type=global&start_time=2026-01-01T10:29:00Z&end_time=2026-01-01T10:31:00Z")
+        .await;
+    let rows = body["data"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{body}");
+    assert_num(&rows[0], "total_gpu_seconds", 360.0);
+    assert_num(&rows[0], "total_gpu_hours", 0.1);
+    assert_num(&rows[0], "total_tasks", 0.0);
+    // t1 completes at 10:30:00 exactly: its task counts in minute 10:30,
+    // while its GPU time ended with minute 10:29.
+    assert_num(&rows[1], "total_gpu_seconds", 240.0);
+    assert_num(&rows[1], "total_tasks", 1.0);
+    assert_num(&rows[1], "avg_gpu_count", 2.0);
+    assert!(rows[0].get("peak_minute").is_none());
+
+    let m11 = app
+        .get_json("/minute?start_time=2026-01-01T11:00:00Z&end_time=2026-01-01T11:01:00Z")
+        .await;
+    assert_num(&m11["data"][0], "total_gpu_seconds", 484.0);
+    assert_num(&m11["data"][0], "max_gpu_count", 8.0);
+
+    // Conservation: the minute level over the day holds the same GPU time.
+    let day = app
+        .get_json("/minute?start_time=2026-01-01T00:00:00Z&end_time=2026-01-02T00:00:00Z")
+        .await;
+    assert_num(&day["summary"], "total_gpu_hours", 5.567778);
+    assert_num(&day["summary"], "total_tasks", 3.0);
+
+    // A daily query includes the day holding start_time.
+    let daily = app
+        .get_json("/daily?scope_type=global&start_time=2026-01-01T12:00:00Z&end_time=2026-01-02T12:00:00Z")
+        .await;
+    let rows = daily["data"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{daily}");
+    assert_eq!(rows[0]["time_bucket"], "2026-01-01T00:00:00Z");
+    assert_num(&rows[0], "total_tasks", 3.0);
+    assert_num(&rows[0], "total_gpu_hours", 5.567778);
+    assert_num(&rows[0], "avg_gpu_count", 4.67);
+    assert_eq!(rows[0]["peak_hour"], "2026-01-01T10:00:00Z");
+    assert_num(&rows[0], "peak_gpu_hours", 4.0);
+    assert_eq!(rows[0]["available_gpu_hours"], Value::Null);
+    assert_eq!(rows[0]["utilization_rate"], Value::Null);
+    assert_eq!(rows[1]["time_bucket"], "2026-01-02T00:00:00Z");
+    assert_num(&rows[1], "total_tasks", 1.0);
+    assert_num(&rows[1], "total_gpu_hours", 0.5);
+    assert_num(&daily["summary"], "total_gpu_hours", 6.067778);
+
+    // Every value of a scope when scope_value is omitted, ordered by
+    // (time_bucket, scope_value).
+    let eps = app
+        .get_json("/hourly?scope_type=endpoint&start_time=2026-01-01T00:00:00Z&end_time=2026-01-02T00:00:00Z")
+        .await;
+    assert_eq!(
+        buckets(&eps),
+        vec![
+            ("2026-01-01T10:00:00Z".to_owned(), Value::from("ep-a")),
+            ("2026-01-01T10:00:00Z".to_owned(), Value::from("ep-b")),
+            ("2026-01-01T11:00:00Z".to_owned(), Value::from("ep-b")),
+            ("2026-01-01T23:00:00Z".to_owned(), Value::from("ep-a")),
+        ]
+    );
+    assert_num(&eps["data"][1], "total_gpu_hours", 3.0);
+    assert_num(&eps["summary"], "total_gpu_hours", 5.567778);
+
+    let one = app
+        .get_json("/hourly?scope_type=endpoint&scope_value=ep-a&start_time=2026-01-01T00:00:00Z&end_time=2026-01-02T00:00:00Z")
+        .await;
+    assert_eq!(one["total"], 2);
+    assert_num(&one["summary"], "total_gpu_hours", 1.5);
+
+    // Records without a spec are left out of the spec scope only.
+    let specs = app
+        .get_json(
+            "/hourly?scope_type=spec&start_time=2026-01-01T00:00:00Z&end_time=2026-01-02T00:00:00Z",
+        )
+        .await;
+    assert_eq!(specs["total"], 4);
+    assert_num(&specs["summary"], "total_gpu_hours", 5.067778);
+    let a100 = app
+        .get_json("/daily?scope_type=spec&scope_value=a100&start_time=2026-01-01T00:00:00Z&end_time=2026-01-02T00:00:00Z")
+        .await;
+    assert_num(&a100["data"][0], "total_tasks", 2.0);
+    assert_num(&a100["data"][0], "avg_gpu_count", 5.0);
+
+    let scopes = app.get_json("/scopes").await;
+    assert_eq!(
+        scopes,
+        serde_json::json!({"endpoints": ["ep-a", "ep-b"], "specs": ["a100", "h100"]})
+    );
+    app.finish().await;
+}
+both_backends!(minute_daily_and_scopes);
+
+async fn records_listing(db: TestDb) {
+    let app = spawn_app(db).await;
+    load_fixture(&app).await;
+
+    // Default window: the 24 hours before now, by completed_at.
+    let recent = app.get_json("/records").await;
+    assert_eq!(recent["total"], 1, "{recent}");
+    assert_eq!(recent["data"][0]["task_id"], "t3");
+    assert_eq!(recent["data"][0]["status"], "COMPLETED");
+    assert_eq!(recent["start_time"], "2026-01-01T12:00:00Z");
+    assert_eq!(recent["end_time"], "2026-01-02T12:00:00Z");
+
+    let day = "start_time=2026-01-01T00:00:00Z&end_time=2026-01-02T00:00:00Z";
+    let all = app.get_json(&format!("/records?{day}")).await;
+    let ids: Vec<&str> = all["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["task_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["t1", "t4", "t2"]);
+    let t4 = &all["data"][1];
+    assert_num(t4, "gpu_hours", 0.067778);
+    assert_num(t4, "duration_seconds", 30.0);
+    assert_num(t4, "gpu_count", 8.0);
+    assert_eq!(t4["completed_at"], "2026-01-01T11:00:30.500Z");
+    assert_eq!(t4["spec_name"], "a100");
+    assert_eq!(all["data"][0]["gpu_memory_gb"], 80);
+
+    let ep_b = app.get_json(&format!("/records?{day}&endpoint=ep-b")).await;
+    assert_eq!(ep_b["total"], 2);
+    let failed = app.get_json(&format!("/records?{day}&status=failed")).await;
+    assert_eq!(failed["data"][0]["task_id"], "t2");
+    assert_eq!(failed["total"], 1);
+    let a100 = app.get_json(&format!("/records?{day}&spec=a100")).await;
+    assert_eq!(a100["total"], 2);
+
+    // Paging through records one at a time yields the same sequence.
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let c = cursor
+            .as_deref()
+            .map(|c| format!("&cursor={c}"))
+            .unwrap_or_default();
+        let page = app.get_json(&format!("/records?{day}&limit=1{c}")).await;
+        assert_eq!(page["total"], 3);
+        seen.extend(
+            page["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["task_id"].as_str().unwrap().to_owned()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["t1", "t4", "t2"]);
+    app.finish().await;
+}
+both_backends!(records_listing);
+
+async fn pagination_across_pages(db: TestDb) {
+    let app = spawn_app(db).await;
+    load_fixture(&app).await;
+    let range = "scope_type=endpoint&start_time=2026-01-01T10:00:00Z&end_time=2026-01-01T12:00:00Z";
+    let full = app.get_json(&format!("/minute?{range}")).await;
+    let total = full["total"].as_u64().unwrap();
+    // ep-a: 10:00–10:30 (31 rows); ep-b: 10:15–11:15 (61 rows).
+    assert_eq!(total, 92, "{}", full["total"]);
+    assert_eq!(full["data"].as_array().unwrap().len(), 92);
+
+    let mut rows: Vec<Value> = Vec::new();
+    let mut pages = 0;
+    let mut cursor: Option<String> = None;
+    loop {
+        let c = cursor
+            .as_deref()
+            .map(|c| format!("&cursor={c}"))
+            .unwrap_or_default();
+        let page = app.get_json(&format!("/minute?{range}&limit=7{c}")).await;
+        pages += 1;
+        assert_eq!(page["total"], total);
+        assert_eq!(
+            page["summary"], full["summary"],
+            "summary covers the whole range on every page"
+        );
+        assert_eq!(page["limit"], 7);
+        let data = page["data"].as_array().unwrap();
+        assert!(data.len() <= 7);
+        rows.extend(data.iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+        assert!(pages <= 20, "pagination does not end");
+    }
+    assert_eq!(pages, 14);
+    assert_eq!(
+        &rows,
+        full["data"].as_array().unwrap(),
+        "no row lost or repeated"
+    );
+
+    // New rows arriving between pages do not shift the pages already read.
+    let first = app.get_json(&format!("/minute?{range}&limit=10")).await;
+    let cursor = first["next_cursor"].as_str().unwrap().to_owned();
+    app.ingest(&serde_json::json!({
+        "task_id": "late", "endpoint": "ep-0", "gpu_count": 1,
+        "started_at": "2026-01-01T10:00:00Z", "completed_at": "2026-01-01T10:01:00Z", "status": "COMPLETED"
+    }))
+    .await;
+    app.aggregate(
+        "granularity=minute&start_time=2026-01-01T10:00:00Z&end_time=2026-01-01T10:05:00Z",
+    )
+    .await;
+    let second = app
+        .get_json(&format!("/minute?{range}&limit=10&cursor={cursor}"))
+        .await;
+    assert_eq!(second["data"][0], full["data"][10]);
+    assert_eq!(second["total"], total + 2);
+
+    // Cursors are opaque and bound to their query.
+    let hourly = app.get_json(&format!("/hourly?{range}&limit=1")).await;
+    let foreign = hourly["next_cursor"].as_str().unwrap();
+    crate::support::expect_error(
+        app.get(&format!("/minute?{range}&cursor={foreign}")).await,
+        400,
+        "invalid_parameter",
+    )
+    .await;
+    crate::support::expect_error(
+        app.get(&format!("/minute?{range}&cursor=not-a-cursor"))
+            .await,
+        400,
+        "invalid_parameter",
+    )
+    .await;
+    app.finish().await;
+}
+both_backends!(pagination_across_pages);
+
+async fn csv_output(db: TestDb) {
+    let app = spawn_app(db).await;
+    load_fixture(&app).await;
+    let q =
+        "/hourly?scope_type=endpoint&start_time=2026-01-01T00:00:00Z&end_time=2026-01-02T00:00:00Z";
+
+    let res = app
+        .request(reqwest::Method::GET, q)
+        .header("Accept", "text/csv")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    assert_eq!(res.headers()["x-total-count"], "4");
+    let text = res.text().await.unwrap();
+    let lines: Vec<&str> = text.split("\r\n").filter(|l| !l.is_empty()).collect();
+    assert_eq!(
+        lines[0],
+        "time_bucket,scope_type,scope_value,total_tasks,completed_tasks,failed_tasks,total_gpu_hours,\
+avg_gpu_count,max_gpu_count,peak_minute,peak_gpu_hours,period_start,period_end,updated_at"
+    );
+    assert_eq!(lines.len(), 5, "{text}");
+    assert!(
+        lines[2]
+            .starts_with("2026-01-01T10:00:00Z,endpoint,ep-b,0,0,0,3,0,0,2026-01-01T10:15:00Z,"),
+        "{}",
+        lines[2]
+    );
+
+    // format=csv does the same without headers; paging headers included.
+    let res = app.get(&format!("{q}&format=csv&limit=3")).await;
+    assert_eq!(res.headers()["x-total-count"], "4");
+    assert!(res.headers().get("x-next-cursor").is_some());
+    let text = res.text().await.unwrap();
+    assert_eq!(text.split("\r\n").filter(|l| !l.is_empty()).count(), 4);
+
+    // format= wins over Accept; browsers' Accept lists get JSON.
+    let res = app
+        .request(reqwest::Method::GET, &format!("{q}&format=json"))
+        .header("Accept", "text/csv")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/json")
+    );
+    let res = app
+        .request(reqwest::Method::GET, q)
+        .header(
+            "Accept",
+            "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/json")
+    );
+
+    let minute = app
+        .get("/minute?start_time=2026-01-01T11:00:00Z&end_time=2026-01-01T11:01:00Z&format=csv")
+        .await;
+    let text = minute.text().await.unwrap();
+    assert!(text.starts_with("time_bucket,scope_type,scope_value,total_tasks,completed_tasks,failed_tasks,total_gpu_seconds,"));
+    assert!(
+        text.contains("2026-01-01T11:00:00Z,global,,1,1,0,484,"),
+        "{text}"
+    );
+    let daily = app
+        .get("/daily?start_time=2026-01-01T00:00:00Z&end_time=2026-01-02T00:00:00Z&format=csv")
+        .await;
+    let text = daily.text().await.unwrap();
+    assert!(
+        text.contains(",peak_hour,peak_gpu_hours,available_gpu_hours,utilization_rate,"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "2026-01-01T00:00:00Z,global,,3,2,1,5.567778,4.67,8,2026-01-01T10:00:00Z,4,,,"
+        ),
+        "{text}"
+    );
+    app.finish().await;
+}
+both_backends!(csv_output);
+
+async fn defaults_and_empty_results(db: TestDb) {
+    let app = spawn_app(db).await;
+    // Nothing stored: an empty array, zero totals, no peak.
+    for (path, start) in [
+        ("/minute", "2026-01-02T11:00:00Z"),
+        ("/hourly", "2026-01-01T12:00:00Z"),
+        ("/daily", "2025-12-03T12:00:00Z"),
+    ] {
+        let body = app.get_json(path).await;
+        assert_eq!(body["start_time"], start, "{path}");
+        assert_eq!(body["end_time"], "2026-01-02T12:00:00Z", "{path}");
+        assert_eq!(body["data"], serde_json::json!([]));
+        assert_eq!(body["total"], 0);
+        assert_num(&body["summary"], "total_gpu_hours", 0.0);
+        assert_num(&body["summary"], "avg_gpu_count", 0.0);
+        assert_eq!(body["summary"]["peak_time_bucket"], Value::Null);
+        assert_eq!(body["next_cursor"], Value::Null);
+    }
+    // Only start given: end defaults to now. Empty values count as absent.
+    let body = app
+        .get_json("/hourly?start_time=2026-01-02T00:00:00Z&scope_value=&end_time=")
+        .await;
+    assert_eq!(body["end_time"], "2026-01-02T12:00:00Z");
+    // Any offset is accepted and answered in UTC; an unencoded `+` too.
+    let body = app
+        .get_json(
+            "/hourly?start_time=2026-01-02T09:00:00%2B09:00&end_time=2026-01-02T10:00:00+01:00",
+        )
+        .await;
+    assert_eq!(body["start_time"], "2026-01-02T00:00:00Z");
+    assert_eq!(body["end_time"], "2026-01-02T09:00:00Z");
+    let scopes = app.get_json("/scopes").await;
+    assert_eq!(scopes, serde_json::json!({"endpoints": [], "specs": []}));
+    app.finish().await;
+}
+both_backends!(defaults_and_empty_results);
