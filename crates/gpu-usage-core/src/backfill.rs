@@ -1,1 +1,547 @@
-//! (in progress)
+//! Tracked backfills (`gpu_usage_backfill_jobs`): rebuild a range at one
+//! level or at every level, one day per chunk, as a background job whose
+//! progress is visible and which resumes where it stopped.
+//!
+//! - [`create`] queues a job (or returns the active one that already covers
+//!   the request).
+//! - [`run_next`] claims the oldest pending or interrupted job under the
+//!   `backfill` job lock (so backfills run one at a time across replicas)
+//!   and executes it. Per chunk it recomputes minute, then hourly, then
+//!   daily rows, each under that level's rollup lock, and then records the
+//!   chunk as done: a crash costs at most the chunk in progress.
+//! - A chunk that fails marks the job `failed` with the error. A database
+//!   outage instead leaves it `running`, to be resumed by the next poll.
+
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use sea_orm::{
+    ActiveValue::{NotSet, Set},
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect,
+    sea_query::{Expr, ExprTrait},
+};
+use serde::{Serialize, Serializer};
+
+use crate::EngineConfig;
+use crate::entities::{backfill_job, record};
+use crate::error::{DomainError, Result};
+use crate::locks::{self, JobName};
+use crate::rollup;
+use crate::settings::RetentionSettings;
+use crate::types::{Granularity, TimeRange};
+
+/// One chunk of work: a UTC day (midnight-aligned, except at the ends).
+pub const CHUNK_LEN: TimeDelta = TimeDelta::days(1);
+
+/// How long a chunk waits for a level's rollup lock (held by a periodic
+/// job, normally for seconds) before leaving the job for the next poll.
+pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackfillStatus {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+}
+
+impl BackfillStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackfillStatus::Pending => "pending",
+            BackfillStatus::Running => "running",
+            BackfillStatus::Succeeded => "succeeded",
+            BackfillStatus::Failed => "failed",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self> {
+        match s {
+            "pending" => Ok(BackfillStatus::Pending),
+            "running" => Ok(BackfillStatus::Running),
+            "succeeded" => Ok(BackfillStatus::Succeeded),
+            "failed" => Ok(BackfillStatus::Failed),
+            other => Err(corrupt(format!("unknown backfill status {other:?}"))),
+        }
+    }
+
+    pub fn is_active(self) -> bool {
+        matches!(self, BackfillStatus::Pending | BackfillStatus::Running)
+    }
+}
+
+/// A backfill job as the API returns it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BackfillJob {
+    pub id: i64,
+    pub start_time: DateTime<Utc>,
+    pub end_time: DateTime<Utc>,
+    /// One level, or `all` (serialized as such) for every level.
+    #[serde(serialize_with = "serialize_levels")]
+    pub granularity: Option<Granularity>,
+    pub status: BackfillStatus,
+    /// Where work resumes: everything before it is done.
+    pub next_chunk_start: DateTime<Utc>,
+    pub chunks_total: i32,
+    pub chunks_done: i32,
+    /// chunks_done / chunks_total, 0 to 1.
+    pub progress: f64,
+    pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+fn serialize_levels<S: Serializer>(g: &Option<Granularity>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(levels_str(*g))
+}
+
+fn levels_str(g: Option<Granularity>) -> &'static str {
+    g.map(Granularity::as_str).unwrap_or("all")
+}
+
+impl BackfillJob {
+    pub fn range(&self) -> Result<TimeRange> {
+        TimeRange::new(self.start_time, self.end_time)
+    }
+
+    /// The levels rebuilt, finest first.
+    pub fn levels(&self) -> Vec<Granularity> {
+        match self.granularity {
+            Some(g) => vec![g],
+            None => Granularity::ALL.to_vec(),
+        }
+    }
+
+    pub fn is_finished(&self) -> bool {
+        !self.status.is_active()
+    }
+
+    fn from_model(m: backfill_job::Model) -> Result<Self> {
+        let granularity = match m.granularity.as_str() {
+            "all" => None,
+            other => Some(other.parse::<Granularity>().map_err(|_| {
+                corrupt(format!(
+                    "backfill job {}: unknown granularity {other:?}",
+                    m.id
+                ))
+            })?),
+        };
+        let progress = if m.chunks_total > 0 {
+            (f64::from(m.chunks_done) / f64::from(m.chunks_total)).clamp(0.0, 1.0)
+        } else {
+            1.0
+        };
+        Ok(Self {
+            id: m.id,
+            start_time: m.range_start,
+            end_time: m.range_end,
+            granularity,
+            status: BackfillStatus::parse(&m.status)?,
+            next_chunk_start: m.next_chunk_start,
+            chunks_total: m.chunks_total,
+            chunks_done: m.chunks_done,
+            progress,
+            error: m.error,
+            created_at: m.created_at,
+            updated_at: m.updated_at,
+            started_at: m.started_at,
+            finished_at: m.finished_at,
+        })
+    }
+}
+
+fn corrupt(message: String) -> DomainError {
+    DomainError::Database(sea_orm::DbErr::Custom(message))
+}
+
+/// Queues a rebuild of `range` (widened to whole minutes) at `granularity`
+/// (`None` = every level).
+///
+/// If an active job of the same granularity already covers the range and
+/// has not yet passed its start, that job is returned instead: repeated
+/// requests do not pile up. A job that only partly overlaps is not reused
+/// (it would leave part of the request undone); the new job runs after it,
+/// since backfills run one at a time.
+pub async fn create(
+    db: &impl ConnectionTrait,
+    range: TimeRange,
+    granularity: Option<Granularity>,
+    now: DateTime<Utc>,
+) -> Result<BackfillJob> {
+    let range = range.align(Granularity::Minute);
+    let levels = levels_str(granularity);
+    let covering = backfill_job::Entity::find()
+        .filter(backfill_job::Column::Status.is_in(["pending", "running"]))
+        .filter(backfill_job::Column::Granularity.eq(levels))
+        .filter(backfill_job::Column::NextChunkStart.lte(range.start()))
+        .filter(backfill_job::Column::RangeEnd.gte(range.end()))
+        .order_by_asc(backfill_job::Column::Id)
+        .one(db)
+        .await?;
+    if let Some(existing) = covering {
+        return BackfillJob::from_model(existing);
+    }
+    let chunks = range.chunks(CHUNK_LEN).len();
+    let chunks_total = i32::try_from(chunks).map_err(|_| {
+        DomainError::invalid(
+            "end_time",
+            format!("the range spans {chunks} days; too long"),
+        )
+    })?;
+    let inserted = backfill_job::Entity::insert(backfill_job::ActiveModel {
+        id: NotSet,
+        range_start: Set(range.start()),
+        range_end: Set(range.end()),
+        granularity: Set(levels.to_owned()),
+        status: Set(BackfillStatus::Pending.as_str().to_owned()),
+        next_chunk_start: Set(range.start()),
+        chunks_total: Set(chunks_total),
+        chunks_done: Set(0),
+        error: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+        started_at: Set(None),
+        finished_at: Set(None),
+    })
+    .exec(db)
+    .await?;
+    get(db, inserted.last_insert_id).await
+}
+
+pub async fn get(db: &impl ConnectionTrait, id: i64) -> Result<BackfillJob> {
+    let model = backfill_job::Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .ok_or_else(|| DomainError::not_found(format!("backfill job {id}")))?;
+    BackfillJob::from_model(model)
+}
+
+/// The most recent jobs, newest first.
+pub async fn list(db: &impl ConnectionTrait, limit: u64) -> Result<Vec<BackfillJob>> {
+    backfill_job::Entity::find()
+        .order_by_desc(backfill_job::Column::Id)
+        .limit(limit)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(BackfillJob::from_model)
+        .collect()
+}
+
+/// "Neither start nor end": from the start of the earliest record still
+/// inside retention to now (or to the latest completion, if later).
+/// `None` when there are no such records.
+pub async fn retained_range(
+    db: &impl ConnectionTrait,
+    now: DateTime<Utc>,
+    retention: &RetentionSettings,
+) -> Result<Option<TimeRange>> {
+    let mut q = record::Entity::find()
+        .select_only()
+        .column_as(Expr::col(record::Column::StartedAt).min(), "first_start")
+        .column_as(Expr::col(record::Column::CompletedAt).max(), "last_end");
+    if retention.records_days > 0 {
+        q = q.filter(record::Column::CompletedAt.gte(now - retention.records()));
+    }
+    type Bounds = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+    let bounds: Option<Bounds> = q.into_tuple().one(db).await?;
+    let Some((Some(first), last)) = bounds else {
+        return Ok(None);
+    };
+    let end = Granularity::Minute.ceil(Ord::max(last.unwrap_or(now), now));
+    let end = if end > first {
+        end
+    } else {
+        first + Granularity::Minute.bucket_len()
+    };
+    Ok(TimeRange::new(first, end).ok())
+}
+
+/// Hooks for [`run_next_with`] and [`run_job`].
+pub struct RunOptions<'a> {
+    /// Checked between chunks: `true` stops, leaving the job `running` to be
+    /// resumed later (graceful shutdown).
+    pub stop: &'a (dyn Fn() -> bool + Send + Sync),
+    /// Called after every chunk and at the end (progress bars, metrics).
+    pub on_progress: &'a (dyn Fn(&BackfillJob) + Send + Sync),
+    /// How long a chunk waits for a rollup lock before yielding.
+    pub lock_wait: Duration,
+}
+
+fn never() -> bool {
+    false
+}
+
+fn ignore(_: &BackfillJob) {}
+
+impl Default for RunOptions<'_> {
+    fn default() -> Self {
+        Self {
+            stop: &never,
+            on_progress: &ignore,
+            lock_wait: DEFAULT_LOCK_WAIT,
+        }
+    }
+}
+
+/// Claims the oldest pending or interrupted job and executes it. `None`:
+/// nothing to do, or another runner is executing backfills.
+pub async fn run_next(
+    db: &DatabaseConnection,
+    now: &(impl Fn() -> DateTime<Utc> + Sync),
+    cfg: &EngineConfig,
+) -> Result<Option<BackfillJob>> {
+    run_next_with(db, now, cfg, &RunOptions::default()).await
+}
+
+pub async fn run_next_with(
+    db: &DatabaseConnection,
+    now: &(impl Fn() -> DateTime<Utc> + Sync),
+    cfg: &EngineConfig,
+    opts: &RunOptions<'_>,
+) -> Result<Option<BackfillJob>> {
+    run_claimed(db, None, now, cfg, opts).await
+}
+
+/// Executes one given job (the CLI's foreground backfill). `None` when
+/// another runner holds the backfill lock; the job stays queued for it.
+pub async fn run_job(
+    db: &DatabaseConnection,
+    id: i64,
+    now: &(impl Fn() -> DateTime<Utc> + Sync),
+    cfg: &EngineConfig,
+    opts: &RunOptions<'_>,
+) -> Result<Option<BackfillJob>> {
+    run_claimed(db, Some(id), now, cfg, opts).await
+}
+
+async fn run_claimed(
+    db: &DatabaseConnection,
+    id: Option<i64>,
+    now: &(impl Fn() -> DateTime<Utc> + Sync),
+    cfg: &EngineConfig,
+    opts: &RunOptions<'_>,
+) -> Result<Option<BackfillJob>> {
+    let Some(lock) = locks::try_lock(db, JobName::Backfill).await? else {
+        return Ok(None);
+    };
+    let result = async {
+        let job = match id {
+            Some(id) => Some(get(db, id).await?).filter(|j| j.status.is_active()),
+            None => next_active(db).await?,
+        };
+        match job {
+            Some(job) => execute(db, job, now, cfg, opts).await.map(Some),
+            None => Ok(None),
+        }
+    }
+    .await;
+    if let Err(e) = lock.release().await {
+        tracing::warn!(error = %e, "releasing the backfill lock failed; its connection was closed");
+    }
+    result
+}
+
+/// Oldest job still to do. Under the backfill lock, a `running` one was
+/// interrupted (its runner died or stopped) and is resumed.
+async fn next_active(db: &impl ConnectionTrait) -> Result<Option<BackfillJob>> {
+    backfill_job::Entity::find()
+        .filter(backfill_job::Column::Status.is_in(["pending", "running"]))
+        .order_by_asc(backfill_job::Column::Id)
+        .one(db)
+        .await?
+        .map(BackfillJob::from_model)
+        .transpose()
+}
+
+async fn execute(
+    db: &DatabaseConnection,
+    mut job: BackfillJob,
+    now: &(impl Fn() -> DateTime<Utc> + Sync),
+    cfg: &EngineConfig,
+    opts: &RunOptions<'_>,
+) -> Result<BackfillJob> {
+    let t = now();
+    let started_at = job.started_at.unwrap_or(t);
+    update(
+        db,
+        job.id,
+        Condition::all().add(backfill_job::Column::Status.is_in(["pending", "running"])),
+        [
+            (
+                backfill_job::Column::Status,
+                Expr::value(BackfillStatus::Running.as_str()),
+            ),
+            (
+                backfill_job::Column::StartedAt,
+                Expr::value(Some(started_at)),
+            ),
+            (backfill_job::Column::UpdatedAt, Expr::value(t)),
+        ],
+    )
+    .await?;
+    job.status = BackfillStatus::Running;
+    job.started_at = Some(started_at);
+    job.updated_at = t;
+    tracing::info!(
+        backfill_id = job.id,
+        start = %job.start_time,
+        end = %job.end_time,
+        granularity = levels_str(job.granularity),
+        next_chunk_start = %job.next_chunk_start,
+        chunks_done = job.chunks_done,
+        chunks_total = job.chunks_total,
+        "backfill running"
+    );
+    (opts.on_progress)(&job);
+
+    let remaining = TimeRange::new(job.next_chunk_start, job.end_time)
+        .map(|r| r.chunks(CHUNK_LEN))
+        .unwrap_or_default();
+    for chunk in remaining {
+        if (opts.stop)() {
+            tracing::info!(backfill_id = job.id, next_chunk_start = %job.next_chunk_start, "backfill paused");
+            return Ok(job);
+        }
+        for level in job.levels() {
+            let Some(lock) =
+                locks::lock_with_wait(db, JobName::rollup(level), opts.lock_wait).await?
+            else {
+                tracing::info!(
+                    backfill_id = job.id,
+                    level = %level,
+                    "rollup lock still busy; the backfill resumes at the next poll"
+                );
+                return Ok(job);
+            };
+            let result = rollup::recompute(db, level, chunk, now(), cfg).await;
+            if let Err(e) = lock.release().await {
+                tracing::warn!(error = %e, "releasing a rollup lock failed; its connection was closed");
+            }
+            match result {
+                Ok(_) => {}
+                // An outage: the job stays running and resumes once the
+                // database is back.
+                Err(e @ DomainError::Unavailable(_)) => return Err(e),
+                Err(e) => {
+                    let message = format!(
+                        "chunk {} .. {} at level {level}: {e}",
+                        chunk.start(),
+                        chunk.end()
+                    );
+                    return fail(db, job, message, now()).await;
+                }
+            }
+        }
+        let t = now();
+        let done = job.chunks_done.saturating_add(1);
+        update(
+            db,
+            job.id,
+            Condition::all(),
+            [
+                (
+                    backfill_job::Column::NextChunkStart,
+                    Expr::value(chunk.end()),
+                ),
+                (backfill_job::Column::ChunksDone, Expr::value(done)),
+                (backfill_job::Column::UpdatedAt, Expr::value(t)),
+            ],
+        )
+        .await?;
+        job.next_chunk_start = chunk.end();
+        job.chunks_done = done;
+        job.updated_at = t;
+        job.progress = if job.chunks_total > 0 {
+            (f64::from(done) / f64::from(job.chunks_total)).clamp(0.0, 1.0)
+        } else {
+            1.0
+        };
+        (opts.on_progress)(&job);
+    }
+
+    let t = now();
+    update(
+        db,
+        job.id,
+        Condition::all(),
+        [
+            (
+                backfill_job::Column::Status,
+                Expr::value(BackfillStatus::Succeeded.as_str()),
+            ),
+            (
+                backfill_job::Column::NextChunkStart,
+                Expr::value(job.end_time),
+            ),
+            (backfill_job::Column::FinishedAt, Expr::value(Some(t))),
+            (backfill_job::Column::UpdatedAt, Expr::value(t)),
+        ],
+    )
+    .await?;
+    job.status = BackfillStatus::Succeeded;
+    job.next_chunk_start = job.end_time;
+    job.finished_at = Some(t);
+    job.updated_at = t;
+    job.progress = 1.0;
+    tracing::info!(
+        backfill_id = job.id,
+        chunks = job.chunks_done,
+        "backfill succeeded"
+    );
+    (opts.on_progress)(&job);
+    Ok(job)
+}
+
+async fn fail(
+    db: &impl ConnectionTrait,
+    mut job: BackfillJob,
+    message: String,
+    t: DateTime<Utc>,
+) -> Result<BackfillJob> {
+    tracing::warn!(backfill_id = job.id, error = %message, "backfill failed");
+    update(
+        db,
+        job.id,
+        Condition::all(),
+        [
+            (
+                backfill_job::Column::Status,
+                Expr::value(BackfillStatus::Failed.as_str()),
+            ),
+            (
+                backfill_job::Column::Error,
+                Expr::value(Some(message.clone())),
+            ),
+            (backfill_job::Column::FinishedAt, Expr::value(Some(t))),
+            (backfill_job::Column::UpdatedAt, Expr::value(t)),
+        ],
+    )
+    .await?;
+    job.status = BackfillStatus::Failed;
+    job.error = Some(message);
+    job.finished_at = Some(t);
+    job.updated_at = t;
+    Ok(job)
+}
+
+async fn update<const N: usize>(
+    db: &impl ConnectionTrait,
+    id: i64,
+    extra: Condition,
+    values: [(backfill_job::Column, Expr); N],
+) -> Result<()> {
+    let mut q = backfill_job::Entity::update_many();
+    for (col, value) in values {
+        q = q.col_expr(col, value);
+    }
+    q.filter(backfill_job::Column::Id.eq(id))
+        .filter(extra)
+        .exec(db)
+        .await?;
+    Ok(())
+}

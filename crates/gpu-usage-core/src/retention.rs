@@ -1,1 +1,281 @@
-//! (in progress)
+//! Retention cleanup (SPEC §5): expired rows deleted in bounded batches,
+//! table by table.
+//!
+//! - records by `completed_at`, minute and hourly rows by `time_bucket`;
+//!   daily rows only when `daily_days > 0`;
+//! - the service's own bookkeeping: job runs, and finished backfill jobs,
+//!   older than `job_runs_days`.
+//!
+//! Before deleting from a table that feeds a rollup, the table's retention
+//! horizon is raised to the cutoff (in its own statement, committed first):
+//! the engine reads it to know that a finer level may be gone and must not
+//! be used to rebuild a coarser bucket over good totals.
+//!
+//! Each batch selects up to `delete_batch_size` ids and deletes exactly
+//! those, one autocommitted statement per batch: no statement holds locks
+//! for long, the same SQL works on MySQL and SQLite, and an interrupted run
+//! simply continues next time. A table that fails is reported and the
+//! others still run. A period of 0 days (or less) means "keep forever".
+
+use chrono::{DateTime, TimeDelta, Utc};
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+};
+use serde::Serialize;
+
+use crate::entities::{
+    backfill_job, job_run, record, statistics_daily, statistics_hourly, statistics_minute,
+};
+use crate::error::{DomainError, Result};
+use crate::rollup::horizon;
+use crate::settings::RetentionSettings;
+use crate::types::{Granularity, day_start};
+
+/// Upper bound of ids per `DELETE ... WHERE id IN (...)`: SQLite's limit on
+/// bound parameters is 32,766.
+const MAX_IDS_PER_STATEMENT: usize = 10_000;
+
+/// What cleanup did to one table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TableCleanup {
+    pub table: &'static str,
+    /// Rows older than this were deleted; `None` = the table is kept forever.
+    pub cutoff: Option<DateTime<Utc>>,
+    pub deleted: u64,
+    pub batches: u64,
+    /// Why the table's cleanup stopped early, if it did.
+    pub error: Option<String>,
+}
+
+/// What one cleanup run did, per table, in the order they were processed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct CleanupReport {
+    pub tables: Vec<TableCleanup>,
+}
+
+impl CleanupReport {
+    pub fn deleted(&self) -> u64 {
+        self.tables.iter().map(|t| t.deleted).sum()
+    }
+
+    pub fn failures(&self) -> impl Iterator<Item = &TableCleanup> {
+        self.tables.iter().filter(|t| t.error.is_some())
+    }
+
+    pub fn is_ok(&self) -> bool {
+        self.failures().next().is_none()
+    }
+
+    pub fn table(&self, name: &str) -> Option<&TableCleanup> {
+        self.tables.iter().find(|t| t.table == name)
+    }
+
+    /// `table=deleted` pairs and errors, for logs and job records.
+    pub fn summary(&self) -> String {
+        self.tables
+            .iter()
+            .map(|t| match &t.error {
+                Some(e) => format!("{}={} (failed: {e})", t.table, t.deleted),
+                None if t.cutoff.is_none() => format!("{}=kept", t.table),
+                None => format!("{}={}", t.table, t.deleted),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+pub const JOB_RUNS_TABLE: &str = "gpu_usage_job_runs";
+pub const BACKFILL_JOBS_TABLE: &str = "gpu_usage_backfill_jobs";
+
+/// Deletes everything past retention as of `now`. Never fails as a whole:
+/// per-table errors are in the report.
+pub async fn cleanup(
+    db: &impl ConnectionTrait,
+    now: DateTime<Utc>,
+    settings: &RetentionSettings,
+) -> CleanupReport {
+    let batch = settings.delete_batch_size.max(1);
+    let keep = |days: i64| (days > 0).then(|| TimeDelta::days(days));
+    let mut report = CleanupReport::default();
+
+    // Records by completion time, to the millisecond like the rows.
+    let cutoff = keep(settings.records_days).map(|d| now - d);
+    report.tables.push(
+        run_table(horizon::RECORDS_TABLE, cutoff, |c| async move {
+            horizon::record_deletion(db, horizon::RECORDS_TABLE, c, now).await?;
+            delete_in_batches::<record::Entity>(
+                db,
+                record::Column::Id,
+                Condition::all().add(record::Column::CompletedAt.lt(c)),
+                batch,
+            )
+            .await
+        })
+        .await,
+    );
+
+    // Statistics by whole buckets, so a bucket is either kept or gone.
+    let cutoff = settings
+        .level(Granularity::Minute)
+        .map(|d| Granularity::Minute.floor(now - d));
+    report.tables.push(
+        run_table(Granularity::Minute.table_name(), cutoff, |c| async move {
+            horizon::record_deletion(db, Granularity::Minute.table_name(), c, now).await?;
+            delete_in_batches::<statistics_minute::Entity>(
+                db,
+                statistics_minute::Column::Id,
+                Condition::all().add(statistics_minute::Column::TimeBucket.lt(c)),
+                batch,
+            )
+            .await
+        })
+        .await,
+    );
+
+    let cutoff = settings
+        .level(Granularity::Hourly)
+        .map(|d| Granularity::Hourly.floor(now - d));
+    report.tables.push(
+        run_table(Granularity::Hourly.table_name(), cutoff, |c| async move {
+            horizon::record_deletion(db, Granularity::Hourly.table_name(), c, now).await?;
+            delete_in_batches::<statistics_hourly::Entity>(
+                db,
+                statistics_hourly::Column::Id,
+                Condition::all().add(statistics_hourly::Column::TimeBucket.lt(c)),
+                batch,
+            )
+            .await
+        })
+        .await,
+    );
+
+    let cutoff = settings
+        .level(Granularity::Daily)
+        .map(|d| day_start((now - d).date_naive()));
+    report.tables.push(
+        run_table(Granularity::Daily.table_name(), cutoff, |c| async move {
+            horizon::record_deletion(db, Granularity::Daily.table_name(), c, now).await?;
+            delete_in_batches::<statistics_daily::Entity>(
+                db,
+                statistics_daily::Column::Id,
+                Condition::all().add(statistics_daily::Column::TimeBucket.lt(c.date_naive())),
+                batch,
+            )
+            .await
+        })
+        .await,
+    );
+
+    let bookkeeping = keep(settings.job_runs_days).map(|d| now - d);
+    report.tables.push(
+        run_table(JOB_RUNS_TABLE, bookkeeping, |c| async move {
+            delete_in_batches::<job_run::Entity>(
+                db,
+                job_run::Column::Id,
+                Condition::all().add(job_run::Column::StartedAt.lt(c)),
+                batch,
+            )
+            .await
+        })
+        .await,
+    );
+
+    // Only finished backfills: an old one still pending or running is work
+    // someone asked for.
+    report.tables.push(
+        run_table(BACKFILL_JOBS_TABLE, bookkeeping, |c| async move {
+            delete_in_batches::<backfill_job::Entity>(
+                db,
+                backfill_job::Column::Id,
+                Condition::all()
+                    .add(backfill_job::Column::Status.is_in(["succeeded", "failed"]))
+                    .add(backfill_job::Column::FinishedAt.lt(c)),
+                batch,
+            )
+            .await
+        })
+        .await,
+    );
+
+    report
+}
+
+async fn run_table<F, Fut>(
+    table: &'static str,
+    cutoff: Option<DateTime<Utc>>,
+    work: F,
+) -> TableCleanup
+where
+    F: FnOnce(DateTime<Utc>) -> Fut,
+    Fut: std::future::Future<Output = Result<(u64, u64)>>,
+{
+    let mut out = TableCleanup {
+        table,
+        cutoff,
+        deleted: 0,
+        batches: 0,
+        error: None,
+    };
+    let Some(c) = cutoff else {
+        return out;
+    };
+    match work(c).await {
+        Ok((deleted, batches)) => {
+            out.deleted = deleted;
+            out.batches = batches;
+        }
+        Err(e) => {
+            tracing::warn!(table, cutoff = %c, error = %e, "retention cleanup of a table failed");
+            out.error = Some(e.to_string());
+        }
+    }
+    out
+}
+
+/// Deletes the rows matching `cond`, at most `batch` per round; returns
+/// (rows deleted, rounds). Rows deleted before a failure stay deleted.
+async fn delete_in_batches<E>(
+    db: &impl ConnectionTrait,
+    id: E::Column,
+    cond: Condition,
+    batch: u64,
+) -> Result<(u64, u64)>
+where
+    E: EntityTrait,
+{
+    let mut deleted = 0u64;
+    let mut rounds = 0u64;
+    loop {
+        let ids: Vec<i64> = E::find()
+            .select_only()
+            .column(id)
+            .filter(cond.clone())
+            .order_by_asc(id)
+            .limit(batch)
+            .into_tuple()
+            .all(db)
+            .await?;
+        if ids.is_empty() {
+            break;
+        }
+        let mut removed = 0u64;
+        for chunk in ids.chunks(MAX_IDS_PER_STATEMENT) {
+            removed += E::delete_many()
+                .filter(id.is_in(chunk.iter().copied()))
+                .exec(db)
+                .await
+                .map_err(DomainError::from)?
+                .rows_affected;
+        }
+        deleted += removed;
+        rounds += 1;
+        // Fewer than a full batch: that was the last one. Nothing removed
+        // although rows matched: someone else deleted them first; their
+        // rounds finish the job rather than this loop spinning.
+        if (ids.len() as u64) < batch || removed == 0 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    Ok((deleted, rounds))
+}

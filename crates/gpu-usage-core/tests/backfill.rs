@@ -1,0 +1,384 @@
+//! Tracked backfills on SQLite and MariaDB: queued, run chunk by chunk,
+//! progress recorded, rows equal to a direct recompute, resumed after an
+//! interruption, failed with the error, polite to busy rollup locks.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
+use gpu_usage_core::EngineConfig;
+use gpu_usage_core::backfill::{self, BackfillStatus, RunOptions};
+use gpu_usage_core::entities::{
+    backfill_job, statistics_daily, statistics_hourly, statistics_minute,
+};
+use gpu_usage_core::ingest::{self, RecordInput};
+use gpu_usage_core::locks::{self, JobName};
+use gpu_usage_core::rollup;
+use gpu_usage_core::testing::TestDb;
+use gpu_usage_core::types::{Granularity, TimeRange};
+use sea_orm::ActiveValue::Set;
+use sea_orm::{
+    ActiveModelTrait, ConnectionTrait, DatabaseConnection, EntityTrait, IntoActiveModel,
+};
+
+fn ts(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+fn now() -> DateTime<Utc> {
+    ts("2026-06-12T18:00:00Z")
+}
+
+fn range() -> TimeRange {
+    TimeRange::new(ts("2026-06-10T00:00:00Z"), ts("2026-06-13T00:00:00Z")).unwrap()
+}
+
+/// Deterministic records from 2026-06-10 20:00 over about a day and a
+/// half: tasks crossing minutes, hours and midnight, zero-length and CPU
+/// tasks, FAILED ones, NULL and empty spec names.
+fn records() -> Vec<RecordInput> {
+    let base = ts("2026-06-10T20:00:00Z");
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        x = x
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        x >> 33
+    };
+    (0..40)
+        .map(|i| {
+            let start = base + TimeDelta::milliseconds((next() % (36 * 3_600_000)) as i64);
+            let len = TimeDelta::milliseconds(if i % 9 == 0 {
+                0
+            } else {
+                (next() % (3 * 3_600_000)) as i64
+            });
+            RecordInput {
+                task_id: Some(format!("task-{i}")),
+                endpoint: Some(["alpha", "beta", "gämma \"q\""][i % 3].to_owned()),
+                spec_name: [Some("s1"), None, Some(""), Some("s2")][i % 4].map(str::to_owned),
+                gpu_count: Some((next() % 5) as i64),
+                started_at: Some(start.to_rfc3339()),
+                completed_at: Some((start + len).to_rfc3339()),
+                status: Some(if i % 7 == 0 { "FAILED" } else { "completed" }.to_owned()),
+                ..RecordInput::default()
+            }
+        })
+        .collect()
+}
+
+async fn seed(db: &DatabaseConnection) {
+    let report = ingest::ingest(db, records(), now(), &EngineConfig::default())
+        .await
+        .unwrap();
+    assert_eq!(report.inserted, 40);
+}
+
+/// Every statistics row, without ids and write times, in key order.
+async fn snapshot(db: &DatabaseConnection) -> Vec<(Granularity, NaiveDate, String)> {
+    let epoch = DateTime::<Utc>::UNIX_EPOCH;
+    let mut out = Vec::new();
+    for m in statistics_minute::Entity::find().all(db).await.unwrap() {
+        let key = m.time_bucket;
+        let m = statistics_minute::Model {
+            id: 0,
+            updated_at: epoch,
+            ..m
+        };
+        out.push((
+            Granularity::Minute,
+            key.date_naive(),
+            format!("{key:?} {m:?}"),
+        ));
+    }
+    for m in statistics_hourly::Entity::find().all(db).await.unwrap() {
+        let key = m.time_bucket;
+        let m = statistics_hourly::Model {
+            id: 0,
+            updated_at: epoch,
+            ..m
+        };
+        out.push((
+            Granularity::Hourly,
+            key.date_naive(),
+            format!("{key:?} {m:?}"),
+        ));
+    }
+    for m in statistics_daily::Entity::find().all(db).await.unwrap() {
+        let key = m.time_bucket;
+        let m = statistics_daily::Model {
+            id: 0,
+            updated_at: epoch,
+            ..m
+        };
+        out.push((Granularity::Daily, key, format!("{key:?} {m:?}")));
+    }
+    out.sort();
+    out
+}
+
+/// The same records on a fresh database of the same kind, recomputed
+/// directly over the whole range.
+async fn reference(t: &TestDb) -> Vec<(Granularity, NaiveDate, String)> {
+    let r = TestDb::new(t.backend).await;
+    seed(&r.db).await;
+    for level in Granularity::ALL {
+        rollup::recompute(&r.db, level, range(), now(), &EngineConfig::default())
+            .await
+            .unwrap();
+    }
+    let rows = snapshot(&r.db).await;
+    r.cleanup().await;
+    rows
+}
+
+async fn runs_to_completion_like_a_direct_recompute(t: TestDb) {
+    let db = &t.db;
+    seed(db).await;
+    let job = backfill::create(db, range(), None, now()).await.unwrap();
+    assert_eq!(job.status, BackfillStatus::Pending);
+    assert_eq!((job.chunks_total, job.chunks_done), (3, 0));
+    assert_eq!(job.next_chunk_start, range().start());
+    assert_eq!(job.granularity, None);
+    assert_eq!(serde_json::to_value(&job).unwrap()["granularity"], "all");
+
+    // Repeats and covered sub-ranges return the queued job; other
+    // granularities and uncovered ranges are new jobs.
+    assert_eq!(
+        backfill::create(db, range(), None, now()).await.unwrap().id,
+        job.id
+    );
+    let inner = TimeRange::new(ts("2026-06-11T03:00:00Z"), ts("2026-06-11T04:00:00Z")).unwrap();
+    assert_eq!(
+        backfill::create(db, inner, None, now()).await.unwrap().id,
+        job.id
+    );
+    let hourly_only = backfill::create(db, inner, Some(Granularity::Hourly), now())
+        .await
+        .unwrap();
+    assert_ne!(hourly_only.id, job.id);
+    assert_eq!(hourly_only.chunks_total, 1);
+
+    let seen = std::sync::Mutex::new(Vec::new());
+    let on_progress =
+        |j: &backfill::BackfillJob| seen.lock().unwrap().push((j.chunks_done, j.status));
+    let opts = RunOptions {
+        on_progress: &on_progress,
+        ..RunOptions::default()
+    };
+    let done = backfill::run_next_with(db, &now, &EngineConfig::default(), &opts)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(done.id, job.id, "oldest first");
+    assert_eq!(done.status, BackfillStatus::Succeeded);
+    assert_eq!((done.chunks_done, done.chunks_total), (3, 3));
+    assert_eq!(done.next_chunk_start, range().end());
+    assert_eq!(done.progress, 1.0);
+    assert!(done.started_at.is_some() && done.finished_at.is_some());
+    assert_eq!(done.error, None);
+    let done_counts: Vec<i32> = seen.lock().unwrap().iter().map(|(d, _)| *d).collect();
+    assert_eq!(done_counts, [0, 1, 2, 3, 3], "progress after every chunk");
+
+    let stored = backfill::get(db, job.id).await.unwrap();
+    assert_eq!(stored.status, BackfillStatus::Succeeded);
+    assert_eq!(
+        (stored.chunks_done, stored.next_chunk_start),
+        (3, range().end())
+    );
+
+    let rows = snapshot(db).await;
+    assert!(rows.iter().any(|r| r.0 == Granularity::Daily));
+    assert_eq!(
+        rows,
+        reference(&t).await,
+        "backfilled rows equal a direct recompute"
+    );
+
+    // The hourly-only job is next; then nothing is left.
+    let next = backfill::run_next(db, &now, &EngineConfig::default())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (next.id, next.status),
+        (hourly_only.id, BackfillStatus::Succeeded)
+    );
+    assert!(
+        backfill::run_next(db, &now, &EngineConfig::default())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(backfill::list(db, 10).await.unwrap().len(), 2);
+    assert!(matches!(
+        backfill::get(db, 999).await,
+        Err(gpu_usage_core::DomainError::NotFound { .. })
+    ));
+    t.cleanup().await;
+}
+gpu_usage_core::dual_backend_test!(
+    runs_to_completion_like_a_direct_recompute,
+    crate::runs_to_completion_like_a_direct_recompute
+);
+
+async fn resumes_an_interrupted_job_where_it_stopped(t: TestDb) {
+    let db = &t.db;
+    seed(db).await;
+    let job = backfill::create(db, range(), None, now()).await.unwrap();
+    // As left by a runner that died after the first chunk.
+    let mut model = backfill_job::Entity::find_by_id(job.id)
+        .one(db)
+        .await
+        .unwrap()
+        .unwrap()
+        .into_active_model();
+    model.status = Set("running".to_owned());
+    model.next_chunk_start = Set(ts("2026-06-11T00:00:00Z"));
+    model.chunks_done = Set(1);
+    model.started_at = Set(Some(now() - TimeDelta::minutes(5)));
+    model.update(db).await.unwrap();
+
+    let done = backfill::run_next(db, &now, &EngineConfig::default())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(done.status, BackfillStatus::Succeeded);
+    assert_eq!((done.chunks_done, done.chunks_total), (3, 3));
+    assert_eq!(
+        done.started_at,
+        Some(now() - TimeDelta::minutes(5)),
+        "the original start is kept"
+    );
+
+    // Only the chunks from the resume point were rebuilt, and those equal
+    // the reference.
+    let resume_day = NaiveDate::from_ymd_opt(2026, 6, 11).unwrap();
+    let rows = snapshot(db).await;
+    assert!(
+        rows.iter().all(|r| r.1 >= resume_day),
+        "nothing before the resume point was recomputed"
+    );
+    let expected: Vec<_> = reference(&t)
+        .await
+        .into_iter()
+        .filter(|r| r.1 >= resume_day)
+        .collect();
+    assert!(!expected.is_empty());
+    assert_eq!(rows, expected);
+    t.cleanup().await;
+}
+gpu_usage_core::dual_backend_test!(
+    resumes_an_interrupted_job_where_it_stopped,
+    crate::resumes_an_interrupted_job_where_it_stopped
+);
+
+async fn waits_for_busy_locks_and_fails_with_the_error(t: TestDb) {
+    let db = &t.db;
+    seed(db).await;
+    let job = backfill::create(db, range(), None, now()).await.unwrap();
+
+    // Another runner executes backfills: nothing is claimed.
+    let backfill_lock = locks::try_lock(db, JobName::Backfill)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        backfill::run_next(db, &now, &EngineConfig::default())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    backfill_lock.release().await.unwrap();
+
+    // A rollup lock stays busy past the wait: the job yields, still running
+    // at its resume point, and completes once the lock is free.
+    let minute_lock = locks::try_lock(db, JobName::MinuteRollup)
+        .await
+        .unwrap()
+        .unwrap();
+    let opts = RunOptions {
+        lock_wait: Duration::from_millis(300),
+        ..RunOptions::default()
+    };
+    let yielded = backfill::run_next_with(db, &now, &EngineConfig::default(), &opts)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (yielded.status, yielded.chunks_done),
+        (BackfillStatus::Running, 0)
+    );
+    minute_lock.release().await.unwrap();
+    let done = backfill::run_next(db, &now, &EngineConfig::default())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (done.id, done.status, done.chunks_done),
+        (job.id, BackfillStatus::Succeeded, 3)
+    );
+
+    // A chunk that fails marks the job failed with the error.
+    let again = backfill::create(db, range(), Some(Granularity::Hourly), now())
+        .await
+        .unwrap();
+    db.execute_unprepared("DROP TABLE gpu_usage_statistics_hourly")
+        .await
+        .unwrap();
+    let failed = backfill::run_next(db, &now, &EngineConfig::default())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (failed.id, failed.status, failed.chunks_done),
+        (again.id, BackfillStatus::Failed, 0)
+    );
+    let error = failed.error.clone().unwrap();
+    assert!(error.contains("hourly"), "{error}");
+    assert!(failed.finished_at.is_some());
+    assert_eq!(
+        backfill::get(db, again.id).await.unwrap().error,
+        Some(error)
+    );
+    assert!(
+        backfill::run_next(db, &now, &EngineConfig::default())
+            .await
+            .unwrap()
+            .is_none(),
+        "failed jobs are not retried"
+    );
+    t.cleanup().await;
+}
+gpu_usage_core::dual_backend_test!(
+    waits_for_busy_locks_and_fails_with_the_error,
+    crate::waits_for_busy_locks_and_fails_with_the_error
+);
+
+async fn retained_range_spans_the_retained_records(t: TestDb) {
+    let db = &t.db;
+    let settings = EngineConfig::default().retention;
+    assert_eq!(
+        backfill::retained_range(db, now(), &settings)
+            .await
+            .unwrap(),
+        None
+    );
+    seed(db).await;
+    let r = backfill::retained_range(db, now(), &settings)
+        .await
+        .unwrap()
+        .unwrap();
+    let first = records()
+        .iter()
+        .map(|r| ts(r.started_at.as_deref().unwrap()))
+        .min()
+        .unwrap();
+    assert_eq!(r.start(), first);
+    assert!(r.end() >= now());
+    t.cleanup().await;
+}
+gpu_usage_core::dual_backend_test!(
+    retained_range_spans_the_retained_records,
+    crate::retained_range_spans_the_retained_records
+);

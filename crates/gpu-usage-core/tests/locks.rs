@@ -1,0 +1,308 @@
+//! Job locks against a real MariaDB (GET_LOCK on a dedicated connection)
+//! and the in-process lock of the SQLite mode.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Duration;
+
+use gpu_usage_core::locks::{self, JobName, MAX_LOCK_NAME_LEN, lock_name, try_lock};
+use gpu_usage_core::testing::TestDb;
+use sea_orm::sqlx;
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
+
+async fn scalar(db: &DatabaseConnection, sql: &str, name: &str) -> Option<i64> {
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::MySql,
+            sql,
+            [name.into()],
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get::<Option<i64>>("", "v").unwrap()
+}
+
+async fn is_free(db: &DatabaseConnection, name: &str) -> bool {
+    scalar(db, "SELECT CAST(IS_FREE_LOCK(?) AS SIGNED) AS v", name).await == Some(1)
+}
+
+/// Connection id of the session holding `name`, if any.
+async fn holder(db: &DatabaseConnection, name: &str) -> Option<i64> {
+    scalar(db, "SELECT CAST(IS_USED_LOCK(?) AS SIGNED) AS v", name).await
+}
+
+async fn wait_until_free(db: &DatabaseConnection, name: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !is_free(db, name).await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "lock {name} still held after 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn other_pool(t: &TestDb) -> DatabaseConnection {
+    gpu_usage_core::db::connect(&t.settings).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_exactly_one_contender_wins_and_release_hands_over() {
+    let t = TestDb::mysql().await;
+    let a = t.db.clone();
+    let b = other_pool(&t).await;
+    let name = lock_name(t.database_name().unwrap(), JobName::MinuteRollup);
+
+    for _ in 0..5 {
+        let (la, lb) = tokio::join!(
+            try_lock(&a, JobName::MinuteRollup),
+            try_lock(&b, JobName::MinuteRollup)
+        );
+        let (la, lb) = (la.unwrap(), lb.unwrap());
+        assert!(
+            la.is_some() ^ lb.is_some(),
+            "exactly one contender must win"
+        );
+        let winner = la.or(lb).unwrap();
+        assert_eq!(winner.name(), name);
+        assert!(holder(&a, &name).await.is_some());
+        // The same pool cannot take it again either: another connection.
+        assert!(try_lock(&a, JobName::MinuteRollup).await.unwrap().is_none());
+        assert!(try_lock(&b, JobName::MinuteRollup).await.unwrap().is_none());
+        // Other jobs are independent.
+        let cleanup = try_lock(&b, JobName::Cleanup)
+            .await
+            .unwrap()
+            .expect("cleanup lock is free");
+        winner.release().await.unwrap();
+        assert!(is_free(&a, &name).await, "released");
+        cleanup.release().await.unwrap();
+    }
+    let lb = try_lock(&b, JobName::MinuteRollup)
+        .await
+        .unwrap()
+        .expect("free after release");
+    assert!(try_lock(&a, JobName::MinuteRollup).await.unwrap().is_none());
+    lb.release().await.unwrap();
+    assert!(try_lock(&a, JobName::MinuteRollup).await.unwrap().is_some());
+
+    b.close().await.unwrap();
+    t.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_dropped_or_aborted_holder_frees_the_lock() {
+    let t = TestDb::mysql().await;
+    let b = other_pool(&t).await;
+    let name = lock_name(t.database_name().unwrap(), JobName::HourlyRollup);
+
+    // Dropped without release: the connection is closed, never pooled.
+    let lock = try_lock(&t.db, JobName::HourlyRollup)
+        .await
+        .unwrap()
+        .unwrap();
+    drop(lock);
+    wait_until_free(&b, &name).await;
+    let again = try_lock(&b, JobName::HourlyRollup)
+        .await
+        .unwrap()
+        .expect("taken over");
+    again.release().await.unwrap();
+
+    // A task killed while holding it (a worker killed mid-job).
+    let db = t.db.clone();
+    let task = tokio::spawn(async move {
+        let _lock = try_lock(&db, JobName::HourlyRollup).await.unwrap().unwrap();
+        std::future::pending::<()>().await;
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while holder(&b, &name).await.is_none() {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(try_lock(&b, JobName::HourlyRollup).await.unwrap().is_none());
+    task.abort();
+    let _ = task.await;
+    wait_until_free(&b, &name).await;
+    assert!(try_lock(&b, JobName::HourlyRollup).await.unwrap().is_some());
+
+    b.close().await.unwrap();
+    t.cleanup().await;
+}
+
+/// The lock connection never returns to the pool: after a release (or a
+/// drop), no pooled connection holds the lock — `GET_LOCK` is re-entrant
+/// per session, so a pooled holder would hand the lock to its next user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_lock_connection_never_returns_to_the_pool() {
+    let t = TestDb::mysql().await;
+    let name = lock_name(t.database_name().unwrap(), JobName::DailyRollup);
+    let pool = t.db.get_mysql_connection_pool();
+    let max = t.settings.max_connections as usize;
+
+    for release in [true, false] {
+        let lock = try_lock(&t.db, JobName::DailyRollup)
+            .await
+            .unwrap()
+            .unwrap();
+        let holder_id = holder(&t.db, &name).await.expect("held");
+        if release {
+            lock.release().await.unwrap();
+        } else {
+            drop(lock);
+            wait_until_free(&t.db, &name).await;
+        }
+        // Check out every connection the pool can give at once.
+        let mut conns = Vec::new();
+        for _ in 0..max {
+            conns.push(pool.acquire().await.unwrap());
+        }
+        for c in &mut conns {
+            let id: i64 = sqlx::query_scalar("SELECT CAST(CONNECTION_ID() AS SIGNED)")
+                .fetch_one(&mut **c)
+                .await
+                .unwrap();
+            assert_ne!(
+                id, holder_id,
+                "the lock-holding connection came back to the pool"
+            );
+            let used: Option<i64> = sqlx::query_scalar("SELECT CAST(IS_USED_LOCK(?) AS SIGNED)")
+                .bind(&name)
+                .fetch_one(&mut **c)
+                .await
+                .unwrap();
+            assert_eq!(used, None, "a pooled connection holds the lock");
+            // Re-entrancy would show here: a pooled holder would get it again.
+            let got: Option<i64> = sqlx::query_scalar("SELECT CAST(GET_LOCK(?, 0) AS SIGNED)")
+                .bind(&name)
+                .fetch_one(&mut **c)
+                .await
+                .unwrap();
+            assert_eq!(got, Some(1));
+            let released: Option<i64> =
+                sqlx::query_scalar("SELECT CAST(RELEASE_LOCK(?) AS SIGNED)")
+                    .bind(&name)
+                    .fetch_one(&mut **c)
+                    .await
+                    .unwrap();
+            assert_eq!(released, Some(1));
+        }
+        drop(conns);
+    }
+    t.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_two_databases_do_not_block_each_other() {
+    let one = TestDb::mysql().await;
+    let two = TestDb::mysql().await;
+    let l1 = try_lock(&one.db, JobName::Cleanup)
+        .await
+        .unwrap()
+        .expect("first database");
+    let l2 = try_lock(&two.db, JobName::Cleanup)
+        .await
+        .unwrap()
+        .expect("second database, same server");
+    assert_ne!(l1.name(), l2.name());
+    assert!(try_lock(&one.db, JobName::Cleanup).await.unwrap().is_none());
+    l1.release().await.unwrap();
+    l2.release().await.unwrap();
+    one.cleanup().await;
+    two.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_lock_with_wait_gets_the_lock_once_released() {
+    let t = TestDb::mysql().await;
+    let b = other_pool(&t).await;
+    let held = try_lock(&t.db, JobName::Backfill).await.unwrap().unwrap();
+    assert!(
+        locks::lock_with_wait(&b, JobName::Backfill, Duration::from_millis(200))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let waiter = tokio::spawn(async move {
+        let l = locks::lock_with_wait(&b, JobName::Backfill, Duration::from_secs(10))
+            .await
+            .unwrap();
+        let got = l.is_some();
+        if let Some(l) = l {
+            l.release().await.unwrap();
+        }
+        b.close().await.unwrap();
+        got
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    held.release().await.unwrap();
+    assert!(waiter.await.unwrap());
+    t.cleanup().await;
+}
+
+#[test]
+fn long_database_names_are_hashed_within_the_limit() {
+    let long = format!("gu_{}", "x".repeat(61));
+    for job in JobName::ALL {
+        let n = lock_name(&long, job);
+        assert!(n.len() <= MAX_LOCK_NAME_LEN, "{n}");
+        assert!(n.ends_with(job.as_str()));
+    }
+    assert_ne!(
+        lock_name(&long, JobName::Cleanup),
+        lock_name(&format!("{long}y"), JobName::Cleanup)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_in_process_lock() {
+    let t = TestDb::sqlite().await;
+    let other_file = TestDb::sqlite().await;
+    // A second pool on the same file shares the lock.
+    let same_file = other_pool(&t).await;
+
+    let l = try_lock(&t.db, JobName::MinuteRollup)
+        .await
+        .unwrap()
+        .expect("free");
+    assert!(
+        try_lock(&t.db, JobName::MinuteRollup)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        try_lock(&same_file, JobName::MinuteRollup)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        try_lock(&t.db, JobName::HourlyRollup)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let o = try_lock(&other_file.db, JobName::MinuteRollup)
+        .await
+        .unwrap()
+        .expect("other file");
+    l.release().await.unwrap();
+    let again = try_lock(&same_file, JobName::MinuteRollup)
+        .await
+        .unwrap()
+        .expect("released");
+
+    // Dropping frees it too.
+    drop(again);
+    let (x, y) = tokio::join!(
+        try_lock(&t.db, JobName::MinuteRollup),
+        try_lock(&same_file, JobName::MinuteRollup)
+    );
+    assert!(x.unwrap().is_some() ^ y.unwrap().is_some());
+
+    o.release().await.unwrap();
+    same_file.close().await.unwrap();
+    t.cleanup().await;
+    other_file.cleanup().await;
+}

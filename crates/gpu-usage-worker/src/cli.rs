@@ -1,0 +1,385 @@
+//! The `gpu-usage-worker` command line: `run` (the default), `run-job`,
+//! `backfill` and `status`. Settings come from `Settings::load()`; in
+//! SQLite mode the schema is created on start, in MySQL mode never
+//! (migrations are a deploy step).
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use chrono::Utc;
+use clap::{Parser, Subcommand, ValueEnum};
+use gpu_usage_core::backfill::{self, BackfillJob, BackfillStatus, RunOptions};
+use gpu_usage_core::locks::JobName;
+use gpu_usage_core::settings::{Settings, redact_url};
+use gpu_usage_core::types::{Granularity, TimeRange, parse_utc};
+use gpu_usage_core::{EngineConfig, job_runs, status};
+use indicatif::{ProgressBar, ProgressStyle};
+use sea_orm::DatabaseConnection;
+use secrecy::ExposeSecret;
+
+use crate::clock::SystemClock;
+use crate::jobs::{self, JobContext, JobOutcome};
+use crate::metrics::Metrics;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "gpu-usage-worker",
+    version,
+    about = "Scheduled rollups, retention, backfills and Redis stream ingest of the GPU usage accounting service"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the worker until SIGTERM/SIGINT: scheduler, backfill poller, Redis
+    /// consumer (when configured) and the HTTP port. The default.
+    Run,
+    /// Run one job now, under its lock, and print what it did. Exit code 2
+    /// when another runner holds the lock, 1 when the job failed.
+    RunJob {
+        #[arg(value_enum)]
+        job: JobArg,
+    },
+    /// Rebuild statistics over a range as a tracked backfill job, showing
+    /// progress. Without --start and --end: all retained data.
+    Backfill {
+        /// RFC 3339 with an offset, e.g. 2026-03-01T00:00:00Z.
+        #[arg(long)]
+        start: Option<String>,
+        /// RFC 3339 with an offset; default now.
+        #[arg(long)]
+        end: Option<String>,
+        /// minute, hourly, daily or all.
+        #[arg(long, default_value = "all")]
+        granularity: String,
+    },
+    /// Print rollup status per level, the last run of every job and recent
+    /// backfills.
+    Status {
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum JobArg {
+    Minute,
+    Hourly,
+    Daily,
+    Cleanup,
+}
+
+impl From<JobArg> for JobName {
+    fn from(j: JobArg) -> Self {
+        match j {
+            JobArg::Minute => JobName::MinuteRollup,
+            JobArg::Hourly => JobName::HourlyRollup,
+            JobArg::Daily => JobName::DailyRollup,
+            JobArg::Cleanup => JobName::Cleanup,
+        }
+    }
+}
+
+/// Parses the command line and runs the command.
+pub async fn main() -> anyhow::Result<ExitCode> {
+    let cli = Cli::parse();
+    let settings = Settings::load().context("loading settings")?;
+    crate::telemetry::init(&settings.log)?;
+    let db = connect(&settings).await?;
+    match cli.command.unwrap_or(Command::Run) {
+        Command::Run => {
+            crate::run(settings, db, shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::RunJob { job } => {
+            let code = run_job(&settings, db.clone(), job.into()).await;
+            db.close().await.ok();
+            Ok(code)
+        }
+        Command::Backfill {
+            start,
+            end,
+            granularity,
+        } => {
+            let code = run_backfill(&settings, &db, start, end, &granularity).await;
+            db.close().await.ok();
+            code
+        }
+        Command::Status { json } => {
+            let r = print_status(&db, json).await;
+            db.close().await.ok();
+            r.map(|()| ExitCode::SUCCESS)
+        }
+    }
+}
+
+pub async fn connect(settings: &Settings) -> anyhow::Result<DatabaseConnection> {
+    let url = redact_url(settings.database.url.expose_secret());
+    let db = gpu_usage_core::db::connect(&settings.database)
+        .await
+        .with_context(|| format!("connecting to {url}"))?;
+    if settings.database.is_sqlite() {
+        gpu_usage_core::migrate(&db)
+            .await
+            .context("creating the SQLite schema")?;
+    }
+    Ok(db)
+}
+
+/// SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    tracing::info!("shutdown signal received");
+}
+
+async fn run_job(settings: &Settings, db: DatabaseConnection, job: JobName) -> ExitCode {
+    let ctx = Arc::new(JobContext {
+        db,
+        engine: EngineConfig::from_settings(settings),
+        runner: job_runs::runner_id(&settings.worker.instance_id),
+        clock: Arc::new(SystemClock),
+        metrics: Arc::new(Metrics::new()),
+    });
+    match jobs::run_job(&ctx, job).await {
+        JobOutcome::Ran {
+            rows_written,
+            detail,
+        } => {
+            println!("{job}: ran, {rows_written} row(s); {detail}");
+            ExitCode::SUCCESS
+        }
+        JobOutcome::NothingToDo => {
+            println!("{job}: nothing to do");
+            ExitCode::SUCCESS
+        }
+        JobOutcome::Skipped | JobOutcome::Chained => {
+            println!("{job}: skipped, another runner holds its lock");
+            ExitCode::from(2)
+        }
+        JobOutcome::Failed { error } => {
+            eprintln!("{job}: failed: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_backfill(
+    settings: &Settings,
+    db: &DatabaseConnection,
+    start: Option<String>,
+    end: Option<String>,
+    granularity: &str,
+) -> anyhow::Result<ExitCode> {
+    let now = Utc::now();
+    let range = match (start, end) {
+        (Some(s), Some(e)) => TimeRange::new(parse_utc("start", &s)?, parse_utc("end", &e)?)?,
+        (Some(s), None) => TimeRange::new(parse_utc("start", &s)?, now)?,
+        (None, None) => backfill::retained_range(db, now, &settings.retention)
+            .await?
+            .ok_or_else(|| anyhow!("no records are retained: nothing to backfill"))?,
+        (None, Some(_)) => bail!("--end needs --start (give neither for all retained data)"),
+    };
+    let levels = match granularity.trim().to_ascii_lowercase().as_str() {
+        "all" => None,
+        g => Some(g.parse::<Granularity>()?),
+    };
+    let engine = EngineConfig::from_settings(settings);
+    let job = backfill::create(db, range, levels, now).await?;
+    eprintln!(
+        "backfill job {}: {} .. {} ({}), {} day chunk(s)",
+        job.id,
+        job.start_time,
+        job.end_time,
+        levels.map(Granularity::as_str).unwrap_or("all levels"),
+        job.chunks_total
+    );
+
+    let bar = ProgressBar::new(u64::try_from(job.chunks_total).unwrap_or(0));
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} days {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    let show = |j: &BackfillJob| {
+        bar.set_position(u64::try_from(j.chunks_done).unwrap_or(0));
+        bar.set_message(format!(
+            "{} (next {})",
+            j.status.as_str(),
+            j.next_chunk_start
+        ));
+    };
+    show(&job);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop_on_signal = stop.clone();
+    let signal_task = tokio::spawn(async move {
+        shutdown_signal().await;
+        stop_on_signal.store(true, Ordering::Relaxed);
+    });
+    let stop_fn = || stop.load(Ordering::Relaxed);
+    let opts = RunOptions {
+        stop: &stop_fn,
+        on_progress: &show,
+        ..RunOptions::default()
+    };
+    let now_fn = Utc::now;
+    let finished = loop {
+        match backfill::run_job(db, job.id, &now_fn, &engine, &opts).await? {
+            Some(j) if j.is_finished() => break Some(j),
+            Some(_) if stop_fn() => break None,
+            // A rollup lock stayed busy; try again shortly.
+            Some(_) => tokio::time::sleep(Duration::from_secs(2)).await,
+            // Another runner (a worker) holds the backfill lock, or already
+            // finished this job: follow the job's record.
+            None => {
+                let j = backfill::get(db, job.id).await?;
+                show(&j);
+                if j.is_finished() {
+                    break Some(j);
+                }
+                if stop_fn() {
+                    break None;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    };
+    signal_task.abort();
+    bar.finish_and_clear();
+    match finished {
+        None => {
+            let j = backfill::get(db, job.id).await?;
+            eprintln!(
+                "interrupted: backfill job {} stays {} at {} ({}/{} days); a worker resumes it",
+                j.id,
+                j.status.as_str(),
+                j.next_chunk_start,
+                j.chunks_done,
+                j.chunks_total
+            );
+            Ok(ExitCode::from(130))
+        }
+        Some(j) if j.status == BackfillStatus::Succeeded => {
+            eprintln!(
+                "backfill job {} succeeded: {} day chunk(s)",
+                j.id, j.chunks_done
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(j) => {
+            eprintln!(
+                "backfill job {} {}: {}",
+                j.id,
+                j.status.as_str(),
+                j.error.as_deref().unwrap_or("no error recorded")
+            );
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+async fn print_status(db: &DatabaseConnection, json: bool) -> anyhow::Result<()> {
+    let now = Utc::now();
+    let levels = status::rollup_status(db, now).await?;
+    let runs = job_runs::latest_per_job(db).await?;
+    let backfills = backfill::list(db, 10).await?;
+    if json {
+        let doc = serde_json::json!({
+            "now": now,
+            "rollup": levels,
+            "job_runs": runs,
+            "backfills": backfills,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(());
+    }
+    println!("rollup status at {now}");
+    println!(
+        "  {:<8} {:>8} {:<32} {:<32}",
+        "level", "pending", "oldest pending", "complete through"
+    );
+    for l in &levels {
+        println!(
+            "  {:<8} {:>8} {:<32} {:<32}",
+            l.level.as_str(),
+            l.pending_ranges,
+            l.oldest_pending
+                .map(|t| t.to_rfc3339())
+                .unwrap_or_else(|| "-".into()),
+            l.complete_through.to_rfc3339()
+        );
+    }
+    println!("last job runs");
+    if runs.is_empty() {
+        println!("  (none)");
+    }
+    for s in &runs {
+        let r = &s.last_run;
+        println!(
+            "  {:<14} {:<10} started {} by {} rows {} took {} last success {}{}",
+            s.job,
+            r.outcome,
+            r.started_at.to_rfc3339(),
+            r.runner,
+            r.rows_written,
+            s.last_duration_ms
+                .map(|ms| format!("{ms} ms"))
+                .unwrap_or_else(|| "-".into()),
+            s.last_success_at
+                .map(|t| t.to_rfc3339())
+                .unwrap_or_else(|| "never".into()),
+            r.detail
+                .as_deref()
+                .map(|d| format!("\n      {d}"))
+                .unwrap_or_default()
+        );
+    }
+    println!("recent backfills");
+    if backfills.is_empty() {
+        println!("  (none)");
+    }
+    for b in &backfills {
+        println!(
+            "  #{:<5} {:<9} {} .. {} {:<6} {}/{} days{}",
+            b.id,
+            b.status.as_str(),
+            b.start_time.to_rfc3339(),
+            b.end_time.to_rfc3339(),
+            b.granularity.map(Granularity::as_str).unwrap_or("all"),
+            b.chunks_done,
+            b.chunks_total,
+            b.error
+                .as_deref()
+                .map(|e| format!(" error: {e}"))
+                .unwrap_or_default()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,293 @@
+//! Redis stream ingest against a real Redis and MariaDB: every valid record
+//! stored exactly once despite duplicates and a consumer killed between
+//! reading and acknowledging; every malformed entry in the dead-letter
+//! stream with its reason and original fields; nothing left pending.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use deadpool_redis::redis::{self, AsyncCommands, Value, streams::StreamRangeReply};
+use gpu_usage_core::EngineConfig;
+use gpu_usage_core::entities::record;
+use gpu_usage_core::ingest::{self, RecordInput};
+use gpu_usage_core::settings::RedisSettings;
+use gpu_usage_core::testing::TestDb;
+use gpu_usage_worker::stream::{self, StreamConsumer};
+use gpu_usage_worker::{Clock, ManualClock, shutdown};
+use sea_orm::{EntityTrait, PaginatorTrait};
+use secrecy::SecretString;
+
+fn redis_settings() -> RedisSettings {
+    let url = std::env::var("GPU_USAGE_TEST_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    RedisSettings {
+        url: SecretString::from(url),
+        stream: format!("gu_test:{id}:records"),
+        group: format!("gu_test_group_{id}"),
+        dead_letter_stream: format!("gu_test:{id}:dead"),
+        batch_size: 7,
+        block_ms: 200,
+        claim_idle_ms: 300,
+    }
+}
+
+async fn xadd(pool: &deadpool_redis::Pool, stream: &str, fields: &[(&str, &[u8])]) -> String {
+    let mut conn = pool.get().await.unwrap();
+    let mut cmd = redis::cmd("XADD");
+    cmd.arg(stream).arg("*");
+    for (k, v) in fields {
+        cmd.arg(*k).arg(*v);
+    }
+    cmd.query_async(&mut conn).await.unwrap()
+}
+
+fn flat(r: &RecordInput) -> Vec<(&'static str, Vec<u8>)> {
+    let mut out: Vec<(&'static str, Vec<u8>)> = Vec::new();
+    let mut put = |k: &'static str, v: Option<String>| {
+        if let Some(v) = v {
+            out.push((k, v.into_bytes()));
+        }
+    };
+    put("task_id", r.task_id.clone());
+    put("endpoint", r.endpoint.clone());
+    put("worker_id", r.worker_id.clone());
+    put("spec_name", r.spec_name.clone());
+    put("gpu_count", r.gpu_count.map(|n| n.to_string()));
+    put("started_at", r.started_at.clone());
+    put("completed_at", r.completed_at.clone());
+    put("status", r.status.clone());
+    out
+}
+
+async fn publish_flat(pool: &deadpool_redis::Pool, stream: &str, r: &RecordInput) -> String {
+    let fields = flat(r);
+    let refs: Vec<(&str, &[u8])> = fields.iter().map(|(k, v)| (*k, v.as_slice())).collect();
+    xadd(pool, stream, &refs).await
+}
+
+async fn publish_json(pool: &deadpool_redis::Pool, stream: &str, r: &RecordInput) -> String {
+    let json = serde_json::to_string(r).unwrap();
+    xadd(pool, stream, &[("record", json.as_bytes())]).await
+}
+
+async fn pending(pool: &deadpool_redis::Pool, s: &RedisSettings) -> usize {
+    let mut conn = pool.get().await.unwrap();
+    let reply: redis::streams::StreamPendingReply =
+        conn.xpending(&s.stream, &s.group).await.unwrap();
+    reply.count()
+}
+
+async fn drop_keys(pool: &deadpool_redis::Pool, s: &RedisSettings) {
+    let mut conn = pool.get().await.unwrap();
+    let _: () = conn.del(&[&s.stream, &s.dead_letter_stream]).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_valid_record_once_every_malformed_one_dead_lettered_nothing_pending() {
+    let t = TestDb::mysql().await;
+    let s = redis_settings();
+    let pool = stream::create_pool(&s).unwrap();
+    let clock = Arc::new(ManualClock::new(ts("2026-06-15T10:00:00Z")));
+    let valid = records(
+        30,
+        "rs",
+        40,
+        ts("2026-06-15T06:00:00Z"),
+        ts("2026-06-15T09:59:00Z"),
+    );
+
+    let mut expected_dead: BTreeMap<String, &str> = BTreeMap::new();
+    for (i, r) in valid.iter().enumerate() {
+        if i % 4 == 0 {
+            publish_json(&pool, &s.stream, r).await;
+        } else {
+            publish_flat(&pool, &s.stream, r).await;
+        }
+        // Replays: the platform retried some publishes.
+        if i % 5 == 0 {
+            publish_flat(&pool, &s.stream, r).await;
+        }
+        if i % 8 == 3 {
+            let malformed: Vec<(&str, Vec<u8>)> = match i / 8 {
+                0 => vec![
+                    ("task_id", b"bad-int".to_vec()),
+                    ("endpoint", b"e".to_vec()),
+                    ("gpu_count", b"two".to_vec()),
+                ],
+                1 => vec![("record", b"{not json".to_vec())],
+                2 => vec![("unrelated", b"x".to_vec())],
+                3 => vec![
+                    ("task_id", b"bad-bytes".to_vec()),
+                    ("endpoint", vec![0xff, 0xfe, 0x00]),
+                ],
+                _ => vec![
+                    ("task_id", b"bad-status".to_vec()),
+                    ("endpoint", b"e".to_vec()),
+                    ("gpu_count", b"1".to_vec()),
+                    ("started_at", b"2026-06-15T09:00:00Z".to_vec()),
+                    ("completed_at", b"2026-06-15T08:00:00Z".to_vec()),
+                    ("status", b"DONE".to_vec()),
+                ],
+            };
+            let refs: Vec<(&str, &[u8])> =
+                malformed.iter().map(|(k, v)| (*k, v.as_slice())).collect();
+            let id = xadd(&pool, &s.stream, &refs).await;
+            expected_dead.insert(id, "malformed");
+        }
+    }
+    // A different record under a known task_id: kept out, dead-lettered as
+    // a conflict (never silently dropped). The last record's original is
+    // read after consumer 1's lost batches, so it is the one stored.
+    let last = valid.last().unwrap();
+    let mut conflicting = last.clone();
+    conflicting.gpu_count = Some(last.gpu_count.unwrap() + 1);
+    let id = publish_flat(&pool, &s.stream, &conflicting).await;
+    expected_dead.insert(id, "conflict");
+    let total: usize = {
+        let mut conn = pool.get().await.unwrap();
+        conn.xlen(&s.stream).await.unwrap()
+    };
+
+    // Consumer 1 reads a batch and dies before acknowledging it.
+    let ctx = context(t.db.clone(), clock.clone(), "c1");
+    let mut c1 = StreamConsumer::new(pool.clone(), s.clone(), ctx.clone(), "c1");
+    c1.ensure_group().await.unwrap();
+    let lost = c1.next_batch().await.unwrap();
+    assert_eq!(lost.len(), s.batch_size);
+    // ... and another one after its database commit, before the XACK.
+    let committed = c1.next_batch().await.unwrap();
+    for e in &committed {
+        if let Ok(r) = e.parse() {
+            let _ = ingest::ingest(&t.db, vec![r], clock.now(), &EngineConfig::default()).await;
+        }
+    }
+    drop(c1);
+    assert_eq!(pending(&pool, &s).await, 2 * s.batch_size);
+
+    // Consumer 2 works the stream until nothing is pending or undelivered;
+    // it claims consumer 1's entries once they are idle long enough.
+    let ctx2 = context(t.db.clone(), clock.clone(), "c2");
+    let mut c2 = StreamConsumer::new(pool.clone(), s.clone(), ctx2.clone(), "c2");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut handled = 0;
+    loop {
+        let r = c2.run_once().await.unwrap();
+        handled += r.read;
+        let lag = stream::stream_lag(&pool, &s).await.unwrap().unwrap();
+        if r.read == 0 && lag.pending == 0 && lag.lag == Some(0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "stream not drained: {lag:?}");
+    }
+    assert!(
+        handled >= total,
+        "every entry handled ({handled} of {total}, some twice)"
+    );
+    assert_eq!(pending(&pool, &s).await, 0);
+
+    // Every valid record stored exactly once, as first published.
+    assert_eq!(
+        record::Entity::find().count(&t.db).await.unwrap(),
+        valid.len() as u64
+    );
+    let stored: BTreeMap<String, i32> = record::Entity::find()
+        .all(&t.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.task_id, r.gpu_count))
+        .collect();
+    for r in &valid {
+        assert_eq!(
+            stored.get(r.task_id.as_deref().unwrap()),
+            Some(&(r.gpu_count.unwrap() as i32))
+        );
+    }
+
+    // Every malformed (and the conflicting) entry dead-lettered once, with
+    // the reason and its original fields.
+    let mut conn = pool.get().await.unwrap();
+    let dead: StreamRangeReply = conn.xrange_all(&s.dead_letter_stream).await.unwrap();
+    let mut seen = BTreeSet::new();
+    for e in &dead.ids {
+        let source: String = redis::from_redis_value(e.map["source_id"].clone()).unwrap();
+        let reason: String = redis::from_redis_value(e.map["dead_letter_reason"].clone()).unwrap();
+        let kind = expected_dead
+            .get(&source)
+            .unwrap_or_else(|| panic!("unexpected dead letter {source}: {reason}"));
+        match *kind {
+            "conflict" => assert!(reason.starts_with("conflict"), "{reason}"),
+            _ => assert!(
+                reason.starts_with("malformed") || reason.starts_with("invalid"),
+                "{reason}"
+            ),
+        }
+        assert!(seen.insert(source.clone()), "dead-lettered twice: {source}");
+        if e.map.get("task_id") == Some(&Value::BulkString(b"bad-bytes".to_vec())) {
+            assert_eq!(
+                e.map["endpoint"],
+                Value::BulkString(vec![0xff, 0xfe, 0x00]),
+                "original bytes kept"
+            );
+        }
+    }
+    assert_eq!(seen, expected_dead.keys().cloned().collect::<BTreeSet<_>>());
+    drop(conn);
+
+    drop_keys(&pool, &s).await;
+    t.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_consumer_loop_stores_what_arrives_and_stops_on_shutdown() {
+    let t = TestDb::mysql().await;
+    let s = redis_settings();
+    let pool = stream::create_pool(&s).unwrap();
+    let clock = Arc::new(ManualClock::new(ts("2026-06-15T10:00:00Z")));
+    let ctx = context(t.db.clone(), clock.clone(), "looper");
+    let consumer = StreamConsumer::new(pool.clone(), s.clone(), ctx.clone(), "looper");
+    let (trigger, stop) = shutdown::channel();
+    let task = tokio::spawn(consumer.run(stop));
+
+    let recs = records(
+        31,
+        "loop",
+        5,
+        ts("2026-06-15T09:00:00Z"),
+        ts("2026-06-15T09:59:00Z"),
+    );
+    // Published before and after the group exists: both are consumed.
+    for r in &recs {
+        publish_flat(&pool, &s.stream, r).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while record::Entity::find().count(&t.db).await.unwrap() < recs.len() as u64 {
+        assert!(Instant::now() < deadline, "records not stored");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let text = ctx.metrics.render(&Default::default(), clock.now());
+    assert!(
+        text.contains("gpu_usage_stream_entries_total{result=\"inserted\"} 5"),
+        "{text}"
+    );
+
+    let asked = Instant::now();
+    trigger.trigger();
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("stopped")
+        .unwrap();
+    assert!(
+        asked.elapsed() < Duration::from_secs(3),
+        "stopped within about one block time"
+    );
+    assert_eq!(pending(&pool, &s).await, 0);
+    drop_keys(&pool, &s).await;
+    t.cleanup().await;
+}

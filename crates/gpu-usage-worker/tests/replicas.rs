@@ -1,0 +1,322 @@
+//! Several workers on one MariaDB database (each with its own pool, as
+//! separate processes would have), driven by one explicit clock: no job
+//! ever runs in two workers at once, and the statistics equal a single
+//! clean recompute. A worker killed in the middle of a rollup frees its
+//! lock and another completes the work.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use gpu_usage_core::job_runs::{self, JobRun};
+use gpu_usage_core::locks::{JobName, lock_name};
+use gpu_usage_core::status;
+use gpu_usage_core::testing::{Backend, TestDb};
+use gpu_usage_core::types::TimeRange;
+use gpu_usage_worker::jobs::run_job;
+use gpu_usage_worker::{BackgroundOptions, Clock, JobOutcome, ManualClock};
+use sea_orm::sqlx;
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
+
+async fn scalar(db: &DatabaseConnection, sql: &str, args: Vec<sea_orm::Value>) -> Option<i64> {
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(DbBackend::MySql, sql, args))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get::<Option<i64>>("", "v").unwrap()
+}
+
+/// Runs of one job must form a sequence of disjoint intervals.
+fn assert_no_overlap(job: JobName, runs: &[JobRun]) {
+    for w in runs.windows(2) {
+        let (a, b) = (&w[0], &w[1]);
+        let a_end = a
+            .finished_at
+            .unwrap_or_else(|| panic!("{job} run {} never finished: {a:?}", a.id));
+        assert!(
+            a_end <= b.started_at,
+            "{job}: run {} by {} [{} .. {}] overlaps run {} by {} starting {}",
+            a.id,
+            a.runner,
+            a.started_at,
+            a_end,
+            b.id,
+            b.runner,
+            b.started_at
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_workers_never_run_a_job_twice_at_once_and_converge() {
+    let t = TestDb::mysql().await;
+    let start = ts("2026-06-15T09:59:30Z");
+    let clock = Arc::new(ManualClock::new(start));
+    let range = TimeRange::new(ts("2026-06-14T00:00:00Z"), ts("2026-06-16T00:00:00Z")).unwrap();
+    let mut all = records(
+        10,
+        "base",
+        120,
+        ts("2026-06-14T18:00:00Z"),
+        ts("2026-06-15T09:59:00Z"),
+    );
+    ingest(&t.db, all.clone(), clock.now()).await;
+
+    let mut workers = Vec::new();
+    let mut ticks = Vec::new();
+    for i in 1..=3 {
+        let db = gpu_usage_core::db::connect(&t.settings).await.unwrap();
+        let opts = BackgroundOptions {
+            clock: clock.clone(),
+            runner: Some(format!("worker-{i}")),
+            backfill: false,
+            redis: false,
+            ..BackgroundOptions::default()
+        };
+        let bg = gpu_usage_worker::spawn_with(&settings(), db, opts).unwrap();
+        ticks.push(bg.ticks().unwrap());
+        workers.push(bg);
+    }
+    for rx in &mut ticks {
+        wait_tick(rx, start).await;
+    }
+
+    // Cycles: late records arrive between ticks, for old and recent buckets.
+    let cycles = [
+        "2026-06-15T10:00:00Z",
+        "2026-06-15T10:01:00Z",
+        "2026-06-15T10:02:00Z",
+        "2026-06-15T10:03:00Z",
+        "2026-06-15T10:04:00Z",
+        "2026-06-15T10:05:00Z",
+        "2026-06-15T10:06:00Z",
+        "2026-06-15T10:10:00Z",
+        "2026-06-15T11:00:00Z",
+    ];
+    for (k, at) in cycles.iter().enumerate() {
+        let batch = records(
+            100 + k as u64,
+            &format!("late{k}"),
+            12,
+            ts("2026-06-14T02:00:00Z"),
+            clock.now() - chrono::TimeDelta::seconds(1),
+        );
+        ingest(&t.db, batch.clone(), clock.now()).await;
+        all.extend(batch);
+        clock.set(ts(at));
+        for rx in &mut ticks {
+            wait_tick(rx, ts(at)).await;
+        }
+    }
+    for w in workers {
+        w.shutdown(Duration::from_secs(20)).await;
+    }
+
+    // No overlapping runs per job; every run finished well.
+    let mut runners = BTreeSet::new();
+    let mut all_ok = true;
+    for job in [
+        JobName::MinuteRollup,
+        JobName::HourlyRollup,
+        JobName::DailyRollup,
+        JobName::Cleanup,
+    ] {
+        let runs = job_runs::all_of(&t.db, job).await.unwrap();
+        assert!(!runs.is_empty(), "{job} never ran");
+        assert_no_overlap(job, &runs);
+        all_ok &= runs.iter().all(|r| r.outcome == "succeeded");
+        runners.extend(runs.iter().map(|r| r.runner.clone()));
+    }
+    // Every level caught up, nothing pending.
+    let st = status::rollup_status(&t.db, clock.now()).await.unwrap();
+    let caught_up = st.iter().all(|s| s.pending_ranges == 0);
+    if !all_ok || !caught_up {
+        for r in job_runs::recent(&t.db, None, 500)
+            .await
+            .unwrap()
+            .iter()
+            .rev()
+        {
+            println!(
+                "{} {} {} {} {:?} {} {:?}",
+                r.id, r.job, r.runner, r.started_at, r.finished_at, r.outcome, r.detail
+            );
+        }
+    }
+    assert!(all_ok, "some job runs did not succeed (listed above)");
+    assert!(caught_up, "{st:?}");
+    let minute_runs = job_runs::all_of(&t.db, JobName::MinuteRollup)
+        .await
+        .unwrap();
+    assert!(
+        minute_runs.len() > cycles.len(),
+        "the minute job ran every cycle: {}",
+        minute_runs.len()
+    );
+    println!(
+        "runners that executed jobs: {runners:?}; minute runs: {}",
+        minute_runs.len()
+    );
+
+    assert_eq!(
+        snapshot(&t.db).await,
+        reference(Backend::MySql, all, range, clock.now()).await,
+        "statistics equal one clean recompute of the same records"
+    );
+    t.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_worker_killed_mid_rollup_frees_its_lock_and_another_completes() {
+    let t = TestDb::mysql().await;
+    let clock = Arc::new(ManualClock::new(ts("2026-06-15T10:00:30Z")));
+    let all = records(
+        20,
+        "k",
+        60,
+        ts("2026-06-15T06:00:00Z"),
+        ts("2026-06-15T10:00:00Z"),
+    );
+    ingest(&t.db, all.clone(), clock.now()).await;
+    let lock = lock_name(t.database_name().unwrap(), JobName::MinuteRollup);
+
+    // A transaction holding the minute table's gap locks: the victim's
+    // rollup will block inside its own write transaction.
+    let blocker_db = gpu_usage_core::db::connect(&t.settings).await.unwrap();
+    let mut blocker = blocker_db
+        .get_mysql_connection_pool()
+        .acquire()
+        .await
+        .unwrap();
+    sqlx::query("BEGIN").execute(&mut *blocker).await.unwrap();
+    sqlx::query("SELECT * FROM gpu_usage_statistics_minute FOR UPDATE")
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
+
+    let victim_db = gpu_usage_core::db::connect(&t.settings).await.unwrap();
+    let victim = context(victim_db, clock.clone(), "victim");
+    let victim_task = tokio::spawn(async move { run_job(&victim, JobName::MinuteRollup).await });
+
+    // Wait until the victim holds the job lock and waits on a row lock in
+    // the middle of its rollup.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let waiting_thread = loop {
+        // MariaDB lists a transaction in INNODB_TRX only once it has written,
+        // so look for the victim's blocked statement in the process list.
+        let row =
+            t.db.query_one_raw(Statement::from_string(
+                DbBackend::MySql,
+                "SELECT CAST(MIN(ID) AS SIGNED) AS v FROM information_schema.PROCESSLIST \
+                 WHERE DB = DATABASE() AND ID <> CONNECTION_ID() AND COMMAND <> 'Sleep' \
+                 AND (INFO LIKE 'INSERT INTO `gpu_usage_statistics_minute`%' \
+                      OR INFO LIKE 'DELETE FROM `gpu_usage_statistics_minute`%')",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        if let Some(id) = row.try_get::<Option<i64>>("", "v").unwrap() {
+            break id;
+        }
+        if victim_task.is_finished() {
+            panic!(
+                "the victim finished without blocking: {:?}",
+                victim_task.await
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the victim never blocked mid-rollup"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    let holder = scalar(
+        &t.db,
+        "SELECT CAST(IS_USED_LOCK(?) AS SIGNED) AS v",
+        vec![lock.clone().into()],
+    )
+    .await;
+    assert!(holder.is_some(), "the victim holds the minute lock");
+    let running = job_runs::recent(&t.db, Some(JobName::MinuteRollup), 10)
+        .await
+        .unwrap();
+    assert_eq!(running.len(), 1);
+    assert_eq!(
+        (running[0].runner.as_str(), running[0].outcome.as_str()),
+        ("victim", "running")
+    );
+
+    // Meanwhile a healthy worker skips: the lock is held.
+    let survivor = context(t.db.clone(), clock.clone(), "survivor");
+    assert_eq!(
+        run_job(&survivor, JobName::MinuteRollup).await,
+        JobOutcome::Skipped
+    );
+
+    // Kill the victim: its task is aborted (the lock connection is dropped
+    // with it) and, as for a dead process, its in-flight work connection
+    // is cut by the server.
+    victim_task.abort();
+    assert!(victim_task.await.unwrap_err().is_cancelled());
+    t.db.execute_raw(Statement::from_string(
+        DbBackend::MySql,
+        format!("KILL {waiting_thread}"),
+    ))
+    .await
+    .ok();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while scalar(
+        &t.db,
+        "SELECT CAST(IS_FREE_LOCK(?) AS SIGNED) AS v",
+        vec![lock.clone().into()],
+    )
+    .await
+        != Some(1)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the killed worker's lock was not freed"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    sqlx::query("ROLLBACK")
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
+    drop(blocker);
+    blocker_db.close().await.unwrap();
+
+    // The survivor takes over on its next tick and completes the chain.
+    clock.set(ts("2026-06-15T10:01:00Z"));
+    for job in [
+        JobName::MinuteRollup,
+        JobName::HourlyRollup,
+        JobName::DailyRollup,
+    ] {
+        let outcome = run_job(&survivor, job).await;
+        assert!(
+            matches!(outcome, JobOutcome::Ran { .. }),
+            "{job}: {outcome:?}"
+        );
+    }
+    let runs = job_runs::all_of(&t.db, JobName::MinuteRollup)
+        .await
+        .unwrap();
+    let seen: Vec<(&str, &str)> = runs
+        .iter()
+        .map(|r| (r.runner.as_str(), r.outcome.as_str()))
+        .collect();
+    assert_eq!(seen, [("victim", "abandoned"), ("survivor", "succeeded")]);
+
+    let range = TimeRange::new(ts("2026-06-15T00:00:00Z"), ts("2026-06-16T00:00:00Z")).unwrap();
+    assert_eq!(
+        snapshot(&t.db).await,
+        reference(Backend::MySql, all, range, clock.now()).await
+    );
+    t.cleanup().await;
+}
