@@ -23,11 +23,11 @@ pub enum DomainError {
 
     /// The database could not be reached or refused service (pool timeout,
     /// connection refused, server gone). Callers may retry.
-    #[error("database unavailable: {0}")]
+    #[error("database unavailable")]
     Unavailable(#[source] DbErr),
 
     /// Any other database failure: a bug or a schema problem.
-    #[error("database error: {0}")]
+    #[error("database error")]
     Database(#[source] DbErr),
 }
 

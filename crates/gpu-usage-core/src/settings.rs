@@ -25,7 +25,44 @@ impl Settings {
     pub fn load() -> Result<Self, config::ConfigError> {
         migration::settings_source::builder()
             .build()?
-            .try_deserialize()
+            .try_deserialize::<Self>()?
+            .validated()
+    }
+
+    /// Values that deserialize but make no sense are refused at start-up
+    /// rather than discovered by a job.
+    fn validated(self) -> Result<Self, config::ConfigError> {
+        let bad = |key: &str, why: &str| Err(config::ConfigError::Message(format!("{key}: {why}")));
+        if self.retention.records_days < 1 {
+            return bad(
+                "retention.records_days",
+                "must be at least 1 (records are the source of every rebuild)",
+            );
+        }
+        if self.retention.delete_batch_size < 1 {
+            return bad("retention.delete_batch_size", "must be at least 1");
+        }
+        if self.ingest.max_batch < 1 || self.ingest.max_task_duration_hours < 1 {
+            return bad(
+                "ingest",
+                "max_batch and max_task_duration_hours must be at least 1",
+            );
+        }
+        let w = &self.worker;
+        if [
+            w.minute_interval_secs,
+            w.hourly_interval_secs,
+            w.daily_interval_secs,
+            w.cleanup_interval_secs,
+        ]
+        .contains(&0)
+        {
+            return bad("worker.*_interval_secs", "must be at least 1");
+        }
+        if self.api.default_limit < 1 || self.api.default_limit > self.api.max_limit {
+            return bad("api.default_limit", "must be between 1 and api.max_limit");
+        }
+        Ok(self)
     }
 
     /// Like [`Settings::load`] with extra overrides on top (tests, CLI flags).
@@ -34,7 +71,7 @@ impl Settings {
         for (k, v) in overrides {
             b = b.set_override(*k, *v)?;
         }
-        b.build()?.try_deserialize()
+        b.build()?.try_deserialize::<Self>()?.validated()
     }
 }
 
@@ -290,6 +327,14 @@ mod tests {
         );
         assert_eq!(s.retention.minute_days, 3);
         assert_eq!(s.worker.minute_interval_secs, 60);
+    }
+
+    #[test]
+    fn nonsense_values_are_refused() {
+        let e = Settings::load_with(&[("retention.records_days", "0")]).unwrap_err();
+        assert!(e.to_string().contains("retention.records_days"), "{e}");
+        assert!(Settings::load_with(&[("worker.minute_interval_secs", "0")]).is_err());
+        assert!(Settings::load_with(&[("api.default_limit", "60000")]).is_err());
     }
 
     #[test]
