@@ -83,8 +83,9 @@ const PENDING_BATCH: u64 = 5_000;
 /// Rounds per call; what is left waits for the next tick.
 const PENDING_ROUNDS: usize = 50;
 
-/// Rebuilds `level` over `range` (widened to whole buckets) and queues the
-/// range for the next coarser level.
+/// Rebuilds `level` over `range` (widened to whole buckets), queues the
+/// range for the next coarser level, and drops this level's pending entries
+/// that lay wholly inside it.
 pub async fn recompute(
     db: &(impl ConnectionTrait + TransactionTrait),
     level: Granularity,
@@ -92,9 +93,19 @@ pub async fn recompute(
     now: DateTime<Utc>,
     cfg: &EngineConfig,
 ) -> Result<RollupReport> {
+    let aligned = range.align(level);
+    // Pending entries this run makes redundant. Read before the source, so
+    // anything queued after the read stays queued.
+    let covered: Vec<i64> = pending::take(db, level, PENDING_BATCH)
+        .await?
+        .into_iter()
+        .filter(|(_, r)| r.start() >= aligned.start() && r.end() <= aligned.end())
+        .map(|(id, _)| id)
+        .collect();
     let horizons = horizon::load(db, now, &cfg.retention).await?;
-    let mut report = recompute_with(db, level, range.align(level), &horizons, now, cfg).await?;
+    let mut report = recompute_with(db, level, aligned, &horizons, now, cfg).await?;
     report.ranges = 1;
+    report.pending_consumed = pending::consume(db, &covered).await?;
     Ok(report)
 }
 
