@@ -147,7 +147,7 @@ impl From<DomainError> for ApiError {
                     "invalid_records",
                     format!(
                         "{} invalid record(s) in the batch; nothing was stored",
-                        problems.len()
+                        gpu_usage_core::error::invalid_records(&problems)
                     ),
                 );
                 err.body.problems = Some(problems.into_iter().map(Into::into).collect());

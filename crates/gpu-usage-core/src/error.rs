@@ -11,7 +11,7 @@ pub enum DomainError {
     Invalid { field: String, message: String },
 
     /// A batch with invalid records: rejected whole, every problem listed.
-    #[error("{} invalid record(s) in the batch; nothing was stored", .0.len())]
+    #[error("{} invalid record(s) in the batch; nothing was stored", invalid_records(.0))]
     InvalidRecords(Vec<RecordProblem>),
 
     #[error("{what} not found")]
@@ -39,6 +39,14 @@ pub struct RecordProblem {
     pub task_id: Option<String>,
     pub field: String,
     pub message: String,
+}
+
+/// Records with at least one problem (a record may have several).
+pub fn invalid_records(problems: &[RecordProblem]) -> usize {
+    let mut indexes: Vec<usize> = problems.iter().map(|p| p.index).collect();
+    indexes.sort_unstable();
+    indexes.dedup();
+    indexes.len()
 }
 
 impl DomainError {

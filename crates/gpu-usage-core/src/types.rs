@@ -1,7 +1,7 @@
 //! The domain's vocabulary as types: scopes, granularities, statuses and
 //! validated time ranges. Parsing happens once, at the edge.
 
-use chrono::{DateTime, Duration, DurationRound, NaiveDate, TimeDelta, Utc};
+use chrono::{DateTime, Datelike, Duration, DurationRound, NaiveDate, TimeDelta, Utc};
 use sea_orm::sea_query::StringLen;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -309,14 +309,24 @@ pub fn to_millis(t: DateTime<Utc>) -> DateTime<Utc> {
 /// Parse an RFC 3339 timestamp with an explicit offset into UTC, truncated to
 /// milliseconds. Naive timestamps are refused: their zone would be a guess.
 pub fn parse_utc(field: &'static str, s: &str) -> Result<DateTime<Utc>, DomainError> {
-    DateTime::parse_from_rfc3339(s.trim())
+    let t = DateTime::parse_from_rfc3339(s.trim())
         .map(|t| to_millis(t.with_timezone(&Utc)))
         .map_err(|e| {
             DomainError::invalid(
                 field,
                 format!("{s:?} is not an RFC 3339 timestamp with an offset ({e})"),
             )
-        })
+        })?;
+    // MySQL's DATETIME ends at 9999-12-31 and rounding a range outward to
+    // whole days must stay inside it; nothing this service accounts for
+    // predates 1970.
+    if t.year() < 1970 || t.year() >= 9999 {
+        return Err(DomainError::invalid(
+            field,
+            format!("{s:?} is outside the supported years 1970 to 9998"),
+        ));
+    }
+    Ok(t)
 }
 
 /// A half-open UTC interval `[start, end)` with `start < end`.
@@ -402,6 +412,8 @@ mod tests {
         assert_eq!(t.to_rfc3339(), "2026-01-01T08:00:00.123+00:00");
         assert!(parse_utc("t", "2026-01-01T10:00:00").is_err());
         assert!(parse_utc("t", "yesterday").is_err());
+        assert!(parse_utc("t", "9999-12-31T00:00:00Z").is_err());
+        assert!(parse_utc("t", "0001-01-01T00:00:00Z").is_err());
     }
 
     #[test]

@@ -40,14 +40,15 @@ pub enum Command {
     /// Run the worker until SIGTERM/SIGINT: scheduler, backfill poller, Redis
     /// consumer (when configured) and the HTTP port. The default.
     Run,
-    /// Run one job now, under its lock, and print what it did. Exit code 2
+    /// Run one job now, under its lock, and print what it did. Exit code 3
     /// when another runner holds the lock, 1 when the job failed.
     RunJob {
         #[arg(value_enum)]
         job: JobArg,
     },
     /// Rebuild statistics over a range as a tracked backfill job, showing
-    /// progress. Without --start and --end: all retained data.
+    /// progress. Without --start: from the oldest retained record; without
+    /// --end: until now.
     Backfill {
         /// RFC 3339 with an offset, e.g. 2026-03-01T00:00:00Z.
         #[arg(long)]
@@ -179,7 +180,8 @@ async fn run_job(settings: &Settings, db: DatabaseConnection, job: JobName) -> E
         }
         JobOutcome::Skipped | JobOutcome::Chained => {
             println!("{job}: skipped, another runner holds its lock");
-            ExitCode::from(2)
+            // 2 is clap's usage-error code.
+            ExitCode::from(3)
         }
         JobOutcome::Failed { error } => {
             eprintln!("{job}: failed: {error}");

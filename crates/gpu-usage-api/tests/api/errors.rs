@@ -235,6 +235,14 @@ async fn bad_bodies_change_nothing(db: TestDb) {
         "invalid_parameter",
     )
     .await;
+    // Years MySQL's DATETIME cannot hold once a range is widened to whole
+    // days: refused as input, not a 500 from the database.
+    for path in [
+        "/aggregate?granularity=all&start_time=9999-12-31T00:00:00Z&end_time=9999-12-31T23:00:00Z",
+        "/backfill?start_time=0999-01-01T00:00:00Z&end_time=0999-01-02T00:00:00Z",
+    ] {
+        expect_error(agg(path, None).await.unwrap(), 400, "invalid_parameter").await;
+    }
     expect_error(
         agg("/aggregate?granularity=all", Some("[1]"))
             .await
