@@ -17,8 +17,8 @@ use chrono::{DateTime, Utc};
 use rust_decimal::{Decimal, RoundingStrategy};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, TransactionSession, TransactionTrait,
-    TryInsertResult,
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryTrait,
+    TransactionSession, TransactionTrait, TryInsertResult,
 };
 use serde::{Deserialize, Serialize};
 
@@ -422,7 +422,7 @@ pub async fn ingest(
             }
             None => {
                 reference.insert(r.task_id.clone(), r.clone());
-                new_records.push(r);
+                new_records.push((i, r));
             }
         }
     }
@@ -431,33 +431,74 @@ pub async fn ingest(
         return Ok(report);
     }
 
-    let touched: Vec<TimeRange> = new_records.iter().filter_map(NewRecord::touched).collect();
+    let touched: Vec<TimeRange> = new_records
+        .iter()
+        .filter_map(|(_, r)| r.touched())
+        .collect();
     let attempted = new_records.len();
     let txn = db.begin().await?;
     let mut inserted = 0usize;
-    let mut records = new_records.into_iter().peekable();
-    while records.peek().is_some() {
-        let chunk: Vec<record::ActiveModel> = records
-            .by_ref()
-            .take(500)
-            .map(|r| r.into_active_model(now))
+    for chunk in new_records.chunks(500) {
+        let chunk: Vec<record::ActiveModel> = chunk
+            .iter()
+            .map(|(_, r)| r.clone().into_active_model(now))
             .collect();
         // A concurrent ingest of the same task may win the race between
-        // our read and this insert; the unique key settles it and the loser
-        // counts it as a duplicate.
-        let result = record::Entity::insert_many(chunk)
-            .on_conflict_do_nothing_on([record::Column::TaskId])
-            .exec_without_returning(&txn)
-            .await?;
-        if let TryInsertResult::Inserted(n) = result {
-            inserted += usize::try_from(n).unwrap_or(0);
-        }
+        // our read and this insert; the unique key settles it.
+        inserted += insert_new(&txn, chunk).await?;
     }
     pending::mark(&txn, Granularity::Minute, touched, now).await?;
     txn.commit().await?;
     report.inserted = inserted;
-    report.duplicates += attempted - inserted.min(attempted);
+    let lost = attempted - inserted.min(attempted);
+    if lost > 0 {
+        // Someone else stored some of these tasks first: theirs is kept, and
+        // ours is a duplicate or, if it differs, a conflict.
+        let ids = new_records.iter().map(|(_, r)| r.task_id.clone()).collect();
+        let stored = existing(db, ids).await?;
+        let mut conflicts = 0;
+        for (i, r) in &new_records {
+            if let Some(s) = stored.get(&r.task_id) {
+                let fields = r.differences(s);
+                if !fields.is_empty() {
+                    conflicts += 1;
+                    report.conflicts.push(Conflict {
+                        index: *i,
+                        task_id: r.task_id.clone(),
+                        fields,
+                    });
+                }
+            }
+        }
+        report.conflicts.sort_by_key(|c| c.index);
+        report.duplicates += lost.saturating_sub(conflicts);
+    }
     Ok(report)
+}
+
+/// Inserts records whose task_id may meanwhile exist, returning how many
+/// were really inserted. MySQL gets `INSERT IGNORE`: with the
+/// CLIENT_FOUND_ROWS flag sqlx always sets, an `ON DUPLICATE KEY UPDATE`
+/// no-op counts a duplicate as an affected row. Lengths and values were
+/// validated, so IGNORE can only skip duplicates here.
+async fn insert_new(db: &impl ConnectionTrait, chunk: Vec<record::ActiveModel>) -> Result<usize> {
+    let insert = record::Entity::insert_many(chunk);
+    let n = match db.get_database_backend() {
+        DbBackend::MySql => {
+            let mut stmt = insert.build(DbBackend::MySql);
+            stmt.sql = stmt.sql.replacen("INSERT INTO", "INSERT IGNORE INTO", 1);
+            db.execute_raw(stmt).await?.rows_affected()
+        }
+        _ => match insert
+            .on_conflict_do_nothing_on([record::Column::TaskId])
+            .exec_without_returning(db)
+            .await?
+        {
+            TryInsertResult::Inserted(n) => n,
+            _ => 0,
+        },
+    };
+    Ok(usize::try_from(n).unwrap_or(0))
 }
 
 async fn existing(

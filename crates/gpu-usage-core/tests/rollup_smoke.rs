@@ -212,3 +212,40 @@ gpu_usage_core::dual_backend_test!(
     thirty_day_rebuild_statement_count,
     thirty_day_rebuild_is_set_based
 );
+
+/// Two ingests racing on one task_id with different content: one record is
+/// stored, and the other call reports a conflict (never a silent duplicate),
+/// whether it lost at the read or at the insert.
+async fn racing_ingests_report_the_conflict(tdb: TestDb) {
+    let cfg = EngineConfig::default();
+    let now = t("2026-03-02T00:30:00Z");
+    for round in 0..10 {
+        let id = format!("race-{round}");
+        let a = vec![rec(
+            &id,
+            "ep",
+            None,
+            1,
+            "2026-03-02T00:00:00Z",
+            "2026-03-02T00:01:00Z",
+            "COMPLETED",
+        )];
+        let b = vec![rec(
+            &id,
+            "ep",
+            None,
+            2,
+            "2026-03-02T00:00:00Z",
+            "2026-03-02T00:01:00Z",
+            "COMPLETED",
+        )];
+        let (ra, rb) = tokio::join!(ingest(&tdb.db, a, now, &cfg), ingest(&tdb.db, b, now, &cfg));
+        let (ra, rb) = (ra.unwrap(), rb.unwrap());
+        assert_eq!(ra.inserted + rb.inserted, 1, "{ra:?} {rb:?}");
+        assert_eq!(ra.conflicts.len() + rb.conflicts.len(), 1, "{ra:?} {rb:?}");
+        assert_eq!(ra.duplicates + rb.duplicates, 0, "{ra:?} {rb:?}");
+    }
+    tdb.cleanup().await;
+}
+
+gpu_usage_core::dual_backend_test!(racing_ingests, racing_ingests_report_the_conflict);
