@@ -449,6 +449,8 @@ pub struct LevelStatusDto {
     pub level: String,
     /// Ranges queued for recomputation at this level (late data, downtime).
     pub pending_ranges: u64,
+    /// Distinct buckets of this level those ranges cover.
+    pub pending_buckets: u64,
     /// Start of the oldest queued range.
     pub oldest_pending: Option<DateTime<Utc>>,
     /// Every bucket of this level before this instant reflects every stored
@@ -463,6 +465,7 @@ impl From<gpu_usage_core::status::LevelStatus> for LevelStatusDto {
         Self {
             level: s.level.as_str().to_owned(),
             pending_ranges: s.pending_ranges,
+            pending_buckets: s.pending_buckets,
             oldest_pending: s.oldest_pending,
             complete_through: s.complete_through,
             lag_seconds: s.lag_seconds,

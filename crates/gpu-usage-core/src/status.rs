@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::entities::rollup_pending;
 use crate::error::Result;
+use crate::rollup::pending;
 use crate::types::Granularity;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -15,6 +16,9 @@ pub struct LevelStatus {
     pub level: Granularity,
     /// Pending entries queued for this level.
     pub pending_ranges: u64,
+    /// Distinct buckets of this level those entries cover (overlaps merged;
+    /// counted over the oldest 10,000 entries).
+    pub pending_buckets: u64,
     /// Start of the oldest range waiting at this level.
     pub oldest_pending: Option<DateTime<Utc>>,
     /// Every bucket of this level before this instant reflects every stored
@@ -61,9 +65,23 @@ pub async fn rollup_status(
             (a, b) => a.or(b),
         };
         let complete_through = level.floor(oldest_so_far.unwrap_or(now).min(now));
+        let pending_ranges = row.map(|r| u64::try_from(r.n).unwrap_or(0)).unwrap_or(0);
+        let pending_buckets = if pending_ranges == 0 {
+            0
+        } else {
+            let taken = pending::take(db, level, 10_000).await?;
+            pending::merge(taken.into_iter().map(|(_, r)| r.align(level)).collect())
+                .iter()
+                .map(|r| {
+                    let n = r.duration().num_seconds() / level.bucket_len().num_seconds();
+                    u64::try_from(n).unwrap_or(0)
+                })
+                .sum()
+        };
         out.push(LevelStatus {
             level,
-            pending_ranges: row.map(|r| u64::try_from(r.n).unwrap_or(0)).unwrap_or(0),
+            pending_ranges,
+            pending_buckets,
             oldest_pending: oldest,
             complete_through,
             lag_seconds: (now - complete_through).num_seconds().max(0),

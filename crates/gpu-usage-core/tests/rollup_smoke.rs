@@ -77,6 +77,13 @@ async fn worked_example(tdb: TestDb) {
     .await
     .unwrap();
     assert_eq!((report.inserted, report.duplicates), (2, 0));
+    // Record a touches 23:58..00:01 and b 00:00..00:01: 4 distinct minutes.
+    let st = status::rollup_status(db, now).await.unwrap();
+    assert_eq!(
+        (st[0].pending_ranges, st[0].pending_buckets),
+        (1, 4),
+        "{st:?}"
+    );
 
     for _ in 0..2 {
         run_all(db, now, &cfg).await;

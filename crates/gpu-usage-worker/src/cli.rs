@@ -324,14 +324,15 @@ async fn print_status(db: &DatabaseConnection, json: bool) -> anyhow::Result<()>
     }
     println!("rollup status at {now}");
     println!(
-        "  {:<8} {:>8} {:<32} {:<32}",
-        "level", "pending", "oldest pending", "complete through"
+        "  {:<8} {:>8} {:>8} {:<32} {:<32}",
+        "level", "pending", "buckets", "oldest pending", "complete through"
     );
     for l in &levels {
         println!(
-            "  {:<8} {:>8} {:<32} {:<32}",
+            "  {:<8} {:>8} {:>8} {:<32} {:<32}",
             l.level.as_str(),
             l.pending_ranges,
+            l.pending_buckets,
             l.oldest_pending
                 .map(|t| t.to_rfc3339())
                 .unwrap_or_else(|| "-".into()),
