@@ -96,12 +96,7 @@ pub async fn recompute(
     let aligned = range.align(level);
     // Pending entries this run makes redundant. Read before the source, so
     // anything queued after the read stays queued.
-    let covered: Vec<i64> = pending::take(db, level, PENDING_BATCH)
-        .await?
-        .into_iter()
-        .filter(|(_, r)| r.start() >= aligned.start() && r.end() <= aligned.end())
-        .map(|(id, _)| id)
-        .collect();
+    let covered = pending::ids_within(db, level, aligned).await?;
     let horizons = horizon::load(db, now, &cfg.retention).await?;
     let mut report = recompute_with(db, level, aligned, &horizons, now, cfg).await?;
     report.ranges = 1;

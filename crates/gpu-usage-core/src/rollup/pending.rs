@@ -87,6 +87,23 @@ pub async fn take(
         .collect())
 }
 
+/// Ids of pending entries of `level` lying wholly inside `range`.
+pub async fn ids_within(
+    db: &impl ConnectionTrait,
+    level: Granularity,
+    range: TimeRange,
+) -> Result<Vec<i64>> {
+    Ok(rollup_pending::Entity::find()
+        .select_only()
+        .column(rollup_pending::Column::Id)
+        .filter(rollup_pending::Column::Level.eq(level.as_str()))
+        .filter(rollup_pending::Column::RangeStart.gte(range.start()))
+        .filter(rollup_pending::Column::RangeEnd.lte(range.end()))
+        .into_tuple::<i64>()
+        .all(db)
+        .await?)
+}
+
 /// Deletes exactly these ids.
 pub async fn consume(db: &impl ConnectionTrait, ids: &[i64]) -> Result<u64> {
     let mut n = 0;
