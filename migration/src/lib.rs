@@ -14,8 +14,6 @@
 
 pub use sea_orm_migration::prelude::*;
 
-pub mod settings_source;
-
 mod m20261129_000001_create_gpu_usage_records;
 mod m20261129_000002_create_gpu_usage_statistics_minute;
 mod m20261129_000003_create_gpu_usage_statistics_hourly;

@@ -23,12 +23,11 @@
 //!   backfill job for long ranges.
 //! - [`csv`]: CSV rendering of statistics pages.
 //! - [`openapi`]: document metadata and the reference page.
-//! - [`telemetry`]: the tracing subscriber (pretty or JSON logs).
-//! - [`state`]: what handlers share, and the injectable clock.
+//! - [`state`]: what handlers share.
 //!
-//! Binaries: `gpu-usage` (`src/main.rs`, the all-in-one first run: API and
-//! the worker's scheduler in one process on SQLite) and `gpu-usage-api`
-//! (`src/bin/gpu-usage-api.rs`, the API alone for production).
+//! Binary: `gpu-usage-api` (`src/bin/gpu-usage-api.rs`), the API alone for
+//! production. The all-in-one first run (`gpu-usage`) is a crate of its own
+//! that embeds this one and the worker.
 
 pub mod auth;
 pub mod csv;
@@ -40,59 +39,9 @@ pub mod params;
 pub mod routes;
 pub mod startup;
 pub mod state;
-pub mod telemetry;
 
 pub use startup::{Application, StartupError, bind, openapi_document};
-pub use state::{ApiOptions, Clock};
+pub use state::ApiOptions;
 
 /// Every API route is under this prefix (the original service's).
 pub const API_PREFIX: &str = "/api/v1/gpu-usage";
-
-/// Resolves when the process is asked to stop: Ctrl-C, or SIGTERM on Unix
-/// (what container runtimes send).
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %e, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!("Ctrl-C received, shutting down"),
-        () = terminate => tracing::info!("SIGTERM received, shutting down"),
-    }
-}
-
-/// Where an SQLite URL keeps its data, as an absolute path for logs;
-/// `None` for other databases and in-memory SQLite.
-pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
-    let path = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))?;
-    let path = path.split('?').next()?;
-    if path.is_empty() || path.contains(":memory:") {
-        return None;
-    }
-    let p = std::path::Path::new(path);
-    Some(if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        std::env::current_dir()
-            .map(|d| d.join(p))
-            .unwrap_or_else(|_| p.to_path_buf())
-    })
-}

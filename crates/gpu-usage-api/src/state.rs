@@ -5,42 +5,19 @@ use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use gpu_usage_core::EngineConfig;
+use gpu_usage_core::clock::{Clock, SystemClock};
 use gpu_usage_core::settings::{ApiSettings, RetentionSettings, Settings};
 use sea_orm::DatabaseConnection;
 
 use crate::auth::Auth;
 
-/// Where "now" comes from. Handlers never call `Utc::now()` directly, so
-/// tests can pin the time their fixtures were written for (defaults such as
-/// "the last hour", retention windows and clock-skew checks all depend on
-/// it).
-#[derive(Clone)]
-pub struct Clock(Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>);
-
-impl Clock {
-    pub fn system() -> Self {
-        Clock(Arc::new(Utc::now))
-    }
-
-    pub fn fixed(t: DateTime<Utc>) -> Self {
-        Clock(Arc::new(move || t))
-    }
-
-    pub fn now(&self) -> DateTime<Utc> {
-        gpu_usage_core::types::to_millis((self.0)())
-    }
-}
-
-impl std::fmt::Debug for Clock {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Clock")
-    }
-}
-
 /// Knobs of the HTTP layer that are not (yet) in [`Settings`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ApiOptions {
-    pub clock: Clock,
+    /// Handlers never call `Utc::now()`: tests pin the time their fixtures
+    /// were written for (default windows, retention and clock-skew checks
+    /// depend on it).
+    pub clock: Arc<dyn Clock>,
     /// `POST /aggregate` recomputes ranges up to this long inside the
     /// request; longer ones become a backfill job, so no request runs into
     /// a proxy's timeout.
@@ -55,7 +32,7 @@ pub struct ApiOptions {
 impl Default for ApiOptions {
     fn default() -> Self {
         Self {
-            clock: Clock::system(),
+            clock: Arc::new(SystemClock),
             inline_aggregate_max: TimeDelta::days(1),
             lock_wait: std::time::Duration::from_secs(3),
             workers: None,
@@ -70,7 +47,7 @@ pub struct AppState {
     pub engine: EngineConfig,
     pub retention: RetentionSettings,
     pub auth: Auth,
-    pub clock: Clock,
+    pub clock: Arc<dyn Clock>,
     pub inline_aggregate_max: TimeDelta,
     pub lock_wait: std::time::Duration,
     /// Who runs manual rollups, in job-run records.
@@ -96,6 +73,6 @@ impl AppState {
     }
 
     pub fn now(&self) -> DateTime<Utc> {
-        self.clock.now()
+        gpu_usage_core::types::to_millis(self.clock.now())
     }
 }

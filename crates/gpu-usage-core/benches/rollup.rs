@@ -20,8 +20,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use gpu_usage_core::EngineConfig;
 use gpu_usage_core::ingest::{RecordInput, ingest};
 use gpu_usage_core::rollup::{self, pending};
-use gpu_usage_core::testing::{Backend, TestDb};
 use gpu_usage_core::types::{Granularity, TimeRange, parse_utc};
+use gpu_usage_testing::{Backend, TestDb};
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 
 /// Deterministic xorshift, so every run benchmarks the same data.

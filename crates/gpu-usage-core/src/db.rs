@@ -25,8 +25,9 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, 
                 .journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
                 .foreign_keys(true)
         });
-    if settings.is_sqlite()
-        && let Some(dir) = sqlite_parent_dir(settings.url.expose_secret())
+    if let Some(dir) = sqlite_file(settings.url.expose_secret())
+        .as_deref()
+        .and_then(std::path::Path::parent)
     {
         // The embedded default points at ./data; create it for a first run.
         let _ = std::fs::create_dir_all(dir);
@@ -34,19 +35,18 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, 
     Database::connect(options).await
 }
 
-/// `sqlite://data/x.db?mode=rwc` → `data`.
-pub fn sqlite_parent_dir(url: &str) -> Option<std::path::PathBuf> {
+/// The file an SQLite URL keeps its data in (`sqlite://data/x.db?mode=rwc`
+/// → `data/x.db`, relative paths as given); `None` for other databases and
+/// in-memory SQLite.
+pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
     let path = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))?;
     let path = path.split('?').next()?;
-    if path.is_empty() || path == ":memory:" {
+    if path.is_empty() || path.contains(":memory:") {
         return None;
     }
-    std::path::Path::new(path)
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .map(|p| p.to_path_buf())
+    Some(std::path::PathBuf::from(path))
 }
 
 /// True for failures where retrying later can succeed and the client should
@@ -109,12 +109,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sqlite_dir_is_found() {
+    fn sqlite_file_is_found() {
         assert_eq!(
-            sqlite_parent_dir("sqlite://data/gpu_usage.db?mode=rwc"),
-            Some(std::path::PathBuf::from("data"))
+            sqlite_file("sqlite://data/gpu_usage.db?mode=rwc"),
+            Some(std::path::PathBuf::from("data/gpu_usage.db"))
         );
-        assert_eq!(sqlite_parent_dir("sqlite::memory:"), None);
-        assert_eq!(sqlite_parent_dir("sqlite://x.db"), None);
+        assert_eq!(sqlite_file("sqlite::memory:"), None);
+        assert_eq!(sqlite_file("mysql://db/x"), None);
+        assert_eq!(
+            sqlite_file("sqlite://x.db")
+                .as_deref()
+                .and_then(std::path::Path::parent),
+            Some(std::path::Path::new(""))
+        );
     }
 }

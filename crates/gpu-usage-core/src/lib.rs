@@ -3,7 +3,12 @@
 //!
 //! Layout:
 //! - [`types`]: scopes, granularities, statuses, validated time ranges.
-//! - [`settings`]: typed configuration, loaded once and passed down by value.
+//! - [`settings`]: typed configuration (the `gpu-usage-config` crate,
+//!   re-exported), loaded once and passed down by value.
+//! - [`clock`]: where "now" comes from ([`clock::SystemClock`], and
+//!   [`clock::ManualClock`] for tests).
+//! - [`process`]: the shutdown signal and the OS stop requests behind it;
+//!   [`telemetry`]: the logging setup every binary uses.
 //! - [`db`]: connecting (sessions pinned to UTC), classifying failures.
 //! - [`entities`]: SeaORM entities of every table.
 //! - [`ingest`]: validating and storing finished-task records, idempotent by
@@ -25,22 +30,23 @@
 //! time matters, an explicit `now`, so tests never sleep.
 
 pub mod backfill;
+pub mod clock;
 pub mod db;
 pub mod entities;
 pub mod error;
 pub mod ingest;
 pub mod job_runs;
 pub mod locks;
+pub mod process;
 pub mod query;
 pub mod retention;
 pub mod rollup;
-pub mod settings;
 pub mod status;
-#[cfg(feature = "testing")]
-pub mod testing;
+pub mod telemetry;
 pub mod types;
 
 pub use error::{DomainError, Result};
+pub use gpu_usage_config as settings;
 
 /// The settings the accounting engine itself depends on.
 #[derive(Debug, Clone, Default)]

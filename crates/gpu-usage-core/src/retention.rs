@@ -115,8 +115,8 @@ pub async fn cleanup(
     );
 
     // Statistics by whole buckets, so a bucket is either kept or gone.
-    let cutoff = settings
-        .level(Granularity::Minute)
+    let cutoff = Granularity::Minute
+        .retention(settings)
         .map(|d| Granularity::Minute.floor(now - d));
     report.tables.push(
         run_table(Granularity::Minute.table_name(), cutoff, |c| async move {
@@ -132,8 +132,8 @@ pub async fn cleanup(
         .await,
     );
 
-    let cutoff = settings
-        .level(Granularity::Hourly)
+    let cutoff = Granularity::Hourly
+        .retention(settings)
         .map(|d| Granularity::Hourly.floor(now - d));
     report.tables.push(
         run_table(Granularity::Hourly.table_name(), cutoff, |c| async move {
@@ -149,8 +149,8 @@ pub async fn cleanup(
         .await,
     );
 
-    let cutoff = settings
-        .level(Granularity::Daily)
+    let cutoff = Granularity::Daily
+        .retention(settings)
         .map(|d| day_start((now - d).date_naive()));
     report.tables.push(
         run_table(Granularity::Daily.table_name(), cutoff, |c| async move {

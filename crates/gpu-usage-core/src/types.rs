@@ -218,6 +218,15 @@ impl Granularity {
         }
     }
 
+    /// How long this level's rows are kept; `None` = forever.
+    pub fn retention(self, r: &crate::settings::RetentionSettings) -> Option<TimeDelta> {
+        crate::settings::RetentionSettings::keep(match self {
+            Granularity::Minute => r.minute_days,
+            Granularity::Hourly => r.hourly_days,
+            Granularity::Daily => r.daily_days,
+        })
+    }
+
     pub fn table_name(self) -> &'static str {
         match self {
             Granularity::Minute => "gpu_usage_statistics_minute",

@@ -14,8 +14,8 @@ use gpu_usage_core::entities::{
 use gpu_usage_core::ingest::{self, RecordInput};
 use gpu_usage_core::locks::{self, JobName};
 use gpu_usage_core::rollup;
-use gpu_usage_core::testing::TestDb;
 use gpu_usage_core::types::{Granularity, TimeRange};
+use gpu_usage_testing::TestDb;
 use sea_orm::ActiveValue::Set;
 use sea_orm::{
     ActiveModelTrait, ConnectionTrait, DatabaseConnection, EntityTrait, IntoActiveModel,
@@ -217,7 +217,7 @@ async fn runs_to_completion_like_a_direct_recompute(t: TestDb) {
     ));
     t.cleanup().await;
 }
-gpu_usage_core::dual_backend_test!(
+gpu_usage_testing::dual_backend_test!(
     runs_to_completion_like_a_direct_recompute,
     crate::runs_to_completion_like_a_direct_recompute
 );
@@ -268,7 +268,7 @@ async fn resumes_an_interrupted_job_where_it_stopped(t: TestDb) {
     assert_eq!(rows, expected);
     t.cleanup().await;
 }
-gpu_usage_core::dual_backend_test!(
+gpu_usage_testing::dual_backend_test!(
     resumes_an_interrupted_job_where_it_stopped,
     crate::resumes_an_interrupted_job_where_it_stopped
 );
@@ -350,7 +350,7 @@ async fn waits_for_busy_locks_and_fails_with_the_error(t: TestDb) {
     );
     t.cleanup().await;
 }
-gpu_usage_core::dual_backend_test!(
+gpu_usage_testing::dual_backend_test!(
     waits_for_busy_locks_and_fails_with_the_error,
     crate::waits_for_busy_locks_and_fails_with_the_error
 );
@@ -378,7 +378,7 @@ async fn retained_range_spans_the_retained_records(t: TestDb) {
     assert!(r.end() >= now());
     t.cleanup().await;
 }
-gpu_usage_core::dual_backend_test!(
+gpu_usage_testing::dual_backend_test!(
     retained_range_spans_the_retained_records,
     crate::retained_range_spans_the_retained_records
 );

@@ -15,8 +15,8 @@ mod support;
 use std::collections::{BTreeMap, HashMap};
 
 use anyhow::ensure;
-use gpu_usage_core::testing::{Backend, TestDb};
 use gpu_usage_core::types::{Granularity, ScopeType};
+use gpu_usage_testing::{Backend, TestDb};
 use sea_orm::DatabaseConnection;
 use support::*;
 
@@ -200,4 +200,4 @@ async fn scripted(t: TestDb) {
     .await;
 }
 
-gpu_usage_core::dual_backend_test!(conservation_scripted_with_a_168h_task, super::scripted);
+gpu_usage_testing::dual_backend_test!(conservation_scripted_with_a_168h_task, super::scripted);

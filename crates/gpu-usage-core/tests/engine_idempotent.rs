@@ -8,8 +8,8 @@
 mod support;
 
 use gpu_usage_core::entities::record;
-use gpu_usage_core::testing::TestDb;
 use gpu_usage_core::types::Granularity;
+use gpu_usage_testing::TestDb;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use support::*;
 
@@ -106,7 +106,7 @@ async fn recompute_sequential_and_concurrent(t: TestDb) {
     .await;
 }
 
-gpu_usage_core::dual_backend_test!(
+gpu_usage_testing::dual_backend_test!(
     recompute_twice_in_a_row_and_at_once,
     super::recompute_sequential_and_concurrent
 );
@@ -141,7 +141,7 @@ async fn concurrent_jobs(t: TestDb) {
     .await;
 }
 
-gpu_usage_core::dual_backend_test!(periodic_jobs_twice_at_once, super::concurrent_jobs);
+gpu_usage_testing::dual_backend_test!(periodic_jobs_twice_at_once, super::concurrent_jobs);
 
 async fn ingest_replay(t: TestDb) {
     guarded(t, |db| async move {
@@ -183,7 +183,7 @@ async fn ingest_replay(t: TestDb) {
     .await;
 }
 
-gpu_usage_core::dual_backend_test!(ingest_replay_is_all_duplicates, super::ingest_replay);
+gpu_usage_testing::dual_backend_test!(ingest_replay_is_all_duplicates, super::ingest_replay);
 
 fn stored_example(recs: &[Rec]) -> Rec {
     recs.iter()
@@ -288,7 +288,7 @@ async fn ingest_conflicts(t: TestDb) {
     .await;
 }
 
-gpu_usage_core::dual_backend_test!(
+gpu_usage_testing::dual_backend_test!(
     conflicting_record_is_reported_and_ignored,
     super::ingest_conflicts
 );
@@ -336,7 +336,7 @@ async fn conflicts_within_a_batch(t: TestDb) {
     .await;
 }
 
-gpu_usage_core::dual_backend_test!(
+gpu_usage_testing::dual_backend_test!(
     conflicts_within_a_batch_are_judged_against_the_stored_record,
     super::conflicts_within_a_batch
 );

@@ -11,7 +11,7 @@ mod support;
 use gpu_usage_core::DomainError;
 use gpu_usage_core::entities::record;
 use gpu_usage_core::ingest::RecordInput;
-use gpu_usage_core::testing::TestDb;
+use gpu_usage_testing::TestDb;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use support::*;
 
@@ -175,7 +175,7 @@ async fn boundaries(t: TestDb) {
     .await;
 }
 
-gpu_usage_core::dual_backend_test!(ingest_boundaries, super::boundaries);
+gpu_usage_testing::dual_backend_test!(ingest_boundaries, super::boundaries);
 
 async fn conversion(t: TestDb) {
     guarded(t, |db| async move {
@@ -231,4 +231,4 @@ async fn conversion(t: TestDb) {
     .await;
 }
 
-gpu_usage_core::dual_backend_test!(ingest_converts_to_utc_millis_and_derives, super::conversion);
+gpu_usage_testing::dual_backend_test!(ingest_converts_to_utc_millis_and_derives, super::conversion);

@@ -7,8 +7,8 @@
 
 mod support;
 
-use gpu_usage_core::testing::TestDb;
 use gpu_usage_core::types::{Granularity, ScopeType};
+use gpu_usage_testing::TestDb;
 use support::*;
 
 fn now1() -> i64 {
@@ -157,7 +157,7 @@ async fn late_records_for_old_buckets(t: TestDb) {
     .await;
 }
 
-gpu_usage_core::dual_backend_test!(
+gpu_usage_testing::dual_backend_test!(
     late_records_are_folded_in,
     super::late_records_for_old_buckets
 );
@@ -294,7 +294,7 @@ async fn rollup_level(db: &sea_orm::DatabaseConnection, g: Granularity, now: i64
         .unwrap();
 }
 
-gpu_usage_core::dual_backend_test!(
+gpu_usage_testing::dual_backend_test!(
     worker_down_for_an_hour_catches_up,
     super::worker_down_for_an_hour
 );
@@ -380,7 +380,7 @@ async fn record_near_retention_edge(t: TestDb) {
     .await;
 }
 
-gpu_usage_core::dual_backend_test!(
+gpu_usage_testing::dual_backend_test!(
     accepted_record_near_retention_edge_is_counted,
     super::record_near_retention_edge
 );

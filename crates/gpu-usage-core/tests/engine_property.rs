@@ -21,7 +21,7 @@
 mod support;
 
 use anyhow::ensure;
-use gpu_usage_core::testing::{Backend, TestDb};
+use gpu_usage_testing::{Backend, TestDb};
 use sea_orm::DatabaseConnection;
 use support::*;
 

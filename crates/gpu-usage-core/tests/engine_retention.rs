@@ -12,8 +12,8 @@ mod support;
 
 use gpu_usage_core::entities::{record, statistics_hourly, statistics_minute};
 use gpu_usage_core::rollup::horizon::{self, RECORDS_TABLE};
-use gpu_usage_core::testing::TestDb;
 use gpu_usage_core::types::Granularity;
+use gpu_usage_testing::TestDb;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use support::*;
 
@@ -242,7 +242,7 @@ async fn rebuilt_from_records_after_minute_cleanup(t: TestDb) {
     .await;
 }
 
-gpu_usage_core::dual_backend_test!(
+gpu_usage_testing::dual_backend_test!(
     minute_cleanup_then_reaggregate,
     super::rebuilt_from_records_after_minute_cleanup
 );
@@ -278,7 +278,7 @@ async fn mid_hour_minute_cleanup(t: TestDb) {
     .await;
 }
 
-gpu_usage_core::dual_backend_test!(
+gpu_usage_testing::dual_backend_test!(
     mid_hour_minute_cleanup_then_reaggregate,
     super::mid_hour_minute_cleanup
 );
@@ -310,7 +310,7 @@ async fn daily_rebuilt_from_records_after_hourly_cleanup(t: TestDb) {
     .await;
 }
 
-gpu_usage_core::dual_backend_test!(
+gpu_usage_testing::dual_backend_test!(
     hourly_cleanup_then_reaggregate_daily,
     super::daily_rebuilt_from_records_after_hourly_cleanup
 );
@@ -388,7 +388,7 @@ async fn untouched_when_records_are_gone(t: TestDb) {
     .await;
 }
 
-gpu_usage_core::dual_backend_test!(
+gpu_usage_testing::dual_backend_test!(
     records_cleanup_leaves_rows_untouched,
     super::untouched_when_records_are_gone
 );

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use gpu_usage_core::locks::{self, JobName, MAX_LOCK_NAME_LEN, lock_name, try_lock};
-use gpu_usage_core::testing::TestDb;
+use gpu_usage_testing::TestDb;
 use sea_orm::sqlx;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 

@@ -10,8 +10,8 @@ use gpu_usage_core::entities::{
 };
 use gpu_usage_core::retention::{self, BACKFILL_JOBS_TABLE, JOB_RUNS_TABLE};
 use gpu_usage_core::settings::RetentionSettings;
-use gpu_usage_core::testing::TestDb;
 use gpu_usage_core::types::{Granularity, ScopeType, TaskStatus};
+use gpu_usage_testing::TestDb;
 use rust_decimal::Decimal;
 use sea_orm::ActiveValue::{NotSet, Set};
 use sea_orm::{ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryOrder};
@@ -305,7 +305,7 @@ async fn expired_rows_go_fresh_rows_stay(t: TestDb) {
     assert_eq!(statistics_daily::Entity::find().count(db).await.unwrap(), 1);
     t.cleanup().await;
 }
-gpu_usage_core::dual_backend_test!(
+gpu_usage_testing::dual_backend_test!(
     expired_rows_go_fresh_rows_stay,
     crate::expired_rows_go_fresh_rows_stay
 );
@@ -340,7 +340,7 @@ async fn small_batches_delete_everything(t: TestDb) {
     assert_eq!(record::Entity::find().count(db).await.unwrap(), 0);
     t.cleanup().await;
 }
-gpu_usage_core::dual_backend_test!(
+gpu_usage_testing::dual_backend_test!(
     small_batches_delete_everything,
     crate::small_batches_delete_everything
 );
@@ -368,7 +368,7 @@ async fn a_failing_table_does_not_stop_the_others(t: TestDb) {
     assert_eq!(report.table(BACKFILL_JOBS_TABLE).unwrap().deleted, 1);
     t.cleanup().await;
 }
-gpu_usage_core::dual_backend_test!(
+gpu_usage_testing::dual_backend_test!(
     a_failing_table_does_not_stop_the_others,
     crate::a_failing_table_does_not_stop_the_others
 );

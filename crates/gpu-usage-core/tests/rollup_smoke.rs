@@ -6,9 +6,9 @@ use chrono::{DateTime, Utc};
 use gpu_usage_core::entities::{statistics_daily, statistics_hourly, statistics_minute};
 use gpu_usage_core::ingest::{RecordInput, ingest};
 use gpu_usage_core::rollup::process_pending;
-use gpu_usage_core::testing::TestDb;
 use gpu_usage_core::types::{Granularity, ScopeType, parse_utc};
 use gpu_usage_core::{EngineConfig, status};
+use gpu_usage_testing::TestDb;
 use rust_decimal::Decimal;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 
@@ -153,7 +153,7 @@ async fn worked_example(tdb: TestDb) {
     tdb.cleanup().await;
 }
 
-gpu_usage_core::dual_backend_test!(worked_example_both_backends, worked_example);
+gpu_usage_testing::dual_backend_test!(worked_example_both_backends, worked_example);
 
 /// SPEC: a 30-day backfill must not issue hundreds of thousands of queries.
 /// Counts every statement (transactions included) of rebuilding 30 days at
@@ -215,7 +215,7 @@ async fn thirty_day_rebuild_is_set_based(mut tdb: TestDb) {
     tdb.cleanup().await;
 }
 
-gpu_usage_core::dual_backend_test!(
+gpu_usage_testing::dual_backend_test!(
     thirty_day_rebuild_statement_count,
     thirty_day_rebuild_is_set_based
 );
@@ -255,4 +255,4 @@ async fn racing_ingests_report_the_conflict(tdb: TestDb) {
     tdb.cleanup().await;
 }
 
-gpu_usage_core::dual_backend_test!(racing_ingests, racing_ingests_report_the_conflict);
+gpu_usage_testing::dual_backend_test!(racing_ingests, racing_ingests_report_the_conflict);

@@ -15,8 +15,8 @@ use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use gpu_usage_core::db;
 use gpu_usage_core::entities::record;
 use gpu_usage_core::settings::DatabaseSettings;
-use gpu_usage_core::testing::{Backend, TestDb, mysql_server_url};
 use gpu_usage_core::types::TaskStatus;
+use gpu_usage_testing::{Backend, TestDb, mysql_server_url};
 use rust_decimal::Decimal;
 use sea_orm::sqlx::{self, Connection as _};
 use sea_orm::{

@@ -20,9 +20,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use sea_orm::DatabaseConnection;
 use secrecy::ExposeSecret;
 
-use crate::clock::SystemClock;
 use crate::jobs::{self, JobContext, JobOutcome};
 use crate::metrics::Metrics;
+use gpu_usage_core::clock::SystemClock;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -92,11 +92,11 @@ impl From<JobArg> for JobName {
 pub async fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     let settings = Settings::load().context("loading settings")?;
-    crate::telemetry::init(&settings.log)?;
+    gpu_usage_core::telemetry::init(&settings.log)?;
     let db = connect(&settings).await?;
     match cli.command.unwrap_or(Command::Run) {
         Command::Run => {
-            crate::run(settings, db, shutdown_signal()).await?;
+            crate::run(settings, db, gpu_usage_core::process::stop_requested()).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::RunJob { job } => {
@@ -132,30 +132,6 @@ pub async fn connect(settings: &Settings) -> anyhow::Result<DatabaseConnection> 
             .context("creating the SQLite schema")?;
     }
     Ok(db)
-}
-
-/// SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-    tracing::info!("shutdown signal received");
 }
 
 async fn run_job(settings: &Settings, db: DatabaseConnection, job: JobName) -> ExitCode {
@@ -242,7 +218,7 @@ async fn run_backfill(
     let stop = Arc::new(AtomicBool::new(false));
     let stop_on_signal = stop.clone();
     let signal_task = tokio::spawn(async move {
-        shutdown_signal().await;
+        gpu_usage_core::process::stop_requested().await;
         stop_on_signal.store(true, Ordering::Relaxed);
     });
     let stop_fn = || stop.load(Ordering::Relaxed);

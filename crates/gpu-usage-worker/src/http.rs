@@ -10,8 +10,8 @@ use gpu_usage_core::settings::RedisSettings;
 use gpu_usage_core::status;
 use sea_orm::DatabaseConnection;
 
-use crate::clock::Clock;
 use crate::metrics::{Gauges, Metrics};
+use gpu_usage_core::clock::Clock;
 
 /// Bounds every probe so a hung database or Redis cannot hang a scrape.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);

@@ -4,9 +4,6 @@
 //! for probes and metrics, and an operator CLI.
 //!
 //! Layout:
-//! - [`clock`]: injectable time ([`clock::SystemClock`], and
-//!   [`clock::ManualClock`] for tests that drive ticks explicitly).
-//! - [`shutdown`]: the shutdown signal every task watches.
 //! - [`schedule`]: when a job is due (aligned ticks, catch-up, back-off);
 //!   pure.
 //! - [`scheduler`]: the loop running due jobs in order minute → hourly →
@@ -17,22 +14,23 @@
 //! - [`stream`]: Redis stream ingest with a consumer group and dead letters.
 //! - [`metrics`]: counters and the Prometheus text rendering.
 //! - [`http`]: `/healthz`, `/readyz`, `/metrics`.
-//! - [`cli`]: the `gpu-usage-worker` subcommands; [`telemetry`]: logging.
+//! - [`cli`]: the `gpu-usage-worker` subcommands.
+//!
+//! Time comes from `gpu_usage_core::clock`, the shutdown signal from
+//! `gpu_usage_core::process`, logging from `gpu_usage_core::telemetry`:
+//! the same pieces the API uses.
 //!
 //! Embedding: [`spawn_scheduler`] starts the background tasks without the
 //! HTTP port (the all-in-one `gpu-usage` binary uses it); [`run`] is the
 //! whole worker until its shutdown future resolves.
 
 pub mod cli;
-pub mod clock;
 pub mod http;
 pub mod jobs;
 pub mod metrics;
 pub mod schedule;
 pub mod scheduler;
-pub mod shutdown;
 pub mod stream;
-pub mod telemetry;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -46,11 +44,11 @@ use sea_orm::DatabaseConnection;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use crate::clock::{Clock, ManualClock, SystemClock};
 pub use crate::jobs::{JobContext, JobOutcome, run_job};
 pub use crate::metrics::Metrics;
 pub use crate::scheduler::{Intervals, Scheduler, TickReport};
-pub use crate::shutdown::{Shutdown, ShutdownTrigger};
+pub use gpu_usage_core::clock::{Clock, ManualClock, SystemClock};
+use gpu_usage_core::process::{self as shutdown, ShutdownTrigger};
 
 /// How long a shutdown waits for jobs in progress before abandoning them.
 /// Abandoning is safe (their transactions roll back, their locks' connections

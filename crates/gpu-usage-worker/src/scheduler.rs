@@ -18,7 +18,7 @@ use tokio::sync::watch;
 
 use crate::jobs::{self, JobContext, JobOutcome};
 use crate::schedule::Slot;
-use crate::shutdown::Shutdown;
+use gpu_usage_core::process::Shutdown;
 
 /// How often each periodic job runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

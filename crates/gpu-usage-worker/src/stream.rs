@@ -41,7 +41,7 @@ use secrecy::ExposeSecret;
 
 use crate::jobs::JobContext;
 use crate::metrics::StreamLag;
-use crate::shutdown::Shutdown;
+use gpu_usage_core::process::Shutdown;
 
 /// Opens the pool. Redis' default 500 ms response timeout would cut every
 /// blocking `XREADGROUP` short, so the timeout is the block time plus slack.

@@ -15,10 +15,11 @@ use deadpool_redis::redis::{self, AsyncCommands, Value, streams::StreamRangeRepl
 use gpu_usage_core::EngineConfig;
 use gpu_usage_core::entities::record;
 use gpu_usage_core::ingest::{self, RecordInput};
+use gpu_usage_core::process as shutdown;
 use gpu_usage_core::settings::RedisSettings;
-use gpu_usage_core::testing::TestDb;
+use gpu_usage_testing::TestDb;
 use gpu_usage_worker::stream::{self, StreamConsumer};
-use gpu_usage_worker::{Clock, ManualClock, shutdown};
+use gpu_usage_worker::{Clock, ManualClock};
 use sea_orm::{EntityTrait, PaginatorTrait};
 use secrecy::SecretString;
 

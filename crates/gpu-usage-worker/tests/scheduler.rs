@@ -14,12 +14,10 @@ use gpu_usage_core::entities::statistics_daily;
 use gpu_usage_core::job_runs::{self, RunOutcome};
 use gpu_usage_core::locks::{self, JobName};
 use gpu_usage_core::status;
-use gpu_usage_core::testing::{Backend, TestDb};
 use gpu_usage_core::types::{Granularity, TimeRange};
+use gpu_usage_testing::{Backend, TestDb};
 use gpu_usage_worker::jobs::run_job;
-use gpu_usage_worker::{
-    BackgroundOptions, Clock, Intervals, JobOutcome, ManualClock, Scheduler, shutdown,
-};
+use gpu_usage_worker::{BackgroundOptions, Clock, Intervals, JobOutcome, ManualClock, Scheduler};
 use sea_orm::{ConnectionTrait, EntityTrait};
 
 fn outcome_of(report: &gpu_usage_worker::TickReport, job: JobName) -> Option<&JobOutcome> {
@@ -172,7 +170,7 @@ async fn failures_are_retried_with_back_off_and_never_stop_the_loop() {
     let intervals = Intervals::from_settings(&settings().worker);
     let mut sched = Scheduler::new(ctx.clone(), intervals);
     sched.load_history().await;
-    let (_trigger, stop) = shutdown::channel();
+    let (_trigger, stop) = gpu_usage_core::process::channel();
 
     // The daily table is gone: daily fails, the others still run.
     t.db.execute_unprepared("ALTER TABLE gpu_usage_statistics_daily RENAME TO daily_away")

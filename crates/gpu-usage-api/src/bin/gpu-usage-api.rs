@@ -4,8 +4,9 @@
 //! promises.
 
 use anyhow::Context;
-use gpu_usage_api::{API_PREFIX, ApiOptions, Application, bind, shutdown_signal, telemetry};
+use gpu_usage_api::{API_PREFIX, ApiOptions, Application, bind};
 use gpu_usage_core::settings::Settings;
+use gpu_usage_core::{process, telemetry};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -23,7 +24,7 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("binding {}:{}", settings.api.host, settings.api.port))?;
     let app = Application::build(&settings, db.clone(), listener, ApiOptions::default())?;
     tracing::info!(url = %format!("http://{}{API_PREFIX}/docs", app.local_addr()), "API listening");
-    app.run_until(shutdown_signal())
+    app.run_until(process::stop_requested())
         .await
         .context("serving HTTP")?;
     db.close().await.ok();

@@ -4,7 +4,7 @@
 use std::net::TcpListener;
 
 use gpu_usage_api::{Application, StartupError};
-use gpu_usage_core::testing::TestDb;
+use gpu_usage_testing::TestDb;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 

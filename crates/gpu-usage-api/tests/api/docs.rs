@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use gpu_usage_core::testing::TestDb;
+use gpu_usage_testing::TestDb;
 use reqwest::Method;
 use serde_json::Value;
 

@@ -1,7 +1,7 @@
 //! Bad input: always a 4xx with the JSON error shape naming the problem,
 //! never a 500, and nothing changes.
 
-use gpu_usage_core::testing::TestDb;
+use gpu_usage_testing::TestDb;
 use reqwest::Method;
 use serde_json::{Value, json};
 

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use gpu_usage_core::testing::{Backend, TestDb};
+use gpu_usage_testing::{Backend, TestDb};
 use reqwest::Method;
 use sea_orm::{ConnectOptions, Database};
 use serde_json::json;

@@ -6,7 +6,7 @@
 //! t3 ep-a/-    1 GPU  23:30–00:30 COMPLETED → 0.5 GPU-h on each day
 //! t4 ep-b/a100 8 GPUs 11:00:00–11:00:30.5   → 244 GPU-s in minute 11:00
 
-use gpu_usage_core::testing::TestDb;
+use gpu_usage_testing::TestDb;
 use serde_json::Value;
 
 use crate::support::{both_backends, load_fixture, spawn_app};

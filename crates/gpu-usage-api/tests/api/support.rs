@@ -4,10 +4,11 @@
 use std::net::TcpListener;
 
 use chrono::{DateTime, Utc};
-use gpu_usage_api::{API_PREFIX, ApiOptions, Application, Clock};
+use gpu_usage_api::{API_PREFIX, ApiOptions, Application};
+use gpu_usage_core::clock::ManualClock;
 use gpu_usage_core::settings::{ApiToken, Role, Settings};
-use gpu_usage_core::testing::TestDb;
 use gpu_usage_core::types::parse_utc;
+use gpu_usage_testing::TestDb;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use secrecy::SecretString;
 use serde_json::Value;
@@ -59,7 +60,7 @@ pub fn with_tokens(s: &mut Settings) {
 
 pub fn options() -> ApiOptions {
     ApiOptions {
-        clock: Clock::fixed(now()),
+        clock: std::sync::Arc::new(ManualClock::frozen(now())),
         workers: Some(1),
         lock_wait: std::time::Duration::from_millis(200),
         ..ApiOptions::default()
@@ -246,7 +247,7 @@ pub async fn load_fixture(app: &TestApp) {
 /// Generates `name::sqlite` and `name::mysql` for `async fn(TestDb)`.
 macro_rules! both_backends {
     ($name:ident) => {
-        gpu_usage_core::dual_backend_test!($name, super::$name);
+        gpu_usage_testing::dual_backend_test!($name, super::$name);
     };
 }
 pub(crate) use both_backends;

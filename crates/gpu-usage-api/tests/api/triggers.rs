@@ -3,8 +3,8 @@
 
 use chrono::TimeDelta;
 use gpu_usage_core::locks::{self, JobName};
-use gpu_usage_core::testing::TestDb;
 use gpu_usage_core::{EngineConfig, backfill};
+use gpu_usage_testing::TestDb;
 use reqwest::Method;
 use serde_json::{Value, json};
 

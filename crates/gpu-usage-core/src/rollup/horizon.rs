@@ -69,9 +69,9 @@ pub async fn load(
     Ok(Horizons {
         records: persisted(RECORDS_TABLE).max(by_config(Some(retention.records()))),
         minute: persisted(Granularity::Minute.table_name())
-            .max(by_config(retention.level(Granularity::Minute))),
+            .max(by_config(Granularity::Minute.retention(retention))),
         hourly: persisted(Granularity::Hourly.table_name())
-            .max(by_config(retention.level(Granularity::Hourly))),
+            .max(by_config(Granularity::Hourly.retention(retention))),
     })
 }
 

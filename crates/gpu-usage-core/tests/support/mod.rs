@@ -23,8 +23,8 @@ use gpu_usage_core::entities::{record, statistics_daily, statistics_hourly, stat
 use gpu_usage_core::ingest::{IngestReport, RecordInput};
 use gpu_usage_core::rollup;
 use gpu_usage_core::status::{self, LevelStatus};
-use gpu_usage_core::testing::TestDb;
 use gpu_usage_core::types::{Granularity, ScopeType, TimeRange, day_start};
+use gpu_usage_testing::TestDb;
 use proptest::prelude::*;
 use proptest::sample::Index;
 use rust_decimal::{Decimal, RoundingStrategy};

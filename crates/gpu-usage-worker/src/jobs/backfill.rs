@@ -13,7 +13,7 @@ use gpu_usage_core::backfill::{self, BackfillJob, RunOptions};
 use gpu_usage_core::locks::JobName;
 
 use super::{JobContext, JobOutcome};
-use crate::shutdown::Shutdown;
+use gpu_usage_core::process::Shutdown;
 
 pub async fn poll_loop(ctx: Arc<JobContext>, every: Duration, shutdown: Shutdown) {
     let every =

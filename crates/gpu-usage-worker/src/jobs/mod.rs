@@ -18,8 +18,8 @@ use gpu_usage_core::locks::{self, JobLock, JobName};
 use sea_orm::DatabaseConnection;
 use tokio::task::JoinHandle;
 
-use crate::clock::Clock;
 use crate::metrics::Metrics;
+use gpu_usage_core::clock::Clock;
 
 /// Everything a job needs; shared by the scheduler, the backfill poller,
 /// the CLI and the tests.

@@ -10,8 +10,8 @@ use gpu_usage_core::entities::{statistics_daily, statistics_hourly, statistics_m
 use gpu_usage_core::ingest::{self, RecordInput};
 use gpu_usage_core::rollup;
 use gpu_usage_core::settings::Settings;
-use gpu_usage_core::testing::{Backend, TestDb};
 use gpu_usage_core::types::{Granularity, TimeRange};
+use gpu_usage_testing::{Backend, TestDb};
 use gpu_usage_worker::{Clock, JobContext, Metrics, TickReport};
 use sea_orm::{DatabaseConnection, EntityTrait};
 use tokio::sync::watch;

@@ -1,13 +1,17 @@
-//! Typed settings, loaded once at start-up and passed down by value.
+//! The configuration of the GPU usage accounting service: where it comes
+//! from ([`sources`]) and what it means ([`Settings`]), loaded once at
+//! start-up and passed down by value. `config/default.toml` documents every
+//! key.
 //!
-//! Sources and their order are defined in `migration::settings_source` (so the
-//! migration CLI reads the same ones); see `config/default.toml` for every key.
+//! This crate sits below everything else (the migration CLI reads the
+//! database URL through it, the domain crate the rest), so there is one
+//! definition of each setting and of the layers they come from.
+
+pub mod sources;
 
 use chrono::TimeDelta;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
-
-use crate::types::Granularity;
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Settings {
@@ -23,7 +27,7 @@ pub struct Settings {
 impl Settings {
     /// Defaults, then config files, then `GPU_USAGE__*` environment variables.
     pub fn load() -> Result<Self, config::ConfigError> {
-        migration::settings_source::builder()
+        sources::builder()
             .build()?
             .try_deserialize::<Self>()?
             .validated()
@@ -67,7 +71,7 @@ impl Settings {
 
     /// Like [`Settings::load`] with extra overrides on top (tests, CLI flags).
     pub fn load_with(overrides: &[(&str, &str)]) -> Result<Self, config::ConfigError> {
-        let mut b = migration::settings_source::builder();
+        let mut b = sources::builder();
         for (k, v) in overrides {
             b = b.set_override(*k, *v)?;
         }
@@ -239,13 +243,9 @@ impl RetentionSettings {
         TimeDelta::days(self.records_days)
     }
 
-    /// How long rows of a level are kept; `None` = forever.
-    pub fn level(&self, g: Granularity) -> Option<TimeDelta> {
-        let days = match g {
-            Granularity::Minute => self.minute_days,
-            Granularity::Hourly => self.hourly_days,
-            Granularity::Daily => self.daily_days,
-        };
+    /// A retention period in days as a duration; `None` (0 or less) keeps
+    /// forever.
+    pub fn keep(days: i64) -> Option<TimeDelta> {
         (days > 0).then(|| TimeDelta::days(days))
     }
 }

@@ -1,8 +1,5 @@
-//! Where configuration comes from, defined once for every binary.
-//!
-//! It lives in this crate because it is the lowest one in the graph: the
-//! migration CLI and the services (through `gpu_usage_core::settings`) read
-//! exactly the same layers, so there is no second source of truth.
+//! Where configuration comes from, defined once: the migration CLI and the
+//! services read exactly the same layers.
 //!
 //! Layers, later wins:
 //! 1. `config/default.toml`, compiled in (the binaries work from any directory);
@@ -17,7 +14,7 @@ use std::path::PathBuf;
 
 pub const ENV_PREFIX: &str = "GPU_USAGE";
 pub const ENV_SEPARATOR: &str = "__";
-const BUILT_IN_DEFAULTS: &str = include_str!("../../config/default.toml");
+const BUILT_IN_DEFAULTS: &str = include_str!("../../../config/default.toml");
 
 pub fn config_dir() -> PathBuf {
     std::env::var_os("GPU_USAGE_CONFIG_DIR")
@@ -41,9 +38,4 @@ pub fn builder() -> ConfigBuilder<DefaultState> {
                 .prefix_separator(ENV_SEPARATOR)
                 .separator(ENV_SEPARATOR),
         )
-}
-
-/// The database URL the services would use; the migration CLI's only need.
-pub fn database_url() -> Result<String, config::ConfigError> {
-    builder().build()?.get_string("database.url")
 }

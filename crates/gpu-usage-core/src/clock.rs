@@ -1,5 +1,8 @@
-//! Time as the worker sees it, injectable so tests drive ticks explicitly
-//! instead of sleeping through real minutes.
+//! Where "now" comes from, for every process: the API's defaults and
+//! validation windows, the scheduler's ticks, job records and backfills all
+//! read one injected [`Clock`], so tests pin or drive time instead of
+//! sleeping through real minutes. Domain functions still take an explicit
+//! `now`; the clock is how callers obtain it.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -12,6 +15,8 @@ use tokio::sync::watch;
 pub type SleepFuture<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 
 pub trait Clock: Send + Sync + 'static {
+    /// The current instant. Callers truncate to milliseconds where it is
+    /// stored ([`crate::types::to_millis`]).
     fn now(&self) -> DateTime<Utc>;
 
     /// Resolves once `now() >= deadline`.
@@ -54,13 +59,15 @@ fn remaining(now: DateTime<Utc>, deadline: DateTime<Utc>) -> Option<Duration> {
     Some(Duration::from_millis(u64::try_from(ms.max(1)).unwrap_or(1)))
 }
 
-/// A clock set by hand. Between jumps it runs at real speed (so durations
-/// and the order of events stay real: job records of different workers
-/// sharing this clock can be compared), and [`ManualClock::set`] or
-/// [`ManualClock::advance`] jump it and wake every sleeper whose deadline
-/// has passed.
+/// A clock set by hand. [`ManualClock::set`] or [`ManualClock::advance`]
+/// jump it and wake every sleeper whose deadline has passed. Between jumps
+/// it runs at real speed ([`ManualClock::new`]: durations and the order of
+/// events stay real, so job records of different workers sharing it can be
+/// compared) or stands still ([`ManualClock::frozen`]: request handlers see
+/// exactly the instant their fixtures were written for).
 pub struct ManualClock {
     base: Mutex<(DateTime<Utc>, Instant)>,
+    frozen: bool,
     jumps: watch::Sender<u64>,
 }
 
@@ -68,7 +75,15 @@ impl ManualClock {
     pub fn new(start: DateTime<Utc>) -> Self {
         Self {
             base: Mutex::new((start, Instant::now())),
+            frozen: false,
             jumps: watch::Sender::new(0),
+        }
+    }
+
+    pub fn frozen(at: DateTime<Utc>) -> Self {
+        Self {
+            frozen: true,
+            ..Self::new(at)
         }
     }
 
@@ -89,6 +104,9 @@ impl ManualClock {
 impl Clock for ManualClock {
     fn now(&self) -> DateTime<Utc> {
         let (t, at) = *self.base.lock().unwrap_or_else(|p| p.into_inner());
+        if self.frozen {
+            return t;
+        }
         let elapsed = TimeDelta::from_std(at.elapsed()).unwrap_or(TimeDelta::zero());
         t + elapsed
     }

@@ -8,10 +8,9 @@
 //! are a deploy step and this binary refuses to touch them.
 
 use anyhow::Context;
-use gpu_usage_api::{
-    API_PREFIX, ApiOptions, Application, bind, shutdown_signal, sqlite_file, telemetry,
-};
+use gpu_usage_api::{API_PREFIX, ApiOptions, Application, bind};
 use gpu_usage_core::settings::{Settings, redact_url};
+use gpu_usage_core::{db, process, telemetry};
 use secrecy::ExposeSecret;
 
 #[tokio::main]
@@ -20,15 +19,18 @@ async fn main() -> anyhow::Result<()> {
     telemetry::init(&settings.log)?;
 
     let url = settings.database.url.expose_secret().to_owned();
-    let db = gpu_usage_core::db::connect(&settings.database)
+    let pool = db::connect(&settings.database)
         .await
         .with_context(|| format!("opening the database {}", redact_url(&url)))?;
     if settings.database.is_sqlite() {
-        gpu_usage_core::migrate(&db)
+        gpu_usage_core::migrate(&pool)
             .await
             .context("creating the SQLite schema")?;
-        match sqlite_file(&url) {
-            Some(path) => tracing::info!(file = %path.display(), "data lives in this SQLite file"),
+        match db::sqlite_file(&url).map(std::path::absolute) {
+            Some(Ok(path)) => {
+                tracing::info!(file = %path.display(), "data lives in this SQLite file")
+            }
+            Some(Err(_)) => tracing::info!(url = %url, "data lives in this SQLite database"),
             None => tracing::info!("data lives in an in-memory SQLite database (lost on exit)"),
         }
     } else {
@@ -40,8 +42,8 @@ async fn main() -> anyhow::Result<()> {
 
     let listener = bind(&settings.api)
         .with_context(|| format!("binding {}:{}", settings.api.host, settings.api.port))?;
-    let app = Application::build(&settings, db.clone(), listener, ApiOptions::default())?;
-    let background = gpu_usage_worker::spawn_scheduler(&settings, db.clone())
+    let app = Application::build(&settings, pool.clone(), listener, ApiOptions::default())?;
+    let background = gpu_usage_worker::spawn_scheduler(&settings, pool.clone())
         .context("starting the scheduled jobs")?;
 
     let base = format!("http://{}", app.local_addr());
@@ -52,11 +54,11 @@ async fn main() -> anyhow::Result<()> {
         "GPU usage service ready (API and scheduled jobs); open the docs URL in a browser; Ctrl-C stops"
     );
 
-    let served = app.run_until(shutdown_signal()).await;
+    let served = app.run_until(process::stop_requested()).await;
     // Jobs in progress get their grace period; their work is idempotent and
     // is redone later if cut short.
     background.shutdown(gpu_usage_worker::SHUTDOWN_GRACE).await;
-    db.close().await.ok();
+    pool.close().await.ok();
     served.context("serving HTTP")?;
     tracing::info!("stopped");
     Ok(())

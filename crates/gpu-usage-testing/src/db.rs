@@ -1,16 +1,16 @@
-//! Test support: an isolated, migrated database per test, on SQLite or on
-#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
-//! MariaDB/MySQL. Enabled by the `testing` feature (dev-dependencies only).
+//! An isolated, migrated database per test, on SQLite or on MariaDB/MySQL.
 //!
 //! MySQL tests connect to `GPU_USAGE_TEST_MYSQL_URL` (default
-//! `mysql://root@127.0.0.1:3306`), create a database `gu_test_<random>` and
-//! drop it in [`TestDb::cleanup`]. `scripts/test.sh` drops leftovers of
-//! crashed runs before starting.
+//! `mysql://root@127.0.0.1:3306`) and create a database `gu_test_<random>`;
+//! SQLite tests a file in the temporary directory. Either is removed when
+//! the [`TestDb`] is dropped, so a failing test does not leak it;
+//! `scripts/test.sh` still drops leftovers of killed runs before starting.
 
+use std::time::Duration;
+
+use gpu_usage_core::settings::DatabaseSettings;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 use secrecy::SecretString;
-
-use crate::settings::DatabaseSettings;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -65,11 +65,13 @@ impl TestDb {
     async fn sqlite_unmigrated_inner(migrate: bool) -> TestDb {
         let path = std::env::temp_dir().join(format!("gu_test_{}.db", unique_suffix()));
         let settings = database_settings(format!("sqlite://{}?mode=rwc", path.display()));
-        let db = crate::db::connect(&settings)
+        let db = gpu_usage_core::db::connect(&settings)
             .await
             .expect("open sqlite test db");
         if migrate {
-            crate::migrate(&db).await.expect("migrate sqlite test db");
+            gpu_usage_core::migrate(&db)
+                .await
+                .expect("migrate sqlite test db");
         }
         TestDb {
             db,
@@ -92,7 +94,7 @@ impl TestDb {
     async fn mysql_inner(migrate: bool) -> TestDb {
         let server = mysql_server_url();
         let name = format!("gu_test_{}", unique_suffix());
-        let admin = crate::db::connect(&database_settings(server.clone()))
+        let admin = gpu_usage_core::db::connect(&database_settings(server.clone()))
             .await
             .unwrap_or_else(|e| {
                 panic!("MariaDB/MySQL at {server} is not reachable ({e}); run scripts/test.sh")
@@ -105,11 +107,13 @@ impl TestDb {
             .expect("create test database");
         admin.close().await.ok();
         let settings = database_settings(format!("{}/{name}", server.trim_end_matches('/')));
-        let db = crate::db::connect(&settings)
+        let db = gpu_usage_core::db::connect(&settings)
             .await
             .expect("connect to test database");
         if migrate {
-            crate::migrate(&db).await.expect("migrate mysql test db");
+            gpu_usage_core::migrate(&db)
+                .await
+                .expect("migrate mysql test db");
         }
         TestDb {
             db,
@@ -124,22 +128,24 @@ impl TestDb {
         self.mysql_name.as_deref()
     }
 
-    /// Drops the database (MySQL) or deletes the file (SQLite).
+    /// Closes the pool, then drops the database (what `Drop` does, with
+    /// the pool closed gracefully first).
     pub async fn cleanup(self) {
-        self.db.close().await.ok();
-        if let Some(name) = &self.mysql_name
-            && let Ok(admin) = crate::db::connect(&database_settings(mysql_server_url())).await
-        {
-            admin
-                .execute_raw(Statement::from_string(
-                    DbBackend::MySql,
-                    format!("DROP DATABASE IF EXISTS `{name}`"),
-                ))
-                .await
-                .ok();
-            admin.close().await.ok();
+        self.db.clone().close().await.ok();
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some(name) = self.mysql_name.take() {
+            // Drop cannot await, and may run inside the test's runtime:
+            // a thread of its own with its own small runtime does the work.
+            let dropped = std::thread::spawn(move || drop_mysql_database(&name)).join();
+            if dropped.is_err() {
+                eprintln!("could not drop a test database; scripts/test.sh removes leftovers");
+            }
         }
-        if let Some(path) = &self.sqlite_path {
+        if let Some(path) = self.sqlite_path.take() {
             for suffix in ["", "-wal", "-shm", "-journal"] {
                 let mut p = path.clone().into_os_string();
                 p.push(suffix);
@@ -147,6 +153,40 @@ impl TestDb {
             }
         }
     }
+}
+
+fn drop_mysql_database(name: &str) {
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return;
+    };
+    rt.block_on(async {
+        let Ok(admin) = gpu_usage_core::db::connect(&database_settings(mysql_server_url())).await
+        else {
+            return;
+        };
+        // A connection of a panicked test may still hold a metadata lock;
+        // give up after a few seconds rather than hang the suite.
+        let drop = async {
+            admin
+                .execute_unprepared("SET SESSION lock_wait_timeout = 10")
+                .await
+                .ok();
+            admin
+                .execute_raw(Statement::from_string(
+                    DbBackend::MySql,
+                    format!("DROP DATABASE IF EXISTS `{name}`"),
+                ))
+                .await
+                .ok();
+        };
+        tokio::time::timeout(Duration::from_secs(15), drop)
+            .await
+            .ok();
+        admin.close().await.ok();
+    });
 }
 
 /// Generates one `#[tokio::test]` per backend for an `async fn(TestDb)`:
@@ -160,13 +200,13 @@ macro_rules! dual_backend_test {
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
-                let t = $crate::testing::TestDb::new($crate::testing::Backend::Sqlite).await;
+                let t = $crate::TestDb::new($crate::Backend::Sqlite).await;
                 $body(t).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn mysql() {
-                let t = $crate::testing::TestDb::new($crate::testing::Backend::MySql).await;
+                let t = $crate::TestDb::new($crate::Backend::MySql).await;
                 $body(t).await;
             }
         }

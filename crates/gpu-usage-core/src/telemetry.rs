@@ -1,9 +1,13 @@
-//! Structured logs: `tracing` events through `tracing-subscriber`, human
-//! readable (`pretty`) or one JSON object per line (`json`). `RUST_LOG`
+//! Structured logs for every binary: `tracing` events through
+//! `tracing-subscriber` to stderr, human readable (`pretty`, coloured only
+//! at a terminal) or one JSON object per line (`json`). `RUST_LOG`
 //! overrides `log.filter` when set.
 
-use gpu_usage_core::settings::LogSettings;
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
+
+use crate::settings::LogSettings;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {
@@ -34,7 +38,9 @@ pub fn init(log: &LogSettings) -> Result<(), TelemetryError> {
             })?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_target(true);
+        .with_target(true)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     let installed = match log.format.trim().to_ascii_lowercase().as_str() {
         "json" => builder
             .json()

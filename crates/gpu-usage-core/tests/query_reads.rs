@@ -1,0 +1,497 @@
+//! Reads against real tables on both backends, with rows written
+//! directly (independent of the rollup engine).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use chrono::{DateTime, TimeDelta, Utc};
+use gpu_usage_core::DomainError;
+use gpu_usage_core::entities::{record, statistics_daily, statistics_hourly};
+use gpu_usage_core::query::*;
+use gpu_usage_core::types::{Granularity, ScopeFilter, ScopeType, TaskStatus, TimeRange, day_of};
+use gpu_usage_testing::TestDb;
+use rust_decimal::Decimal;
+use sea_orm::{ActiveModelTrait, Set};
+
+fn t(s: &str) -> DateTime<Utc> {
+    gpu_usage_core::types::parse_utc("t", s).unwrap()
+}
+
+fn dec(s: &str) -> Decimal {
+    s.parse().unwrap()
+}
+
+/// An hourly row whose GPU time is `ms` and whose tasks all used
+/// `gpus` GPUs.
+async fn hourly(
+    db: &TestDb,
+    hour: &str,
+    scope: ScopeType,
+    value: Option<&str>,
+    tasks: i32,
+    gpus: i32,
+    ms: i64,
+) {
+    let start = t(hour);
+    statistics_hourly::ActiveModel {
+        time_bucket: Set(start),
+        scope_type: Set(scope),
+        scope_value: Set(value.map(str::to_owned)),
+        total_tasks: Set(tasks),
+        completed_tasks: Set(tasks),
+        failed_tasks: Set(0),
+        total_gpu_hours: Set(Decimal::from(ms) / Decimal::from(3_600_000)),
+        avg_gpu_count: Set(if tasks > 0 {
+            Decimal::from(gpus)
+        } else {
+            Decimal::ZERO
+        }),
+        max_gpu_count: Set(if tasks > 0 { gpus } else { 0 }),
+        gpu_milliseconds: Set(ms),
+        gpu_count_sum: Set(i64::from(tasks) * i64::from(gpus)),
+        peak_minute: Set((ms > 0).then_some(start)),
+        peak_gpu_hours: Set((ms > 0).then(|| dec("0.5"))),
+        period_start: Set(start),
+        period_end: Set(start + TimeDelta::hours(1)),
+        updated_at: Set(start),
+        ..Default::default()
+    }
+    .insert(&db.db)
+    .await
+    .unwrap();
+}
+
+fn query(level: Granularity, scope: ScopeFilter, from: &str, to: &str, limit: u64) -> StatsQuery {
+    StatsQuery {
+        level,
+        scope,
+        range: TimeRange::new(t(from), t(to)).unwrap(),
+        page: PageRequest::first(limit),
+    }
+}
+
+async fn all_pages(db: &TestDb, mut q: StatsQuery) -> (Vec<StatsRow>, Vec<StatsPage>) {
+    let mut rows = Vec::new();
+    let mut pages = Vec::new();
+    loop {
+        let page = statistics(&db.db, &q).await.unwrap();
+        rows.extend(page.rows.clone());
+        let next = page.next_cursor.clone();
+        pages.push(page);
+        match next {
+            Some(c) => q.page.cursor = Some(c),
+            None => break,
+        }
+        assert!(pages.len() < 100, "pagination does not end");
+    }
+    (rows, pages)
+}
+
+async fn pages_summary_and_order(t_db: TestDb) {
+    let db = &t_db;
+    // Inserted out of order on purpose: the order must come from the query.
+    for (hour, ep, tasks, gpus, ms) in [
+        ("2026-01-01T02:00:00Z", "b", 1, 8, 7_200_000),
+        ("2026-01-01T00:00:00Z", "b", 2, 2, 3_600_000),
+        ("2026-01-01T00:00:00Z", "a", 1, 1, 1_800_000),
+        ("2026-01-01T01:00:00Z", "a", 3, 4, 10_800_000),
+        ("2026-01-01T02:00:00Z", "a", 0, 0, 3_600_000),
+    ] {
+        hourly(db, hour, ScopeType::Endpoint, Some(ep), tasks, gpus, ms).await;
+    }
+    hourly(
+        db,
+        "2026-01-01T00:00:00Z",
+        ScopeType::Global,
+        None,
+        3,
+        2,
+        5_400_000,
+    )
+    .await;
+    hourly(
+        db,
+        "2026-01-01T01:00:00Z",
+        ScopeType::Global,
+        None,
+        3,
+        4,
+        10_800_000,
+    )
+    .await;
+    hourly(
+        db,
+        "2026-01-01T02:00:00Z",
+        ScopeType::Global,
+        None,
+        1,
+        8,
+        10_800_000,
+    )
+    .await;
+    // Outside the range: must not count.
+    hourly(
+        db,
+        "2026-01-01T03:00:00Z",
+        ScopeType::Global,
+        None,
+        9,
+        9,
+        99_000_000,
+    )
+    .await;
+
+    let every_endpoint = ScopeFilter::new(ScopeType::Endpoint, None).unwrap();
+    let full = statistics(
+        &db.db,
+        &query(
+            Granularity::Hourly,
+            every_endpoint.clone(),
+            "2026-01-01T00:00:00Z",
+            "2026-01-01T03:00:00Z",
+            5000,
+        ),
+    )
+    .await
+    .unwrap();
+    let order: Vec<(String, String)> = full
+        .rows
+        .iter()
+        .map(|r| {
+            (
+                r.time_bucket.format("%H").to_string(),
+                r.scope_value.clone().unwrap(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, String)> = [
+        ("00", "a"),
+        ("00", "b"),
+        ("01", "a"),
+        ("02", "a"),
+        ("02", "b"),
+    ]
+    .iter()
+    .map(|(h, v)| (h.to_string(), v.to_string()))
+    .collect();
+    assert_eq!(order, expected);
+    assert_eq!(full.total, 5);
+    assert_eq!(full.next_cursor, None);
+    let s = &full.summary;
+    assert_eq!(s.total_tasks, 7);
+    assert_eq!(s.gpu_milliseconds, 27_000_000);
+    assert_eq!(s.total_gpu_hours, 7.5);
+    // (1*1 + 2*2 + 3*4 + 1*8) / 7 = 25/7, task-weighted.
+    assert_eq!(s.avg_gpu_count, 3.57);
+    assert_eq!(s.max_gpu_count, 8);
+    // Hour 02 has 3 h over both endpoints, hour 01 also 3 h: tie, earliest wins.
+    let peak = s.peak.clone().unwrap();
+    assert_eq!(peak.time_bucket, t("2026-01-01T01:00:00Z"));
+    assert_eq!(peak.gpu_hours, 3.0);
+    assert_eq!(full.rows[0].total_gpu_hours, 0.5);
+    assert!(
+        matches!(full.rows[0].level, LevelFields::Hourly { peak_gpu_hours: Some(p), .. } if p == 0.5)
+    );
+
+    // Every page size yields the same rows exactly once, and the same
+    // total and summary on every page.
+    for limit in 1..=6 {
+        let (rows, pages) = all_pages(
+            db,
+            query(
+                Granularity::Hourly,
+                every_endpoint.clone(),
+                "2026-01-01T00:00:00Z",
+                "2026-01-01T03:00:00Z",
+                limit,
+            ),
+        )
+        .await;
+        assert_eq!(rows, full.rows, "limit {limit}");
+        for p in &pages {
+            assert_eq!(p.total, 5);
+            assert_eq!(p.summary, full.summary);
+            assert!(p.rows.len() as u64 <= limit);
+        }
+    }
+
+    // One value of a scope; global excludes endpoint rows.
+    let one = statistics(
+        &db.db,
+        &query(
+            Granularity::Hourly,
+            ScopeFilter::new(ScopeType::Endpoint, Some("a".into())).unwrap(),
+            "2026-01-01T00:00:00Z",
+            "2026-01-01T03:00:00Z",
+            10,
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(one.total, 3);
+    assert!(
+        one.rows
+            .iter()
+            .all(|r| r.scope_value.as_deref() == Some("a"))
+    );
+    let global = statistics(
+        &db.db,
+        &query(
+            Granularity::Hourly,
+            ScopeFilter::global(),
+            "2026-01-01T01:00:00Z",
+            "2026-01-01T03:00:00Z",
+            10,
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(global.total, 2, "half-open: 01:00 and 02:00 only");
+    assert!(global.rows.iter().all(|r| r.scope_value.is_none()));
+    // Whole numbers stored in DECIMAL columns read back (SQLite keeps them as INTEGER).
+    assert_eq!(global.rows[0].total_gpu_hours, 3.0);
+    assert_eq!(global.rows[0].avg_gpu_count, 4.0);
+
+    // A cursor from another query is refused, not misapplied.
+    let first = statistics(
+        &db.db,
+        &query(
+            Granularity::Hourly,
+            every_endpoint.clone(),
+            "2026-01-01T00:00:00Z",
+            "2026-01-01T03:00:00Z",
+            1,
+        ),
+    )
+    .await
+    .unwrap();
+    let mut other = query(
+        Granularity::Hourly,
+        ScopeFilter::global(),
+        "2026-01-01T00:00:00Z",
+        "2026-01-01T03:00:00Z",
+        1,
+    );
+    other.page.cursor = first.next_cursor;
+    assert!(matches!(
+        statistics(&db.db, &other).await,
+        Err(DomainError::Invalid { .. })
+    ));
+
+    // Nothing matches: empty rows, zero summary, no peak.
+    let none = statistics(
+        &db.db,
+        &query(
+            Granularity::Hourly,
+            ScopeFilter::global(),
+            "2025-01-01T00:00:00Z",
+            "2025-01-02T00:00:00Z",
+            10,
+        ),
+    )
+    .await
+    .unwrap();
+    assert!(none.rows.is_empty());
+    assert_eq!(none.total, 0);
+    assert_eq!(none.summary.total_gpu_hours, 0.0);
+    assert_eq!(none.summary.avg_gpu_count, 0.0);
+    assert_eq!(none.summary.peak, None);
+
+    let scopes = scopes(&db.db).await.unwrap();
+    assert_eq!(scopes.endpoints, vec!["a".to_owned(), "b".to_owned()]);
+    assert!(scopes.specs.is_empty());
+    t_db.cleanup().await;
+}
+gpu_usage_testing::dual_backend_test!(pages_summary_and_order_all, super::pages_summary_and_order);
+
+async fn daily_includes_the_day_holding_start(t_db: TestDb) {
+    let db = &t_db;
+    for day in ["2026-01-01", "2026-01-02", "2026-01-03"] {
+        let start = t(&format!("{day}T00:00:00Z"));
+        statistics_daily::ActiveModel {
+            time_bucket: Set(day_of(start)),
+            scope_type: Set(ScopeType::Global),
+            scope_value: Set(None),
+            total_tasks: Set(1),
+            completed_tasks: Set(1),
+            failed_tasks: Set(0),
+            total_gpu_hours: Set(dec("1.25")),
+            avg_gpu_count: Set(dec("1")),
+            max_gpu_count: Set(1),
+            gpu_milliseconds: Set(4_500_000),
+            gpu_count_sum: Set(1),
+            utilization_rate: Set(Some(dec("0.1234"))),
+            period_start: Set(start),
+            period_end: Set(start + TimeDelta::days(1)),
+            updated_at: Set(start),
+            ..Default::default()
+        }
+        .insert(&db.db)
+        .await
+        .unwrap();
+    }
+    let page = statistics(
+        &db.db,
+        &query(
+            Granularity::Daily,
+            ScopeFilter::global(),
+            "2026-01-01T12:00:00Z",
+            "2026-01-02T00:00:00Z",
+            10,
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(page.rows.len(), 1);
+    assert_eq!(page.rows[0].time_bucket, t("2026-01-01T00:00:00Z"));
+    let page = statistics(
+        &db.db,
+        &query(
+            Granularity::Daily,
+            ScopeFilter::global(),
+            "2026-01-01T12:00:00Z",
+            "2026-01-02T00:00:01Z",
+            10,
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(page.total, 2);
+    assert_eq!(page.summary.total_gpu_hours, 2.5);
+    match &page.rows[1].level {
+        LevelFields::Daily {
+            utilization_rate,
+            available_gpu_hours,
+            peak_hour,
+            ..
+        } => {
+            assert_eq!(*utilization_rate, Some(0.1234));
+            assert_eq!(*available_gpu_hours, None);
+            assert_eq!(*peak_hour, None);
+        }
+        other => panic!("{other:?}"),
+    }
+    let (rows, _) = all_pages(
+        db,
+        query(
+            Granularity::Daily,
+            ScopeFilter::global(),
+            "2026-01-01T00:00:00Z",
+            "2026-01-04T00:00:00Z",
+            2,
+        ),
+    )
+    .await;
+    assert_eq!(rows.len(), 3);
+    t_db.cleanup().await;
+}
+gpu_usage_testing::dual_backend_test!(
+    daily_includes_the_day_holding_start_all,
+    super::daily_includes_the_day_holding_start
+);
+
+async fn records_filter_and_paginate(t_db: TestDb) {
+    let db = &t_db;
+    // Several records complete at the same instant: the id breaks the tie.
+    for i in 0..7 {
+        let completed = if i < 4 {
+            t("2026-01-01T00:10:00.250Z")
+        } else {
+            t("2026-01-01T00:20:00Z")
+        };
+        record::ActiveModel {
+            task_id: Set(format!("task-{i}")),
+            endpoint: Set(if i % 2 == 0 { "a" } else { "b" }.to_owned()),
+            worker_id: Set(None),
+            spec_name: Set((i == 3).then(|| "h100".to_owned())),
+            gpu_count: Set(2),
+            gpu_type: Set(None),
+            gpu_memory_gb: Set(Some(80)),
+            started_at: Set(completed - TimeDelta::hours(1)),
+            completed_at: Set(completed),
+            duration_seconds: Set(3600),
+            gpu_hours: Set(dec("2")),
+            status: Set(if i == 5 {
+                TaskStatus::Failed
+            } else {
+                TaskStatus::Completed
+            }),
+            created_at: Set(completed),
+            ..Default::default()
+        }
+        .insert(&db.db)
+        .await
+        .unwrap();
+    }
+    let range = TimeRange::new(t("2026-01-01T00:00:00Z"), t("2026-01-01T01:00:00Z")).unwrap();
+    let all = RecordFilter {
+        range,
+        endpoint: None,
+        spec_name: None,
+        status: None,
+    };
+    let full = records(&db.db, &all, &PageRequest::first(100))
+        .await
+        .unwrap();
+    assert_eq!(full.total, 7);
+    assert_eq!(full.rows[0].gpu_hours, 2.0);
+    assert_eq!(full.rows[0].completed_at, t("2026-01-01T00:10:00.250Z"));
+    for limit in 1..=7 {
+        let mut page = PageRequest::first(limit);
+        let mut seen = Vec::new();
+        loop {
+            let p = records(&db.db, &all, &page).await.unwrap();
+            assert_eq!(p.total, 7);
+            seen.extend(p.rows.iter().map(|r| r.task_id.clone()));
+            match p.next_cursor {
+                Some(c) => page.cursor = Some(c),
+                None => break,
+            }
+        }
+        let expected: Vec<String> = full.rows.iter().map(|r| r.task_id.clone()).collect();
+        assert_eq!(seen, expected, "limit {limit}");
+    }
+    let filtered = RecordFilter {
+        range,
+        endpoint: Some("b".into()),
+        spec_name: None,
+        status: Some(TaskStatus::Failed),
+    };
+    let p = records(&db.db, &filtered, &PageRequest::first(10))
+        .await
+        .unwrap();
+    assert_eq!(
+        p.rows
+            .iter()
+            .map(|r| r.task_id.as_str())
+            .collect::<Vec<_>>(),
+        ["task-5"]
+    );
+    let by_spec = RecordFilter {
+        range,
+        endpoint: None,
+        spec_name: Some("h100".into()),
+        status: None,
+    };
+    assert_eq!(
+        records(&db.db, &by_spec, &PageRequest::first(10))
+            .await
+            .unwrap()
+            .total,
+        1
+    );
+    let later = RecordFilter {
+        range: TimeRange::new(t("2026-01-01T00:10:00.251Z"), t("2026-01-01T01:00:00Z")).unwrap(),
+        ..all.clone()
+    };
+    assert_eq!(
+        records(&db.db, &later, &PageRequest::first(10))
+            .await
+            .unwrap()
+            .total,
+        3
+    );
+    t_db.cleanup().await;
+}
+gpu_usage_testing::dual_backend_test!(
+    records_filter_and_paginate_all,
+    super::records_filter_and_paginate
+);
