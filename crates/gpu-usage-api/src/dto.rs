@@ -7,8 +7,11 @@
 //! every time is RFC 3339 in UTC with a `Z`.
 
 use chrono::{DateTime, Utc};
+use gpu_usage_core::backfill::BackfillStatus;
+use gpu_usage_core::job_runs::RunOutcome;
+use gpu_usage_core::jobs::JobName;
 use gpu_usage_core::query::{self, LevelFields, StatsRow};
-use gpu_usage_core::types::TimeRange;
+use gpu_usage_core::types::{Levels, TimeRange};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -411,8 +414,7 @@ impl From<gpu_usage_core::rollup::RollupReport> for LevelReportDto {
 pub struct AggregateResponse {
     /// Always `completed` here; long ranges answer 202 with a job instead.
     pub status: String,
-    /// `minute`, `hourly`, `daily` or `all`.
-    pub granularity: String,
+    pub granularity: Levels,
     pub start_time: DateTime<Utc>,
     pub end_time: DateTime<Utc>,
     /// One entry per level, in the order run (finest first).
@@ -476,15 +478,13 @@ impl From<gpu_usage_core::status::LevelStatus> for LevelStatusDto {
 /// The latest run of one job.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct JobRunDto {
-    /// e.g. `rollup_minute`, `cleanup`, `backfill`.
-    pub job: String,
+    pub job: JobName,
     /// The replica that ran it.
     pub runner: String,
     pub started_at: DateTime<Utc>,
     /// Null while running.
     pub finished_at: Option<DateTime<Utc>>,
-    /// `running`, `succeeded` or `failed`.
-    pub outcome: String,
+    pub outcome: RunOutcome,
     pub rows_written: i64,
     /// What it did, or why it failed.
     pub detail: Option<String>,
@@ -514,10 +514,8 @@ pub struct BackfillJobDto {
     pub id: i64,
     pub start_time: DateTime<Utc>,
     pub end_time: DateTime<Utc>,
-    /// `minute`, `hourly`, `daily`, or `all` for every level.
-    pub granularity: String,
-    /// `pending`, `running`, `succeeded` or `failed`.
-    pub status: String,
+    pub granularity: Levels,
+    pub status: BackfillStatus,
     /// Where work resumes: everything before it is done.
     pub next_chunk_start: DateTime<Utc>,
     /// The range is rebuilt one UTC day (chunk) at a time.
@@ -539,12 +537,8 @@ impl From<gpu_usage_core::backfill::BackfillJob> for BackfillJobDto {
             id: j.id,
             start_time: j.start_time,
             end_time: j.end_time,
-            granularity: j
-                .granularity
-                .map(|g| g.as_str())
-                .unwrap_or("all")
-                .to_owned(),
-            status: j.status.as_str().to_owned(),
+            granularity: j.granularity,
+            status: j.status,
             next_chunk_start: j.next_chunk_start,
             chunks_total: j.chunks_total,
             chunks_done: j.chunks_done,

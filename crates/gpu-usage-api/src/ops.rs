@@ -4,13 +4,12 @@
 use actix_web::http::StatusCode;
 use gpu_usage_core::job_runs::{self, RunOutcome};
 use gpu_usage_core::rollup::{self, RollupReport};
-use gpu_usage_core::types::{Granularity, TimeRange};
+use gpu_usage_core::types::{Granularity, Levels, TimeRange};
 use gpu_usage_core::{DomainError, backfill, locks};
 use serde_json::json;
 
 use crate::dto::LevelReportDto;
 use crate::error::ApiError;
-use crate::params::LevelSet;
 use crate::state::AppState;
 
 pub enum AggregateOutcome {
@@ -28,26 +27,32 @@ pub enum AggregateOutcome {
 /// because each is built from the one below.
 pub async fn aggregate(
     state: &AppState,
-    levels: &LevelSet,
+    levels: Levels,
     range: TimeRange,
 ) -> Result<AggregateOutcome, ApiError> {
     let now = state.now();
     if range.duration() > state.inline_aggregate_max {
-        let job = backfill::create(&state.db, range, levels.single(), now).await?;
+        let job = backfill::create(&state.db, range, levels, now).await?;
         return Ok(AggregateOutcome::Queued(job));
     }
 
-    let mut held = Vec::with_capacity(levels.0.len());
-    for level in &levels.0 {
+    let mut held = Vec::with_capacity(levels.levels().len());
+    for level in levels.levels() {
         // A periodic rollup holds its lock briefly: wait a little before
         // calling the level busy.
-        let taken =
-            locks::lock_with_wait(&state.db, locks::JobName::rollup(*level), state.lock_wait).await;
+        let taken = locks::lock_with_wait(
+            &state.db,
+            gpu_usage_core::jobs::JobName::rollup(*level),
+            state.lock_wait,
+        )
+        .await;
         match taken {
             Ok(Some(lock)) => held.push(lock),
             Ok(None) => {
                 release(held).await;
-                let job = locks::JobName::rollup(*level).as_str().to_owned();
+                let job = gpu_usage_core::jobs::JobName::rollup(*level)
+                    .as_str()
+                    .to_owned();
                 return Err(DomainError::Busy { job }.into());
             }
             Err(e) => {
@@ -57,9 +62,9 @@ pub async fn aggregate(
         }
     }
 
-    let mut done = Vec::with_capacity(levels.0.len());
+    let mut done = Vec::with_capacity(levels.levels().len());
     let mut failure = None;
-    for (level, lock) in levels.0.iter().zip(&held) {
+    for (level, lock) in levels.levels().iter().zip(&held) {
         match run_level(state, *level, lock, range).await {
             Ok(report) => done.push(report),
             Err(e) => {
@@ -75,7 +80,7 @@ pub async fn aggregate(
         return Ok(AggregateOutcome::Done(done));
     };
     let not_run: Vec<&str> = levels
-        .0
+        .levels()
         .iter()
         .skip_while(|l| **l != failed)
         .skip(1)
@@ -141,7 +146,7 @@ pub async fn start_backfill(
                 )
             })?,
     };
-    Ok(backfill::create(&state.db, range, None, now).await?)
+    Ok(backfill::create(&state.db, range, Levels::All, now).await?)
 }
 
 async fn release(held: Vec<locks::JobLock>) {

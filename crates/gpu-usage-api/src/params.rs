@@ -9,7 +9,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use gpu_usage_core::query::{PageRequest, RecordFilter, StatsQuery};
 use gpu_usage_core::settings::ApiSettings;
 use gpu_usage_core::types::{
-    Granularity, ScopeFilter, ScopeType, TaskStatus, TimeRange, parse_utc,
+    Granularity, Levels, ScopeFilter, ScopeType, TaskStatus, TimeRange, parse_utc,
 };
 use gpu_usage_core::{DomainError, Result};
 use serde::Deserialize;
@@ -119,25 +119,6 @@ pub struct ListParams {
 pub enum Format {
     Json,
     Csv,
-}
-
-/// Which levels an aggregation covers, finest first (coarser levels are
-/// built from finer ones, so that order is the only correct one).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LevelSet(pub Vec<Granularity>);
-
-impl LevelSet {
-    /// `None` for every level (the backfill API's notion of "all").
-    pub fn single(&self) -> Option<Granularity> {
-        match self.0.as_slice() {
-            [one] => Some(*one),
-            _ => None,
-        }
-    }
-
-    pub fn label(&self) -> &'static str {
-        self.single().map(Granularity::as_str).unwrap_or("all")
-    }
 }
 
 /// Empty values count as absent: form-built query strings send `x=`.
@@ -288,11 +269,10 @@ impl AggregateParams {
         })
     }
 
-    pub fn parse(self, now: DateTime<Utc>, api: &ApiSettings) -> Result<(LevelSet, TimeRange)> {
+    pub fn parse(self, now: DateTime<Utc>, api: &ApiSettings) -> Result<(Levels, TimeRange)> {
         let levels = match given(self.granularity) {
-            None => LevelSet(Granularity::ALL.to_vec()),
-            Some(g) if g.trim().eq_ignore_ascii_case("all") => LevelSet(Granularity::ALL.to_vec()),
-            Some(g) => LevelSet(vec![g.parse::<Granularity>()?]),
+            None => Levels::All,
+            Some(g) => g.parse::<Levels>()?,
         };
         let range = range(
             self.start_time,
@@ -513,12 +493,9 @@ mod tests {
             granularity: Some("day".into()),
             ..Default::default()
         };
-        assert_eq!(
-            p.parse(now(), &api()).unwrap().0,
-            LevelSet(vec![Granularity::Daily])
-        );
+        assert_eq!(p.parse(now(), &api()).unwrap().0, Levels::Daily);
         let (all, r) = AggregateParams::default().parse(now(), &api()).unwrap();
-        assert_eq!(all.0, Granularity::ALL.to_vec());
+        assert_eq!(all, Levels::All);
         assert_eq!(r.duration(), TimeDelta::hours(24));
         assert!(
             AggregateParams {

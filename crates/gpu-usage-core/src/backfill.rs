@@ -15,21 +15,23 @@
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
+use sea_orm::sea_query::StringLen;
 use sea_orm::{
     ActiveValue::{NotSet, Set},
     ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
     QueryOrder, QuerySelect,
     sea_query::{Expr, ExprTrait},
 };
-use serde::{Serialize, Serializer};
+use serde::Serialize;
 
 use crate::EngineConfig;
 use crate::entities::{backfill_job, record};
 use crate::error::{DomainError, Result};
-use crate::locks::{self, JobName};
+use crate::jobs::JobName;
+use crate::locks;
 use crate::rollup;
 use crate::settings::RetentionSettings;
-use crate::types::{Granularity, TimeRange};
+use crate::types::{Granularity, Levels, TimeRange};
 
 /// One chunk of work: a UTC day (midnight-aligned, except at the ends).
 pub const CHUNK_LEN: TimeDelta = TimeDelta::days(1);
@@ -38,12 +40,28 @@ pub const CHUNK_LEN: TimeDelta = TimeDelta::days(1);
 /// job, normally for seconds) before leaving the job for the next poll.
 pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(30);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    sea_orm::EnumIter,
+    sea_orm::DeriveActiveEnum,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(32))")]
 pub enum BackfillStatus {
+    #[sea_orm(string_value = "pending")]
     Pending,
+    #[sea_orm(string_value = "running")]
     Running,
+    #[sea_orm(string_value = "succeeded")]
     Succeeded,
+    #[sea_orm(string_value = "failed")]
     Failed,
 }
 
@@ -57,19 +75,12 @@ impl BackfillStatus {
         }
     }
 
-    fn parse(s: &str) -> Result<Self> {
-        match s {
-            "pending" => Ok(BackfillStatus::Pending),
-            "running" => Ok(BackfillStatus::Running),
-            "succeeded" => Ok(BackfillStatus::Succeeded),
-            "failed" => Ok(BackfillStatus::Failed),
-            other => Err(corrupt(format!("unknown backfill status {other:?}"))),
-        }
+    pub fn is_active(self) -> bool {
+        Self::ACTIVE.contains(&self)
     }
 
-    pub fn is_active(self) -> bool {
-        matches!(self, BackfillStatus::Pending | BackfillStatus::Running)
-    }
+    /// Work still to do: queued, or interrupted and to be resumed.
+    pub const ACTIVE: [BackfillStatus; 2] = [BackfillStatus::Pending, BackfillStatus::Running];
 }
 
 /// A backfill job as the API returns it.
@@ -78,9 +89,8 @@ pub struct BackfillJob {
     pub id: i64,
     pub start_time: DateTime<Utc>,
     pub end_time: DateTime<Utc>,
-    /// One level, or `all` (serialized as such) for every level.
-    #[serde(serialize_with = "serialize_levels")]
-    pub granularity: Option<Granularity>,
+    /// One level, or every level.
+    pub granularity: Levels,
     pub status: BackfillStatus,
     /// Where work resumes: everything before it is done.
     pub next_chunk_start: DateTime<Utc>,
@@ -95,52 +105,32 @@ pub struct BackfillJob {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
-fn serialize_levels<S: Serializer>(g: &Option<Granularity>, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(levels_str(*g))
-}
-
-fn levels_str(g: Option<Granularity>) -> &'static str {
-    g.map(Granularity::as_str).unwrap_or("all")
-}
-
 impl BackfillJob {
     pub fn range(&self) -> Result<TimeRange> {
         TimeRange::new(self.start_time, self.end_time)
     }
 
     /// The levels rebuilt, finest first.
-    pub fn levels(&self) -> Vec<Granularity> {
-        match self.granularity {
-            Some(g) => vec![g],
-            None => Granularity::ALL.to_vec(),
-        }
+    pub fn levels(&self) -> &'static [Granularity] {
+        self.granularity.levels()
     }
 
     pub fn is_finished(&self) -> bool {
         !self.status.is_active()
     }
 
-    fn from_model(m: backfill_job::Model) -> Result<Self> {
-        let granularity = match m.granularity.as_str() {
-            "all" => None,
-            other => Some(other.parse::<Granularity>().map_err(|_| {
-                corrupt(format!(
-                    "backfill job {}: unknown granularity {other:?}",
-                    m.id
-                ))
-            })?),
-        };
+    fn from_model(m: backfill_job::Model) -> Self {
         let progress = if m.chunks_total > 0 {
             (f64::from(m.chunks_done) / f64::from(m.chunks_total)).clamp(0.0, 1.0)
         } else {
             1.0
         };
-        Ok(Self {
+        Self {
             id: m.id,
             start_time: m.range_start,
             end_time: m.range_end,
-            granularity,
-            status: BackfillStatus::parse(&m.status)?,
+            granularity: m.granularity,
+            status: m.status,
             next_chunk_start: m.next_chunk_start,
             chunks_total: m.chunks_total,
             chunks_done: m.chunks_done,
@@ -150,16 +140,11 @@ impl BackfillJob {
             updated_at: m.updated_at,
             started_at: m.started_at,
             finished_at: m.finished_at,
-        })
+        }
     }
 }
 
-fn corrupt(message: String) -> DomainError {
-    DomainError::Database(sea_orm::DbErr::Custom(message))
-}
-
-/// Queues a rebuild of `range` (widened to whole minutes) at `granularity`
-/// (`None` = every level).
+/// Queues a rebuild of `range` (widened to whole minutes) at `levels`.
 ///
 /// If an active job of the same granularity already covers the range and
 /// has not yet passed its start, that job is returned instead: repeated
@@ -169,13 +154,12 @@ fn corrupt(message: String) -> DomainError {
 pub async fn create(
     db: &impl ConnectionTrait,
     range: TimeRange,
-    granularity: Option<Granularity>,
+    levels: Levels,
     now: DateTime<Utc>,
 ) -> Result<BackfillJob> {
     let range = range.align(Granularity::Minute);
-    let levels = levels_str(granularity);
     let covering = backfill_job::Entity::find()
-        .filter(backfill_job::Column::Status.is_in(["pending", "running"]))
+        .filter(backfill_job::Column::Status.is_in(BackfillStatus::ACTIVE))
         .filter(backfill_job::Column::Granularity.eq(levels))
         .filter(backfill_job::Column::NextChunkStart.lte(range.start()))
         .filter(backfill_job::Column::RangeEnd.gte(range.end()))
@@ -183,7 +167,7 @@ pub async fn create(
         .one(db)
         .await?;
     if let Some(existing) = covering {
-        return BackfillJob::from_model(existing);
+        return Ok(BackfillJob::from_model(existing));
     }
     let chunks = range.chunks(CHUNK_LEN).len();
     let chunks_total = i32::try_from(chunks).map_err(|_| {
@@ -196,8 +180,8 @@ pub async fn create(
         id: NotSet,
         range_start: Set(range.start()),
         range_end: Set(range.end()),
-        granularity: Set(levels.to_owned()),
-        status: Set(BackfillStatus::Pending.as_str().to_owned()),
+        granularity: Set(levels),
+        status: Set(BackfillStatus::Pending),
         next_chunk_start: Set(range.start()),
         chunks_total: Set(chunks_total),
         chunks_done: Set(0),
@@ -217,19 +201,19 @@ pub async fn get(db: &impl ConnectionTrait, id: i64) -> Result<BackfillJob> {
         .one(db)
         .await?
         .ok_or_else(|| DomainError::not_found(format!("backfill job {id}")))?;
-    BackfillJob::from_model(model)
+    Ok(BackfillJob::from_model(model))
 }
 
 /// The most recent jobs, newest first.
 pub async fn list(db: &impl ConnectionTrait, limit: u64) -> Result<Vec<BackfillJob>> {
-    backfill_job::Entity::find()
+    Ok(backfill_job::Entity::find()
         .order_by_desc(backfill_job::Column::Id)
         .limit(limit)
         .all(db)
         .await?
         .into_iter()
         .map(BackfillJob::from_model)
-        .collect()
+        .collect())
 }
 
 /// "Neither start nor end": from the start of the earliest record still
@@ -349,13 +333,12 @@ async fn run_claimed(
 /// Oldest job still to do. Under the backfill lock, a `running` one was
 /// interrupted (its runner died or stopped) and is resumed.
 async fn next_active(db: &impl ConnectionTrait) -> Result<Option<BackfillJob>> {
-    backfill_job::Entity::find()
-        .filter(backfill_job::Column::Status.is_in(["pending", "running"]))
+    Ok(backfill_job::Entity::find()
+        .filter(backfill_job::Column::Status.is_in(BackfillStatus::ACTIVE))
         .order_by_asc(backfill_job::Column::Id)
         .one(db)
         .await?
-        .map(BackfillJob::from_model)
-        .transpose()
+        .map(BackfillJob::from_model))
 }
 
 async fn execute(
@@ -370,11 +353,11 @@ async fn execute(
     update(
         db,
         job.id,
-        Condition::all().add(backfill_job::Column::Status.is_in(["pending", "running"])),
+        Condition::all().add(backfill_job::Column::Status.is_in(BackfillStatus::ACTIVE)),
         [
             (
                 backfill_job::Column::Status,
-                Expr::value(BackfillStatus::Running.as_str()),
+                Expr::value(BackfillStatus::Running),
             ),
             (
                 backfill_job::Column::StartedAt,
@@ -391,7 +374,7 @@ async fn execute(
         backfill_id = job.id,
         start = %job.start_time,
         end = %job.end_time,
-        granularity = levels_str(job.granularity),
+        granularity = %job.granularity,
         next_chunk_start = %job.next_chunk_start,
         chunks_done = job.chunks_done,
         chunks_total = job.chunks_total,
@@ -407,7 +390,7 @@ async fn execute(
             tracing::info!(backfill_id = job.id, next_chunk_start = %job.next_chunk_start, "backfill paused");
             return Ok(job);
         }
-        for level in job.levels() {
+        for &level in job.levels() {
             let Some(lock) =
                 locks::lock_with_wait(db, JobName::rollup(level), opts.lock_wait).await?
             else {
@@ -472,7 +455,7 @@ async fn execute(
         [
             (
                 backfill_job::Column::Status,
-                Expr::value(BackfillStatus::Succeeded.as_str()),
+                Expr::value(BackfillStatus::Succeeded),
             ),
             (
                 backfill_job::Column::NextChunkStart,
@@ -511,7 +494,7 @@ async fn fail(
         [
             (
                 backfill_job::Column::Status,
-                Expr::value(BackfillStatus::Failed.as_str()),
+                Expr::value(BackfillStatus::Failed),
             ),
             (
                 backfill_job::Column::Error,

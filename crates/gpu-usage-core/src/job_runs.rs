@@ -12,23 +12,40 @@ use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
     ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    sea_query::Expr,
+    sea_query::{Expr, StringLen},
 };
 use serde::Serialize;
 
 use crate::entities::job_run;
 use crate::error::{DomainError, Result};
-use crate::locks::{JobLock, JobName};
+use crate::jobs::JobName;
+use crate::locks::JobLock;
 
 /// How a job execution ended (or that it has not yet).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    sea_orm::EnumIter,
+    sea_orm::DeriveActiveEnum,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(32))")]
 pub enum RunOutcome {
+    #[sea_orm(string_value = "running")]
     Running,
+    #[sea_orm(string_value = "succeeded")]
     Succeeded,
+    #[sea_orm(string_value = "failed")]
     Failed,
     /// Left `running` by a runner that died; found by the next holder of the
     /// job's lock.
+    #[sea_orm(string_value = "abandoned")]
     Abandoned,
 }
 
@@ -41,16 +58,12 @@ impl RunOutcome {
             RunOutcome::Abandoned => "abandoned",
         }
     }
+}
 
-    pub fn parse(s: &str) -> Option<RunOutcome> {
-        [
-            RunOutcome::Running,
-            RunOutcome::Succeeded,
-            RunOutcome::Failed,
-            RunOutcome::Abandoned,
-        ]
-        .into_iter()
-        .find(|o| o.as_str() == s)
+/// Lets callers compare with the stored spelling (`outcome == "failed"`).
+impl PartialEq<&str> for RunOutcome {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
     }
 }
 
@@ -64,11 +77,11 @@ impl fmt::Display for RunOutcome {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct JobRun {
     pub id: i64,
-    pub job: String,
+    pub job: JobName,
     pub runner: String,
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
-    pub outcome: String,
+    pub outcome: RunOutcome,
     pub rows_written: i64,
     pub detail: Option<String>,
 }
@@ -91,7 +104,7 @@ impl From<job_run::Model> for JobRun {
 /// The latest execution of a job and its latest success, for `/status`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct JobRunSummary {
-    pub job: String,
+    pub job: JobName,
     pub last_run: JobRun,
     pub last_success_at: Option<DateTime<Utc>>,
     /// Milliseconds of the latest run, once it finished.
@@ -134,18 +147,15 @@ pub async fn start(
     let stale: Vec<i64> = job_run::Entity::find()
         .select_only()
         .column(job_run::Column::Id)
-        .filter(job_run::Column::Job.eq(job.as_str()))
-        .filter(job_run::Column::Outcome.eq(RunOutcome::Running.as_str()))
+        .filter(job_run::Column::Job.eq(job))
+        .filter(job_run::Column::Outcome.eq(RunOutcome::Running))
         .into_tuple()
         .all(db)
         .await?;
     if !stale.is_empty() {
         retrying(move || {
             job_run::Entity::update_many()
-                .col_expr(
-                    job_run::Column::Outcome,
-                    Expr::value(RunOutcome::Abandoned.as_str()),
-                )
+                .col_expr(job_run::Column::Outcome, Expr::value(RunOutcome::Abandoned))
                 .col_expr(
                     job_run::Column::Detail,
                     Expr::value(
@@ -153,7 +163,7 @@ pub async fn start(
                     ),
                 )
                 .filter(job_run::Column::Id.is_in(stale.iter().copied()))
-                .filter(job_run::Column::Outcome.eq(RunOutcome::Running.as_str()))
+                .filter(job_run::Column::Outcome.eq(RunOutcome::Running))
                 .exec(db)
         })
         .await?;
@@ -161,11 +171,11 @@ pub async fn start(
     let inserted = retrying(move || {
         job_run::Entity::insert(job_run::ActiveModel {
             id: NotSet,
-            job: Set(job.as_str().to_owned()),
+            job: Set(job),
             runner: Set(truncate(runner, 255)),
             started_at: Set(now),
             finished_at: Set(None),
-            outcome: Set(RunOutcome::Running.as_str().to_owned()),
+            outcome: Set(RunOutcome::Running),
             rows_written: Set(0),
             detail: Set(None),
         })
@@ -211,7 +221,7 @@ pub async fn finish(
     let updated = retrying(move || {
         job_run::Entity::update_many()
             .col_expr(job_run::Column::FinishedAt, Expr::value(Some(now)))
-            .col_expr(job_run::Column::Outcome, Expr::value(outcome.as_str()))
+            .col_expr(job_run::Column::Outcome, Expr::value(outcome))
             .col_expr(job_run::Column::RowsWritten, Expr::value(rows))
             .col_expr(job_run::Column::Detail, Expr::value(detail.clone()))
             .filter(job_run::Column::Id.eq(run_id))
@@ -232,7 +242,7 @@ pub async fn recent(
 ) -> Result<Vec<JobRun>> {
     let mut q = job_run::Entity::find();
     if let Some(job) = job {
-        q = q.filter(job_run::Column::Job.eq(job.as_str()));
+        q = q.filter(job_run::Column::Job.eq(job));
     }
     Ok(q.order_by_desc(job_run::Column::StartedAt)
         .order_by_desc(job_run::Column::Id)
@@ -247,7 +257,7 @@ pub async fn recent(
 /// Every run of one job, oldest first (tests, audits).
 pub async fn all_of(db: &impl ConnectionTrait, job: JobName) -> Result<Vec<JobRun>> {
     Ok(job_run::Entity::find()
-        .filter(job_run::Column::Job.eq(job.as_str()))
+        .filter(job_run::Column::Job.eq(job))
         .order_by_asc(job_run::Column::StartedAt)
         .order_by_asc(job_run::Column::Id)
         .all(db)
@@ -264,7 +274,7 @@ pub async fn latest_per_job(db: &impl ConnectionTrait) -> Result<Vec<JobRunSumma
     // Per job rather than one GROUP BY: a handful of jobs, each an index
     // seek on (job, started_at), and it includes jobs named by other
     // runners (the API's triggers) without listing them here.
-    let jobs: Vec<String> = job_run::Entity::find()
+    let jobs: Vec<JobName> = job_run::Entity::find()
         .select_only()
         .column(job_run::Column::Job)
         .distinct()
@@ -273,7 +283,7 @@ pub async fn latest_per_job(db: &impl ConnectionTrait) -> Result<Vec<JobRunSumma
         .await?;
     for job in jobs {
         let last = job_run::Entity::find()
-            .filter(job_run::Column::Job.eq(job.as_str()))
+            .filter(job_run::Column::Job.eq(job))
             .order_by_desc(job_run::Column::StartedAt)
             .order_by_desc(job_run::Column::Id)
             .one(db)
@@ -282,8 +292,8 @@ pub async fn latest_per_job(db: &impl ConnectionTrait) -> Result<Vec<JobRunSumma
         let last_success_at: Option<Option<DateTime<Utc>>> = job_run::Entity::find()
             .select_only()
             .column(job_run::Column::FinishedAt)
-            .filter(job_run::Column::Job.eq(job.as_str()))
-            .filter(job_run::Column::Outcome.eq(RunOutcome::Succeeded.as_str()))
+            .filter(job_run::Column::Job.eq(job))
+            .filter(job_run::Column::Outcome.eq(RunOutcome::Succeeded))
             .order_by_desc(job_run::Column::StartedAt)
             .into_tuple()
             .one(db)
@@ -292,7 +302,7 @@ pub async fn latest_per_job(db: &impl ConnectionTrait) -> Result<Vec<JobRunSumma
             .finished_at
             .map(|f| (f - last.started_at).num_milliseconds());
         out.insert(
-            job.clone(),
+            job.as_str(),
             JobRunSummary {
                 job,
                 last_run: last.into(),
@@ -312,7 +322,7 @@ pub async fn last_started(
     Ok(job_run::Entity::find()
         .select_only()
         .column(job_run::Column::StartedAt)
-        .filter(job_run::Column::Job.eq(job.as_str()))
+        .filter(job_run::Column::Job.eq(job))
         .order_by_desc(job_run::Column::StartedAt)
         .into_tuple()
         .one(db)
@@ -341,14 +351,8 @@ mod tests {
     }
 
     #[test]
-    fn outcomes_round_trip() {
-        for o in [
-            RunOutcome::Running,
-            RunOutcome::Succeeded,
-            RunOutcome::Failed,
-            RunOutcome::Abandoned,
-        ] {
-            assert_eq!(RunOutcome::parse(o.as_str()), Some(o));
-        }
+    fn outcomes_compare_with_their_spelling() {
+        assert!(RunOutcome::Failed == "failed");
+        assert!(RunOutcome::Running != "succeeded");
     }
 }

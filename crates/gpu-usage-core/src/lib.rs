@@ -36,6 +36,7 @@ pub mod entities;
 pub mod error;
 pub mod ingest;
 pub mod job_runs;
+pub mod jobs;
 pub mod locks;
 pub mod process;
 pub mod query;

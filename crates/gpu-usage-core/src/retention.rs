@@ -188,7 +188,10 @@ pub async fn cleanup(
                 db,
                 backfill_job::Column::Id,
                 Condition::all()
-                    .add(backfill_job::Column::Status.is_in(["succeeded", "failed"]))
+                    .add(backfill_job::Column::Status.is_in([
+                        crate::backfill::BackfillStatus::Succeeded,
+                        crate::backfill::BackfillStatus::Failed,
+                    ]))
                     .add(backfill_job::Column::FinishedAt.lt(c)),
                 batch,
             )

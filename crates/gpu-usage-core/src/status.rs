@@ -30,7 +30,7 @@ pub struct LevelStatus {
 
 #[derive(Debug, FromQueryResult)]
 struct PendingRow {
-    level: String,
+    level: Granularity,
     n: i64,
     oldest: Option<DateTime<Utc>>,
 }
@@ -54,7 +54,7 @@ pub async fn rollup_status(
         .into_model::<PendingRow>()
         .all(db)
         .await?;
-    let find = |g: Granularity| rows.iter().find(|r| r.level == g.as_str());
+    let find = |g: Granularity| rows.iter().find(|r| r.level == g);
     let mut out = Vec::new();
     let mut oldest_so_far: Option<DateTime<Utc>> = None;
     for level in Granularity::ALL {

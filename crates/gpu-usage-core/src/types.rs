@@ -23,6 +23,7 @@ use crate::error::DomainError;
     Deserialize,
     sea_orm::EnumIter,
     sea_orm::DeriveActiveEnum,
+    utoipa::ToSchema,
 )]
 #[serde(rename_all = "snake_case")]
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(50))")]
@@ -36,8 +37,6 @@ pub enum ScopeType {
 }
 
 impl ScopeType {
-    pub const ALL: [ScopeType; 3] = [ScopeType::Global, ScopeType::Endpoint, ScopeType::Spec];
-
     pub fn as_str(self) -> &'static str {
         match self {
             ScopeType::Global => "global",
@@ -160,11 +159,29 @@ impl ScopeFilter {
 }
 
 /// Statistics level.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    sea_orm::EnumIter,
+    sea_orm::DeriveActiveEnum,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
 pub enum Granularity {
+    #[sea_orm(string_value = "minute")]
     Minute,
+    #[sea_orm(string_value = "hourly")]
     Hourly,
+    #[sea_orm(string_value = "daily")]
     Daily,
 }
 
@@ -210,14 +227,6 @@ impl Granularity {
         }
     }
 
-    pub fn finer(self) -> Option<Granularity> {
-        match self {
-            Granularity::Minute => None,
-            Granularity::Hourly => Some(Granularity::Minute),
-            Granularity::Daily => Some(Granularity::Hourly),
-        }
-    }
-
     /// How long this level's rows are kept; `None` = forever.
     pub fn retention(self, r: &crate::settings::RetentionSettings) -> Option<TimeDelta> {
         crate::settings::RetentionSettings::keep(match self {
@@ -258,6 +267,82 @@ impl FromStr for Granularity {
     }
 }
 
+/// Which levels a recomputation covers: one of them, or every level (run
+/// finest first, because each is built from the one below).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    sea_orm::EnumIter,
+    sea_orm::DeriveActiveEnum,
+    utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+pub enum Levels {
+    #[sea_orm(string_value = "all")]
+    All,
+    #[sea_orm(string_value = "minute")]
+    Minute,
+    #[sea_orm(string_value = "hourly")]
+    Hourly,
+    #[sea_orm(string_value = "daily")]
+    Daily,
+}
+
+impl Levels {
+    /// The levels covered, finest first.
+    pub fn levels(self) -> &'static [Granularity] {
+        match self {
+            Levels::All => &Granularity::ALL,
+            Levels::Minute => &[Granularity::Minute],
+            Levels::Hourly => &[Granularity::Hourly],
+            Levels::Daily => &[Granularity::Daily],
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Levels::All => "all",
+            Levels::Minute => "minute",
+            Levels::Hourly => "hourly",
+            Levels::Daily => "daily",
+        }
+    }
+}
+
+impl From<Granularity> for Levels {
+    fn from(g: Granularity) -> Self {
+        match g {
+            Granularity::Minute => Levels::Minute,
+            Granularity::Hourly => Levels::Hourly,
+            Granularity::Daily => Levels::Daily,
+        }
+    }
+}
+
+impl fmt::Display for Levels {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Levels {
+    type Err = DomainError;
+    /// `all`, or a granularity (with the original API's `hour`/`day`).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.trim().eq_ignore_ascii_case("all") {
+            return Ok(Levels::All);
+        }
+        s.parse::<Granularity>().map(Levels::from)
+    }
+}
+
 /// Outcome of a finished task.
 #[derive(
     Debug,
@@ -270,6 +355,7 @@ impl FromStr for Granularity {
     Deserialize,
     sea_orm::EnumIter,
     sea_orm::DeriveActiveEnum,
+    utoipa::ToSchema,
 )]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(50))")]
@@ -431,6 +517,11 @@ mod tests {
         assert!("RUNNING".parse::<TaskStatus>().is_err());
         assert_eq!("hour".parse::<Granularity>().unwrap(), Granularity::Hourly);
         assert!("week".parse::<Granularity>().is_err());
+        assert_eq!("ALL".parse::<Levels>().unwrap(), Levels::All);
+        assert_eq!(
+            "day".parse::<Levels>().unwrap().levels(),
+            [Granularity::Daily]
+        );
         assert!("worker".parse::<ScopeType>().is_err());
     }
 

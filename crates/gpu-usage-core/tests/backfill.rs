@@ -12,9 +12,10 @@ use gpu_usage_core::entities::{
     backfill_job, statistics_daily, statistics_hourly, statistics_minute,
 };
 use gpu_usage_core::ingest::{self, RecordInput};
-use gpu_usage_core::locks::{self, JobName};
+use gpu_usage_core::jobs::JobName;
+use gpu_usage_core::locks;
 use gpu_usage_core::rollup;
-use gpu_usage_core::types::{Granularity, TimeRange};
+use gpu_usage_core::types::{Granularity, Levels, TimeRange};
 use gpu_usage_testing::TestDb;
 use sea_orm::ActiveValue::Set;
 use sea_orm::{
@@ -135,25 +136,33 @@ async fn reference(t: &TestDb) -> Vec<(Granularity, NaiveDate, String)> {
 async fn runs_to_completion_like_a_direct_recompute(t: TestDb) {
     let db = &t.db;
     seed(db).await;
-    let job = backfill::create(db, range(), None, now()).await.unwrap();
+    let job = backfill::create(db, range(), Levels::All, now())
+        .await
+        .unwrap();
     assert_eq!(job.status, BackfillStatus::Pending);
     assert_eq!((job.chunks_total, job.chunks_done), (3, 0));
     assert_eq!(job.next_chunk_start, range().start());
-    assert_eq!(job.granularity, None);
+    assert_eq!(job.granularity, Levels::All);
     assert_eq!(serde_json::to_value(&job).unwrap()["granularity"], "all");
 
     // Repeats and covered sub-ranges return the queued job; other
     // granularities and uncovered ranges are new jobs.
     assert_eq!(
-        backfill::create(db, range(), None, now()).await.unwrap().id,
+        backfill::create(db, range(), Levels::All, now())
+            .await
+            .unwrap()
+            .id,
         job.id
     );
     let inner = TimeRange::new(ts("2026-06-11T03:00:00Z"), ts("2026-06-11T04:00:00Z")).unwrap();
     assert_eq!(
-        backfill::create(db, inner, None, now()).await.unwrap().id,
+        backfill::create(db, inner, Levels::All, now())
+            .await
+            .unwrap()
+            .id,
         job.id
     );
-    let hourly_only = backfill::create(db, inner, Some(Granularity::Hourly), now())
+    let hourly_only = backfill::create(db, inner, Levels::Hourly, now())
         .await
         .unwrap();
     assert_ne!(hourly_only.id, job.id);
@@ -225,7 +234,9 @@ gpu_usage_testing::dual_backend_test!(
 async fn resumes_an_interrupted_job_where_it_stopped(t: TestDb) {
     let db = &t.db;
     seed(db).await;
-    let job = backfill::create(db, range(), None, now()).await.unwrap();
+    let job = backfill::create(db, range(), Levels::All, now())
+        .await
+        .unwrap();
     // As left by a runner that died after the first chunk.
     let mut model = backfill_job::Entity::find_by_id(job.id)
         .one(db)
@@ -233,7 +244,7 @@ async fn resumes_an_interrupted_job_where_it_stopped(t: TestDb) {
         .unwrap()
         .unwrap()
         .into_active_model();
-    model.status = Set("running".to_owned());
+    model.status = Set(BackfillStatus::Running);
     model.next_chunk_start = Set(ts("2026-06-11T00:00:00Z"));
     model.chunks_done = Set(1);
     model.started_at = Set(Some(now() - TimeDelta::minutes(5)));
@@ -276,7 +287,9 @@ gpu_usage_testing::dual_backend_test!(
 async fn waits_for_busy_locks_and_fails_with_the_error(t: TestDb) {
     let db = &t.db;
     seed(db).await;
-    let job = backfill::create(db, range(), None, now()).await.unwrap();
+    let job = backfill::create(db, range(), Levels::All, now())
+        .await
+        .unwrap();
 
     // Another runner executes backfills: nothing is claimed.
     let backfill_lock = locks::try_lock(db, JobName::Backfill)
@@ -320,7 +333,7 @@ async fn waits_for_busy_locks_and_fails_with_the_error(t: TestDb) {
     );
 
     // A chunk that fails marks the job failed with the error.
-    let again = backfill::create(db, range(), Some(Granularity::Hourly), now())
+    let again = backfill::create(db, range(), Levels::Hourly, now())
         .await
         .unwrap();
     db.execute_unprepared("DROP TABLE gpu_usage_statistics_hourly")

@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use gpu_usage_core::locks::{self, JobName, MAX_LOCK_NAME_LEN, lock_name, try_lock};
+use gpu_usage_core::jobs::JobName;
+use gpu_usage_core::locks::{self, MAX_LOCK_NAME_LEN, lock_name, try_lock};
 use gpu_usage_testing::TestDb;
 use sea_orm::sqlx;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};

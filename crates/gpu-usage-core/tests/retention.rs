@@ -4,15 +4,20 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use chrono::{DateTime, TimeDelta, Utc};
+use gpu_usage_core::backfill::BackfillStatus;
 use gpu_usage_core::entities::{
     backfill_job, job_run, record, retention_horizon, statistics_daily, statistics_hourly,
     statistics_minute,
 };
+use gpu_usage_core::job_runs::RunOutcome;
+use gpu_usage_core::jobs::JobName;
 use gpu_usage_core::retention::{self, BACKFILL_JOBS_TABLE, JOB_RUNS_TABLE};
 use gpu_usage_core::settings::RetentionSettings;
+use gpu_usage_core::types::Levels;
 use gpu_usage_core::types::{Granularity, ScopeType, TaskStatus};
 use gpu_usage_testing::TestDb;
 use rust_decimal::Decimal;
+use sea_orm::ActiveEnum;
 use sea_orm::ActiveValue::{NotSet, Set};
 use sea_orm::{ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryOrder};
 
@@ -126,11 +131,11 @@ async fn add_day(db: &DatabaseConnection, day: DateTime<Utc>) {
 async fn add_job_run(db: &DatabaseConnection, started: DateTime<Utc>) {
     job_run::Entity::insert(job_run::ActiveModel {
         id: NotSet,
-        job: Set("rollup_minute".to_owned()),
+        job: Set(JobName::MinuteRollup),
         runner: Set("test".to_owned()),
         started_at: Set(started),
         finished_at: Set(Some(started + TimeDelta::seconds(1))),
-        outcome: Set("succeeded".to_owned()),
+        outcome: Set(RunOutcome::Succeeded),
         rows_written: Set(0),
         detail: Set(None),
     })
@@ -145,8 +150,8 @@ async fn add_backfill(db: &DatabaseConnection, status: &str, finished: Option<Da
         id: NotSet,
         range_start: Set(start),
         range_end: Set(start + TimeDelta::days(1)),
-        granularity: Set("all".to_owned()),
-        status: Set(status.to_owned()),
+        granularity: Set(Levels::All),
+        status: Set(BackfillStatus::try_from_value(&status.to_owned()).unwrap()),
         next_chunk_start: Set(start),
         chunks_total: Set(1),
         chunks_done: Set(0),
@@ -247,7 +252,7 @@ async fn expired_rows_go_fresh_rows_stay(t: TestDb) {
         .await
         .unwrap()
         .into_iter()
-        .map(|b| b.status)
+        .map(|b| b.status.to_value())
         .collect();
     assert_eq!(
         statuses,

@@ -12,9 +12,9 @@ use anyhow::{Context, anyhow, bail};
 use chrono::Utc;
 use clap::{Parser, Subcommand, ValueEnum};
 use gpu_usage_core::backfill::{self, BackfillJob, BackfillStatus, RunOptions};
-use gpu_usage_core::locks::JobName;
+use gpu_usage_core::jobs::JobName;
 use gpu_usage_core::settings::{Settings, redact_url};
-use gpu_usage_core::types::{Granularity, TimeRange, parse_utc};
+use gpu_usage_core::types::{Levels, TimeRange, parse_utc};
 use gpu_usage_core::{EngineConfig, job_runs, status};
 use indicatif::{ProgressBar, ProgressStyle};
 use sea_orm::DatabaseConnection;
@@ -182,19 +182,12 @@ async fn run_backfill(
             .ok_or_else(|| anyhow!("no records are retained: nothing to backfill"))?,
         (None, Some(_)) => bail!("--end needs --start (give neither for all retained data)"),
     };
-    let levels = match granularity.trim().to_ascii_lowercase().as_str() {
-        "all" => None,
-        g => Some(g.parse::<Granularity>()?),
-    };
+    let levels = granularity.parse::<Levels>()?;
     let engine = EngineConfig::from_settings(settings);
     let job = backfill::create(db, range, levels, now).await?;
     eprintln!(
         "backfill job {}: {} .. {} ({}), {} day chunk(s)",
-        job.id,
-        job.start_time,
-        job.end_time,
-        levels.map(Granularity::as_str).unwrap_or("all levels"),
-        job.chunks_total
+        job.id, job.start_time, job.end_time, levels, job.chunks_total
     );
 
     let bar = ProgressBar::new(u64::try_from(job.chunks_total).unwrap_or(0));
@@ -351,7 +344,7 @@ async fn print_status(db: &DatabaseConnection, json: bool) -> anyhow::Result<()>
             b.status.as_str(),
             b.start_time.to_rfc3339(),
             b.end_time.to_rfc3339(),
-            b.granularity.map(Granularity::as_str).unwrap_or("all"),
+            b.granularity.as_str(),
             b.chunks_done,
             b.chunks_total,
             b.error

@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use gpu_usage_core::locks::JobName;
+use gpu_usage_core::jobs::JobName;
 use gpu_usage_core::status::LevelStatus;
 
 use crate::jobs::JobOutcome;

@@ -4,7 +4,7 @@
 //! [`crate::scheduler`].
 
 use chrono::{DateTime, TimeDelta, Utc};
-use gpu_usage_core::locks::JobName;
+use gpu_usage_core::jobs::JobName;
 
 use crate::jobs::JobOutcome;
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use gpu_usage_core::job_runs;
-use gpu_usage_core::locks::JobName;
+use gpu_usage_core::jobs::JobName;
 use gpu_usage_core::settings::WorkerSettings;
 use tokio::sync::watch;
 

@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use gpu_usage_core::job_runs::{self, JobRun};
-use gpu_usage_core::locks::{JobName, lock_name};
+use gpu_usage_core::jobs::JobName;
+use gpu_usage_core::locks::lock_name;
 use gpu_usage_core::status;
 use gpu_usage_core::types::TimeRange;
 use gpu_usage_testing::{Backend, TestDb};

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use common::*;
 use gpu_usage_core::entities::statistics_daily;
 use gpu_usage_core::job_runs::{self, RunOutcome};
-use gpu_usage_core::locks::{self, JobName};
+use gpu_usage_core::jobs::JobName;
+use gpu_usage_core::locks;
 use gpu_usage_core::status;
 use gpu_usage_core::types::{Granularity, TimeRange};
 use gpu_usage_testing::{Backend, TestDb};
@@ -439,9 +440,14 @@ async fn the_backfill_poller_runs_queued_jobs() {
     );
     ingest(&t.db, recs.clone(), clock.now()).await;
     let range = TimeRange::new(ts("2026-06-13T00:00:00Z"), ts("2026-06-16T00:00:00Z")).unwrap();
-    let job = gpu_usage_core::backfill::create(&t.db, range, None, clock.now())
-        .await
-        .unwrap();
+    let job = gpu_usage_core::backfill::create(
+        &t.db,
+        range,
+        gpu_usage_core::types::Levels::All,
+        clock.now(),
+    )
+    .await
+    .unwrap();
 
     let opts = BackgroundOptions {
         clock: clock.clone(),

@@ -59,10 +59,10 @@ pub async fn aggregate(
 ) -> Result<HttpResponse, ApiError> {
     let params = params.into_inner().merge(trigger_body(&body.0)?)?;
     let (levels, range) = params.parse(state.now(), &state.api)?;
-    match ops::aggregate(&state, &levels, range).await? {
+    match ops::aggregate(&state, levels, range).await? {
         AggregateOutcome::Done(reports) => Ok(HttpResponse::Ok().json(AggregateResponse {
             status: "completed".to_owned(),
-            granularity: levels.label().to_owned(),
+            granularity: levels,
             start_time: range.start(),
             end_time: range.end(),
             levels: reports.into_iter().map(Into::into).collect(),

@@ -2,7 +2,8 @@
 //! dashboard's exact trigger forms.
 
 use chrono::TimeDelta;
-use gpu_usage_core::locks::{self, JobName};
+use gpu_usage_core::jobs::JobName;
+use gpu_usage_core::locks;
 use gpu_usage_core::{EngineConfig, backfill};
 use gpu_usage_testing::TestDb;
 use reqwest::Method;

@@ -1,5 +1,8 @@
 use sea_orm::entity::prelude::*;
 
+use crate::backfill::BackfillStatus;
+use crate::types::Levels;
+
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "gpu_usage_backfill_jobs")]
 pub struct Model {
@@ -7,8 +10,8 @@ pub struct Model {
     pub id: i64,
     pub range_start: DateTimeUtc,
     pub range_end: DateTimeUtc,
-    pub granularity: String,
-    pub status: String,
+    pub granularity: Levels,
+    pub status: BackfillStatus,
     pub next_chunk_start: DateTimeUtc,
     pub chunks_total: i32,
     pub chunks_done: i32,

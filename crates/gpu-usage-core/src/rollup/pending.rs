@@ -54,7 +54,7 @@ pub async fn mark(
     for chunk in merged.chunks(500) {
         rollup_pending::Entity::insert_many(chunk.iter().map(|r| rollup_pending::ActiveModel {
             id: NotSet,
-            level: Set(level.as_str().to_owned()),
+            level: Set(level),
             range_start: Set(r.start()),
             range_end: Set(r.end()),
             created_at: Set(now),
@@ -72,7 +72,7 @@ pub async fn take(
     limit: u64,
 ) -> Result<Vec<(i64, TimeRange)>> {
     let rows = rollup_pending::Entity::find()
-        .filter(rollup_pending::Column::Level.eq(level.as_str()))
+        .filter(rollup_pending::Column::Level.eq(level))
         .order_by_asc(rollup_pending::Column::Id)
         .limit(limit)
         .all(db)
@@ -96,7 +96,7 @@ pub async fn ids_within(
     Ok(rollup_pending::Entity::find()
         .select_only()
         .column(rollup_pending::Column::Id)
-        .filter(rollup_pending::Column::Level.eq(level.as_str()))
+        .filter(rollup_pending::Column::Level.eq(level))
         .filter(rollup_pending::Column::RangeStart.gte(range.start()))
         .filter(rollup_pending::Column::RangeEnd.lte(range.end()))
         .into_tuple::<i64>()

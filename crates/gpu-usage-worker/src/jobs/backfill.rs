@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use chrono::TimeDelta;
 use gpu_usage_core::backfill::{self, BackfillJob, RunOptions};
-use gpu_usage_core::locks::JobName;
+use gpu_usage_core::jobs::JobName;
 
 use super::{JobContext, JobOutcome};
 use gpu_usage_core::process::Shutdown;

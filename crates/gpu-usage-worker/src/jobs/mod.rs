@@ -14,7 +14,8 @@ use std::time::Instant;
 
 use gpu_usage_core::EngineConfig;
 use gpu_usage_core::job_runs::{self, RunOutcome};
-use gpu_usage_core::locks::{self, JobLock, JobName};
+use gpu_usage_core::jobs::JobName;
+use gpu_usage_core::locks::{self, JobLock};
 use sea_orm::DatabaseConnection;
 use tokio::task::JoinHandle;
 

@@ -2,7 +2,7 @@
 //! (new records, late data, downtime), not only "the previous period".
 
 use anyhow::Context;
-use gpu_usage_core::locks::JobName;
+use gpu_usage_core::jobs::JobName;
 use gpu_usage_core::rollup;
 
 use super::{JobContext, JobReport};
