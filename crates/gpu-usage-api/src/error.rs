@@ -167,6 +167,44 @@ impl From<DomainError> for ApiError {
                 err.retry_after_secs = Some(5);
                 err
             }
+            DomainError::LockLost { job } => {
+                let mut err = ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "lock_lost",
+                    format!("job {job} lost its lock while running; try again"),
+                );
+                err.retry_after_secs = Some(5);
+                err
+            }
+            DomainError::NothingToBackfill => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "nothing_to_backfill",
+                e_text(&DomainError::NothingToBackfill),
+            ),
+            DomainError::Incomplete {
+                failed,
+                completed,
+                source,
+            } => {
+                tracing::error!(level = %failed, error = %source, "aggregation failed");
+                let not_run: Vec<_> = gpu_usage_core::types::Granularity::ALL
+                    .into_iter()
+                    .filter(|g| *g > failed)
+                    .collect();
+                ApiError::from(*source).with_details(serde_json::json!({
+                    "failed_level": failed,
+                    "completed": completed,
+                    "not_run": not_run,
+                }))
+            }
+            e @ (DomainError::Panicked(_) | DomainError::Partial(_)) => {
+                tracing::error!(error = %e, "a job failed");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error",
+                )
+            }
             DomainError::Unavailable(source) => {
                 // The cause stays in the log: it can name hosts and users.
                 tracing::error!(error = %source, "database unavailable");
@@ -188,6 +226,10 @@ impl From<DomainError> for ApiError {
             }
         }
     }
+}
+
+fn e_text(e: &DomainError) -> String {
+    e.to_string()
 }
 
 impl ResponseError for ApiError {

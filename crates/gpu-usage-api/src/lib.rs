@@ -19,8 +19,6 @@
 //! - [`error`]: the one mapping from `DomainError` (and actix's own
 //!   extractor and routing errors) to status codes and the JSON error shape.
 //! - [`auth`]: bearer tokens with roles read < ingest < admin.
-//! - [`ops`]: multi-level aggregation under the worker's locks, or a
-//!   backfill job for long ranges.
 //! - [`csv`]: CSV rendering of statistics pages.
 //! - [`openapi`]: document metadata and the reference page.
 //! - [`state`]: what handlers share.
@@ -34,7 +32,6 @@ pub mod csv;
 pub mod dto;
 pub mod error;
 pub mod openapi;
-pub mod ops;
 pub mod params;
 pub mod routes;
 pub mod startup;

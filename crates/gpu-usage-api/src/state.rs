@@ -3,10 +3,12 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use gpu_usage_core::EngineConfig;
+use gpu_usage_core::aggregate::AggregateOptions;
 use gpu_usage_core::clock::{Clock, SystemClock};
-use gpu_usage_core::settings::{ApiSettings, RetentionSettings, Settings};
+use gpu_usage_core::jobs::JobEnv;
+use gpu_usage_core::settings::{ApiSettings, Settings};
 use sea_orm::DatabaseConnection;
 
 use crate::auth::Auth;
@@ -18,13 +20,8 @@ pub struct ApiOptions {
     /// were written for (default windows, retention and clock-skew checks
     /// depend on it).
     pub clock: Arc<dyn Clock>,
-    /// `POST /aggregate` recomputes ranges up to this long inside the
-    /// request; longer ones become a backfill job, so no request runs into
-    /// a proxy's timeout.
-    pub inline_aggregate_max: TimeDelta,
-    /// How long `POST /aggregate` waits for a level's lock before
-    /// answering 409.
-    pub lock_wait: std::time::Duration,
+    /// Inline limit and lock wait of `POST /aggregate`.
+    pub aggregate: AggregateOptions,
     /// HTTP worker threads; `None` = one per core.
     pub workers: Option<usize>,
 }
@@ -33,8 +30,7 @@ impl Default for ApiOptions {
     fn default() -> Self {
         Self {
             clock: Arc::new(SystemClock),
-            inline_aggregate_max: TimeDelta::days(1),
-            lock_wait: std::time::Duration::from_secs(3),
+            aggregate: AggregateOptions::default(),
             workers: None,
         }
     }
@@ -45,34 +41,34 @@ pub struct AppState {
     pub db: DatabaseConnection,
     pub api: ApiSettings,
     pub engine: EngineConfig,
-    pub retention: RetentionSettings,
     pub auth: Auth,
-    pub clock: Arc<dyn Clock>,
-    pub inline_aggregate_max: TimeDelta,
-    pub lock_wait: std::time::Duration,
-    /// Who runs manual rollups, in job-run records.
-    pub runner: String,
+    /// Manual rollups run through the same job runner as the worker's,
+    /// recorded as runs of `api:<instance>`.
+    pub jobs: JobEnv,
+    pub aggregate: AggregateOptions,
 }
 
 impl AppState {
     pub fn new(settings: &Settings, db: DatabaseConnection, options: &ApiOptions) -> Self {
+        let runner = format!(
+            "api:{}",
+            gpu_usage_core::job_runs::runner_id(&settings.worker.instance_id)
+        );
         Self {
+            jobs: JobEnv {
+                db: db.clone(),
+                runner,
+                clock: options.clock.clone(),
+            },
             db,
             api: settings.api.clone(),
             engine: EngineConfig::from_settings(settings),
-            retention: settings.retention.clone(),
             auth: Auth::from_settings(&settings.api),
-            clock: options.clock.clone(),
-            inline_aggregate_max: options.inline_aggregate_max,
-            lock_wait: options.lock_wait,
-            runner: format!(
-                "api:{}",
-                gpu_usage_core::job_runs::runner_id(&settings.worker.instance_id)
-            ),
+            aggregate: options.aggregate,
         }
     }
 
     pub fn now(&self) -> DateTime<Utc> {
-        gpu_usage_core::types::to_millis(self.clock.now())
+        self.jobs.now()
     }
 }

@@ -18,8 +18,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use sea_orm::sea_query::StringLen;
 use sea_orm::{
     ActiveValue::{NotSet, Set},
-    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect,
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     sea_query::{Expr, ExprTrait},
 };
 use serde::Serialize;
@@ -27,8 +26,7 @@ use serde::Serialize;
 use crate::EngineConfig;
 use crate::entities::{backfill_job, record};
 use crate::error::{DomainError, Result};
-use crate::jobs::JobName;
-use crate::locks;
+use crate::jobs::{Acquire, Attempt, JobEnv, JobName, JobReport, Record};
 use crate::rollup;
 use crate::settings::RetentionSettings;
 use crate::types::{Granularity, Levels, TimeRange};
@@ -120,11 +118,7 @@ impl BackfillJob {
     }
 
     fn from_model(m: backfill_job::Model) -> Self {
-        let progress = if m.chunks_total > 0 {
-            (f64::from(m.chunks_done) / f64::from(m.chunks_total)).clamp(0.0, 1.0)
-        } else {
-            1.0
-        };
+        let progress = progress(m.chunks_done, m.chunks_total);
         Self {
             id: m.id,
             start_time: m.range_start,
@@ -245,7 +239,25 @@ pub async fn retained_range(
     Ok(TimeRange::new(first, end).ok())
 }
 
-/// Hooks for [`run_next_with`] and [`run_job`].
+/// Queues a backfill of `levels` over `range`, or over everything still
+/// retained when no range is given.
+pub async fn request(
+    db: &impl ConnectionTrait,
+    range: Option<TimeRange>,
+    levels: Levels,
+    now: DateTime<Utc>,
+    retention: &RetentionSettings,
+) -> Result<BackfillJob> {
+    let range = match range {
+        Some(r) => r,
+        None => retained_range(db, now, retention)
+            .await?
+            .ok_or(DomainError::NothingToBackfill)?,
+    };
+    create(db, range, levels, now).await
+}
+
+/// Hooks for [`run_next`] and [`run_job`].
 pub struct RunOptions<'a> {
     /// Checked between chunks: `true` stops, leaving the job `running` to be
     /// resumed later (graceful shutdown).
@@ -272,62 +284,65 @@ impl Default for RunOptions<'_> {
     }
 }
 
-/// Claims the oldest pending or interrupted job and executes it. `None`:
+/// Claims the oldest pending or interrupted job and executes it, under the
+/// `backfill` job lock (one runner at a time across replicas). `None`:
 /// nothing to do, or another runner is executing backfills.
 pub async fn run_next(
-    db: &DatabaseConnection,
-    now: &(impl Fn() -> DateTime<Utc> + Sync),
-    cfg: &EngineConfig,
-) -> Result<Option<BackfillJob>> {
-    run_next_with(db, now, cfg, &RunOptions::default()).await
-}
-
-pub async fn run_next_with(
-    db: &DatabaseConnection,
-    now: &(impl Fn() -> DateTime<Utc> + Sync),
+    env: &JobEnv,
     cfg: &EngineConfig,
     opts: &RunOptions<'_>,
 ) -> Result<Option<BackfillJob>> {
-    run_claimed(db, None, now, cfg, opts).await
+    // A cheap look first: the poller asks every few seconds, and an idle
+    // poll must not leave a job record.
+    if next_active(&env.db).await?.is_none() {
+        return Ok(None);
+    }
+    run_claimed(env, None, cfg, opts).await
 }
 
 /// Executes one given job (the CLI's foreground backfill). `None` when
 /// another runner holds the backfill lock; the job stays queued for it.
 pub async fn run_job(
-    db: &DatabaseConnection,
+    env: &JobEnv,
     id: i64,
-    now: &(impl Fn() -> DateTime<Utc> + Sync),
     cfg: &EngineConfig,
     opts: &RunOptions<'_>,
 ) -> Result<Option<BackfillJob>> {
-    run_claimed(db, Some(id), now, cfg, opts).await
+    run_claimed(env, Some(id), cfg, opts).await
 }
 
 async fn run_claimed(
-    db: &DatabaseConnection,
+    env: &JobEnv,
     id: Option<i64>,
-    now: &(impl Fn() -> DateTime<Utc> + Sync),
     cfg: &EngineConfig,
     opts: &RunOptions<'_>,
 ) -> Result<Option<BackfillJob>> {
-    let Some(lock) = locks::try_lock(db, JobName::Backfill).await? else {
-        return Ok(None);
-    };
-    let result = async {
-        let job = match id {
-            Some(id) => Some(get(db, id).await?).filter(|j| j.status.is_active()),
-            None => next_active(db).await?,
-        };
-        match job {
-            Some(job) => execute(db, job, now, cfg, opts).await.map(Some),
-            None => Ok(None),
-        }
+    let attempt = env
+        .run(JobName::Backfill, Acquire::Try, async |_| {
+            let job = match id {
+                Some(id) => Some(get(&env.db, id).await?).filter(|j| j.status.is_active()),
+                None => next_active(&env.db).await?,
+            };
+            let Some(job) = job else {
+                return Ok((None, JobReport::nothing()));
+            };
+            let job = execute(env, job, cfg, opts).await?;
+            let report = JobReport {
+                rows_written: 0,
+                detail: format!(
+                    "backfill {}: {:?} after {}/{} day(s)",
+                    job.id, job.status, job.chunks_done, job.chunks_total
+                ),
+                nothing_to_do: false,
+            };
+            Ok((Some(job), report))
+        })
+        .await;
+    match attempt {
+        Attempt::Done(job, _) => Ok(job),
+        Attempt::Skipped => Ok(None),
+        Attempt::Failed(e) => Err(e),
     }
-    .await;
-    if let Err(e) = lock.release().await {
-        tracing::warn!(error = %e, "releasing the backfill lock failed; its connection was closed");
-    }
-    result
 }
 
 /// Oldest job still to do. Under the backfill lock, a `running` one was
@@ -342,13 +357,13 @@ async fn next_active(db: &impl ConnectionTrait) -> Result<Option<BackfillJob>> {
 }
 
 async fn execute(
-    db: &DatabaseConnection,
+    env: &JobEnv,
     mut job: BackfillJob,
-    now: &(impl Fn() -> DateTime<Utc> + Sync),
     cfg: &EngineConfig,
     opts: &RunOptions<'_>,
 ) -> Result<BackfillJob> {
-    let t = now();
+    let db = &env.db;
+    let t = env.now();
     let started_at = job.started_at.unwrap_or(t);
     update(
         db,
@@ -390,64 +405,100 @@ async fn execute(
             tracing::info!(backfill_id = job.id, next_chunk_start = %job.next_chunk_start, "backfill paused");
             return Ok(job);
         }
-        for &level in job.levels() {
-            let Some(lock) =
-                locks::lock_with_wait(db, JobName::rollup(level), opts.lock_wait).await?
-            else {
+        match rebuild_chunk(env, &job, chunk, cfg, opts.lock_wait).await {
+            ChunkOutcome::Done => {}
+            ChunkOutcome::Busy(level) => {
                 tracing::info!(
                     backfill_id = job.id,
                     level = %level,
                     "rollup lock still busy; the backfill resumes at the next poll"
                 );
                 return Ok(job);
-            };
-            let result = rollup::recompute(db, level, chunk, now(), cfg).await;
-            if let Err(e) = lock.release().await {
-                tracing::warn!(error = %e, "releasing a rollup lock failed; its connection was closed");
             }
-            match result {
-                Ok(_) => {}
-                // An outage: the job stays running and resumes once the
-                // database is back.
-                Err(e @ DomainError::Unavailable(_)) => return Err(e),
-                Err(e) => {
-                    let message = format!(
-                        "chunk {} .. {} at level {level}: {e}",
-                        chunk.start(),
-                        chunk.end()
-                    );
-                    return fail(db, job, message, now()).await;
-                }
+            // An outage: the job stays running and resumes once the
+            // database is back.
+            ChunkOutcome::Failed(_, e @ DomainError::Unavailable(_)) => return Err(e),
+            ChunkOutcome::Failed(level, e) => {
+                let message = format!(
+                    "chunk {} .. {} at level {level}: {e}",
+                    chunk.start(),
+                    chunk.end()
+                );
+                return fail(db, job, message, env.now()).await;
             }
         }
-        let t = now();
-        let done = job.chunks_done.saturating_add(1);
-        update(
-            db,
-            job.id,
-            Condition::all(),
-            [
-                (
-                    backfill_job::Column::NextChunkStart,
-                    Expr::value(chunk.end()),
-                ),
-                (backfill_job::Column::ChunksDone, Expr::value(done)),
-                (backfill_job::Column::UpdatedAt, Expr::value(t)),
-            ],
-        )
-        .await?;
-        job.next_chunk_start = chunk.end();
-        job.chunks_done = done;
-        job.updated_at = t;
-        job.progress = if job.chunks_total > 0 {
-            (f64::from(done) / f64::from(job.chunks_total)).clamp(0.0, 1.0)
-        } else {
-            1.0
-        };
+        chunk_done(db, &mut job, chunk.end(), env.now()).await?;
         (opts.on_progress)(&job);
     }
+    succeed(db, &mut job, env.now()).await?;
+    (opts.on_progress)(&job);
+    Ok(job)
+}
 
-    let t = now();
+enum ChunkOutcome {
+    Done,
+    /// A level's rollup lock stayed busy.
+    Busy(Granularity),
+    Failed(Granularity, DomainError),
+}
+
+/// Every level of the job over one chunk, finest first, each under its
+/// rollup lock (not recorded as a run: the backfill job is the record).
+async fn rebuild_chunk(
+    env: &JobEnv,
+    job: &BackfillJob,
+    chunk: TimeRange,
+    cfg: &EngineConfig,
+    lock_wait: Duration,
+) -> ChunkOutcome {
+    for &level in job.levels() {
+        let attempt = env
+            .run_as(
+                JobName::rollup(level),
+                Acquire::Wait(lock_wait),
+                Record::No,
+                async |lock| {
+                    let r = rollup::recompute_guarded(&env.db, lock, level, chunk, env.now(), cfg)
+                        .await?;
+                    Ok(((), JobReport::rows(r.rows_written)))
+                },
+            )
+            .await;
+        match attempt {
+            Attempt::Done(..) => {}
+            Attempt::Skipped => return ChunkOutcome::Busy(level),
+            Attempt::Failed(e) => return ChunkOutcome::Failed(level, e),
+        }
+    }
+    ChunkOutcome::Done
+}
+
+async fn chunk_done(
+    db: &impl ConnectionTrait,
+    job: &mut BackfillJob,
+    next: DateTime<Utc>,
+    t: DateTime<Utc>,
+) -> Result<()> {
+    let done = job.chunks_done.saturating_add(1);
+    update(
+        db,
+        job.id,
+        Condition::all(),
+        [
+            (backfill_job::Column::NextChunkStart, Expr::value(next)),
+            (backfill_job::Column::ChunksDone, Expr::value(done)),
+            (backfill_job::Column::UpdatedAt, Expr::value(t)),
+        ],
+    )
+    .await?;
+    job.next_chunk_start = next;
+    job.chunks_done = done;
+    job.updated_at = t;
+    job.progress = progress(done, job.chunks_total);
+    Ok(())
+}
+
+async fn succeed(db: &impl ConnectionTrait, job: &mut BackfillJob, t: DateTime<Utc>) -> Result<()> {
     update(
         db,
         job.id,
@@ -476,8 +527,15 @@ async fn execute(
         chunks = job.chunks_done,
         "backfill succeeded"
     );
-    (opts.on_progress)(&job);
-    Ok(job)
+    Ok(())
+}
+
+fn progress(done: i32, total: i32) -> f64 {
+    if total > 0 {
+        (f64::from(done) / f64::from(total)).clamp(0.0, 1.0)
+    } else {
+        1.0
+    }
 }
 
 async fn fail(

@@ -21,6 +21,33 @@ pub enum DomainError {
     #[error("job {job} is already running elsewhere")]
     Busy { job: String },
 
+    /// The job's lock was lost while it ran (its database session ended);
+    /// the job stopped before its next write, and its work is redone.
+    #[error("job {job} lost its lock while running; it stopped and its work will be redone")]
+    LockLost { job: String },
+
+    /// A backfill of "everything retained" was asked for, and nothing is.
+    #[error("no start_time/end_time given and no retained data to rebuild")]
+    NothingToBackfill,
+
+    /// A multi-level recomputation stopped at `failed`; the levels before
+    /// it completed.
+    #[error("recomputing the {failed} level failed: {source}")]
+    Incomplete {
+        failed: crate::types::Granularity,
+        completed: Vec<crate::rollup::RollupReport>,
+        #[source]
+        source: Box<DomainError>,
+    },
+
+    /// A job did part of its work and failed the rest (retried later).
+    #[error("{0}")]
+    Partial(String),
+
+    /// A job's work panicked; the run is recorded as failed.
+    #[error("the job panicked: {0}")]
+    Panicked(String),
+
     /// The database could not be reached or refused service (pool timeout,
     /// connection refused, server gone). Callers may retry.
     #[error("database unavailable")]

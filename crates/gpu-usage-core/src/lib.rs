@@ -29,6 +29,7 @@
 //! (plus `TransactionTrait` where it opens its own transactions) and, where
 //! time matters, an explicit `now`, so tests never sleep.
 
+pub mod aggregate;
 pub mod backfill;
 pub mod clock;
 pub mod db;

@@ -65,7 +65,9 @@ pub struct JobLock {
 }
 
 enum Holder {
-    MySql(PoolConnection<MySql>),
+    /// Behind a mutex so [`Guard::verify`] can use the connection through a
+    /// shared reference while the job runs.
+    MySql(tokio::sync::Mutex<PoolConnection<MySql>>),
     Local(OwnedMutexGuard<()>),
 }
 
@@ -85,6 +87,52 @@ impl fmt::Debug for JobLock {
     }
 }
 
+/// What a job checks before each write transaction and before consuming
+/// pending entries: that it still holds its lock. A MySQL session can die
+/// under a running job (wait_timeout, a proxy's idle timeout, `KILL`, a
+/// failover) and take the lock with it while the job's writes continue on
+/// pool connections; another runner could then run the same level at once,
+/// which is the one race the recomputation cannot absorb (see
+/// docs/ROLLUPS.md). A job whose lock is gone stops; its work is redone.
+pub trait Guard: Sync {
+    fn verify(&self) -> impl std::future::Future<Output = Result<()>> + Send;
+}
+
+/// No lock at all: direct calls (tests, one-off tools) that know they are
+/// alone.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Unguarded;
+
+impl Guard for Unguarded {
+    async fn verify(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+impl Guard for JobLock {
+    async fn verify(&self) -> Result<()> {
+        let Holder::MySql(conn) = &self.holder else {
+            // An in-process lock cannot be lost while its guard lives.
+            return Ok(());
+        };
+        let mut conn = conn.lock().await;
+        let held: std::result::Result<Option<i64>, sqlx::Error> =
+            sqlx::query_scalar("SELECT CAST(IS_USED_LOCK(?) = CONNECTION_ID() AS SIGNED)")
+                .bind(&self.name)
+                .fetch_one(&mut **conn)
+                .await;
+        match held {
+            Ok(Some(1)) => Ok(()),
+            Ok(_) => Err(self.lost()),
+            // The lock's session is gone with its connection.
+            Err(e) => {
+                tracing::warn!(lock = %self.name, error = %e, "the lock connection failed");
+                Err(self.lost())
+            }
+        }
+    }
+}
+
 impl JobLock {
     pub fn job(&self) -> JobName {
         self.job
@@ -95,6 +143,12 @@ impl JobLock {
         &self.name
     }
 
+    fn lost(&self) -> DomainError {
+        DomainError::LockLost {
+            job: self.job.to_string(),
+        }
+    }
+
     /// Releases the lock on the connection that holds it, then closes that
     /// connection.
     pub async fn release(self) -> Result<()> {
@@ -103,7 +157,8 @@ impl JobLock {
                 drop(guard);
                 Ok(())
             }
-            Holder::MySql(mut conn) => {
+            Holder::MySql(conn) => {
+                let mut conn = conn.into_inner();
                 let released: std::result::Result<Option<i64>, sqlx::Error> =
                     sqlx::query_scalar("SELECT CAST(RELEASE_LOCK(?) AS SIGNED)")
                         .bind(&self.name)
@@ -182,7 +237,7 @@ async fn try_lock_mysql(db: &DatabaseConnection, job: JobName) -> Result<Option<
         Some(1) => Ok(Some(JobLock {
             job,
             name,
-            holder: Holder::MySql(conn),
+            holder: Holder::MySql(tokio::sync::Mutex::new(conn)),
         })),
         Some(_) => Ok(None),
         None => Err(DomainError::Database(DbErr::Custom(format!(

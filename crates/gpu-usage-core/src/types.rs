@@ -486,6 +486,14 @@ impl TimeRange {
     }
 }
 
+impl fmt::Display for TimeRange {
+    /// `[start, end)` in RFC 3339 UTC.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let t = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+        write!(f, "[{}, {})", t(self.start), t(self.end))
+    }
+}
+
 /// Calendar day as stored in the daily table.
 pub fn day_of(t: DateTime<Utc>) -> NaiveDate {
     t.date_naive()

@@ -16,7 +16,7 @@ use gpu_usage_core::jobs::JobName;
 use gpu_usage_core::locks;
 use gpu_usage_core::rollup;
 use gpu_usage_core::types::{Granularity, Levels, TimeRange};
-use gpu_usage_testing::TestDb;
+use gpu_usage_testing::{TestDb, job_env};
 use sea_orm::ActiveValue::Set;
 use sea_orm::{
     ActiveModelTrait, ConnectionTrait, DatabaseConnection, EntityTrait, IntoActiveModel,
@@ -175,7 +175,7 @@ async fn runs_to_completion_like_a_direct_recompute(t: TestDb) {
         on_progress: &on_progress,
         ..RunOptions::default()
     };
-    let done = backfill::run_next_with(db, &now, &EngineConfig::default(), &opts)
+    let done = backfill::run_next(&job_env(db, now()), &EngineConfig::default(), &opts)
         .await
         .unwrap()
         .unwrap();
@@ -205,19 +205,27 @@ async fn runs_to_completion_like_a_direct_recompute(t: TestDb) {
     );
 
     // The hourly-only job is next; then nothing is left.
-    let next = backfill::run_next(db, &now, &EngineConfig::default())
-        .await
-        .unwrap()
-        .unwrap();
+    let next = backfill::run_next(
+        &job_env(db, now()),
+        &EngineConfig::default(),
+        &RunOptions::default(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
     assert_eq!(
         (next.id, next.status),
         (hourly_only.id, BackfillStatus::Succeeded)
     );
     assert!(
-        backfill::run_next(db, &now, &EngineConfig::default())
-            .await
-            .unwrap()
-            .is_none()
+        backfill::run_next(
+            &job_env(db, now()),
+            &EngineConfig::default(),
+            &RunOptions::default()
+        )
+        .await
+        .unwrap()
+        .is_none()
     );
     assert_eq!(backfill::list(db, 10).await.unwrap().len(), 2);
     assert!(matches!(
@@ -250,10 +258,14 @@ async fn resumes_an_interrupted_job_where_it_stopped(t: TestDb) {
     model.started_at = Set(Some(now() - TimeDelta::minutes(5)));
     model.update(db).await.unwrap();
 
-    let done = backfill::run_next(db, &now, &EngineConfig::default())
-        .await
-        .unwrap()
-        .unwrap();
+    let done = backfill::run_next(
+        &job_env(db, now()),
+        &EngineConfig::default(),
+        &RunOptions::default(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
     assert_eq!(done.status, BackfillStatus::Succeeded);
     assert_eq!((done.chunks_done, done.chunks_total), (3, 3));
     assert_eq!(
@@ -297,10 +309,14 @@ async fn waits_for_busy_locks_and_fails_with_the_error(t: TestDb) {
         .unwrap()
         .unwrap();
     assert!(
-        backfill::run_next(db, &now, &EngineConfig::default())
-            .await
-            .unwrap()
-            .is_none()
+        backfill::run_next(
+            &job_env(db, now()),
+            &EngineConfig::default(),
+            &RunOptions::default()
+        )
+        .await
+        .unwrap()
+        .is_none()
     );
     backfill_lock.release().await.unwrap();
 
@@ -314,7 +330,7 @@ async fn waits_for_busy_locks_and_fails_with_the_error(t: TestDb) {
         lock_wait: Duration::from_millis(300),
         ..RunOptions::default()
     };
-    let yielded = backfill::run_next_with(db, &now, &EngineConfig::default(), &opts)
+    let yielded = backfill::run_next(&job_env(db, now()), &EngineConfig::default(), &opts)
         .await
         .unwrap()
         .unwrap();
@@ -323,10 +339,14 @@ async fn waits_for_busy_locks_and_fails_with_the_error(t: TestDb) {
         (BackfillStatus::Running, 0)
     );
     minute_lock.release().await.unwrap();
-    let done = backfill::run_next(db, &now, &EngineConfig::default())
-        .await
-        .unwrap()
-        .unwrap();
+    let done = backfill::run_next(
+        &job_env(db, now()),
+        &EngineConfig::default(),
+        &RunOptions::default(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
     assert_eq!(
         (done.id, done.status, done.chunks_done),
         (job.id, BackfillStatus::Succeeded, 3)
@@ -339,10 +359,14 @@ async fn waits_for_busy_locks_and_fails_with_the_error(t: TestDb) {
     db.execute_unprepared("DROP TABLE gpu_usage_statistics_hourly")
         .await
         .unwrap();
-    let failed = backfill::run_next(db, &now, &EngineConfig::default())
-        .await
-        .unwrap()
-        .unwrap();
+    let failed = backfill::run_next(
+        &job_env(db, now()),
+        &EngineConfig::default(),
+        &RunOptions::default(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
     assert_eq!(
         (failed.id, failed.status, failed.chunks_done),
         (again.id, BackfillStatus::Failed, 0)
@@ -355,10 +379,14 @@ async fn waits_for_busy_locks_and_fails_with_the_error(t: TestDb) {
         Some(error)
     );
     assert!(
-        backfill::run_next(db, &now, &EngineConfig::default())
-            .await
-            .unwrap()
-            .is_none(),
+        backfill::run_next(
+            &job_env(db, now()),
+            &EngineConfig::default(),
+            &RunOptions::default()
+        )
+        .await
+        .unwrap()
+        .is_none(),
         "failed jobs are not retried"
     );
     t.cleanup().await;

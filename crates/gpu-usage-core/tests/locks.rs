@@ -307,3 +307,91 @@ async fn sqlite_in_process_lock() {
     t.cleanup().await;
     other_file.cleanup().await;
 }
+
+/// A job whose lock session dies under it (wait_timeout, a proxy, `KILL`,
+/// a failover) stops before its next write and consumes nothing: the
+/// pending entries stay for the next holder, which folds them in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_a_lost_lock_stops_the_job_before_it_writes() {
+    use gpu_usage_core::EngineConfig;
+    use gpu_usage_core::entities::{rollup_pending, statistics_minute};
+    use gpu_usage_core::ingest::{RecordInput, ingest};
+    use gpu_usage_core::jobs::{Acquire, Attempt, JobReport};
+    use gpu_usage_core::rollup;
+    use gpu_usage_core::types::{Granularity, parse_utc};
+    use sea_orm::{EntityTrait, PaginatorTrait};
+
+    let t = TestDb::mysql().await;
+    let now = parse_utc("now", "2026-03-01T12:00:00Z").unwrap();
+    let cfg = EngineConfig::default();
+    let record = RecordInput {
+        task_id: Some("t1".into()),
+        endpoint: Some("ep".into()),
+        gpu_count: Some(2),
+        started_at: Some("2026-03-01T11:00:00Z".into()),
+        completed_at: Some("2026-03-01T11:10:00Z".into()),
+        status: Some("COMPLETED".into()),
+        ..Default::default()
+    };
+    ingest(&t.db, vec![record], now, &cfg).await.unwrap();
+    let pending_before = rollup_pending::Entity::find().count(&t.db).await.unwrap();
+    assert!(pending_before > 0);
+
+    let killer = other_pool(&t).await;
+    let name = lock_name(t.database_name().unwrap(), JobName::MinuteRollup);
+    let env = gpu_usage_testing::job_env(&t.db, now);
+    let attempt = env
+        .run(JobName::MinuteRollup, Acquire::Try, async |lock| {
+            let session = holder(&killer, &name)
+                .await
+                .expect("the job holds its lock");
+            killer
+                .execute_unprepared(&format!("KILL CONNECTION {session}"))
+                .await
+                .unwrap();
+            let r = rollup::process_pending_guarded(&t.db, lock, Granularity::Minute, now, &cfg)
+                .await?;
+            Ok(((), JobReport::rows(r.rows_written)))
+        })
+        .await;
+    assert!(
+        matches!(
+            attempt,
+            Attempt::Failed(gpu_usage_core::DomainError::LockLost { .. })
+        ),
+        "{attempt:?}"
+    );
+    assert_eq!(
+        statistics_minute::Entity::find()
+            .count(&t.db)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        rollup_pending::Entity::find().count(&t.db).await.unwrap(),
+        pending_before,
+        "nothing consumed"
+    );
+    wait_until_free(&killer, &name).await;
+
+    // The next holder does the work.
+    let attempt = env
+        .run(JobName::MinuteRollup, Acquire::Try, async |lock| {
+            let r = rollup::process_pending_guarded(&t.db, lock, Granularity::Minute, now, &cfg)
+                .await?;
+            Ok(((), JobReport::rows(r.rows_written)))
+        })
+        .await;
+    assert!(matches!(attempt, Attempt::Done(..)), "{attempt:?}");
+    // Ten minutes of GPU time plus the completion minute, global and
+    // endpoint scope (no spec).
+    assert_eq!(
+        statistics_minute::Entity::find()
+            .count(&t.db)
+            .await
+            .unwrap(),
+        2 * 11
+    );
+    killer.close().await.ok();
+}

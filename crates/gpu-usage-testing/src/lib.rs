@@ -7,4 +7,20 @@
 
 pub mod db;
 
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use gpu_usage_core::clock::ManualClock;
+use gpu_usage_core::jobs::JobEnv;
+use sea_orm::DatabaseConnection;
+
 pub use db::{Backend, TestDb, mysql_server_url};
+
+/// A job runner named `test` whose clock stands still at `now`.
+pub fn job_env(db: &DatabaseConnection, now: DateTime<Utc>) -> JobEnv {
+    JobEnv {
+        db: db.clone(),
+        runner: "test".to_owned(),
+        clock: Arc::new(ManualClock::frozen(now)),
+    }
+}

@@ -9,13 +9,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
-use chrono::Utc;
 use clap::{Parser, Subcommand, ValueEnum};
 use gpu_usage_core::backfill::{self, BackfillJob, BackfillStatus, RunOptions};
-use gpu_usage_core::jobs::JobName;
+use gpu_usage_core::jobs::{JobEnv, JobName};
 use gpu_usage_core::settings::{Settings, redact_url};
 use gpu_usage_core::types::{Levels, TimeRange, parse_utc};
-use gpu_usage_core::{EngineConfig, job_runs, status};
+use gpu_usage_core::{EngineConfig, job_runs, process, status};
 use indicatif::{ProgressBar, ProgressStyle};
 use sea_orm::DatabaseConnection;
 use secrecy::ExposeSecret;
@@ -94,31 +93,26 @@ pub async fn main() -> anyhow::Result<ExitCode> {
     let settings = Settings::load().context("loading settings")?;
     gpu_usage_core::telemetry::init(&settings.log)?;
     let db = connect(&settings).await?;
-    match cli.command.unwrap_or(Command::Run) {
+    let env = JobEnv {
+        db: db.clone(),
+        runner: job_runs::runner_id(&settings.worker.instance_id),
+        clock: Arc::new(SystemClock),
+    };
+    let result = match cli.command.unwrap_or(Command::Run) {
         Command::Run => {
-            crate::run(settings, db, gpu_usage_core::process::stop_requested()).await?;
+            crate::run(settings, db.clone(), process::stop_requested()).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::RunJob { job } => {
-            let code = run_job(&settings, db.clone(), job.into()).await;
-            db.close().await.ok();
-            Ok(code)
-        }
+        Command::RunJob { job } => Ok(run_job(&settings, env, job.into()).await),
         Command::Backfill {
             start,
             end,
             granularity,
-        } => {
-            let code = run_backfill(&settings, &db, start, end, &granularity).await;
-            db.close().await.ok();
-            code
-        }
-        Command::Status { json } => {
-            let r = print_status(&db, json).await;
-            db.close().await.ok();
-            r.map(|()| ExitCode::SUCCESS)
-        }
-    }
+        } => run_backfill(&settings, &env, start, end, &granularity).await,
+        Command::Status { json } => print_status(&env, json).await.map(|()| ExitCode::SUCCESS),
+    };
+    db.close().await.ok();
+    result
 }
 
 pub async fn connect(settings: &Settings) -> anyhow::Result<DatabaseConnection> {
@@ -134,12 +128,10 @@ pub async fn connect(settings: &Settings) -> anyhow::Result<DatabaseConnection> 
     Ok(db)
 }
 
-async fn run_job(settings: &Settings, db: DatabaseConnection, job: JobName) -> ExitCode {
+async fn run_job(settings: &Settings, env: JobEnv, job: JobName) -> ExitCode {
     let ctx = Arc::new(JobContext {
-        db,
+        env,
         engine: EngineConfig::from_settings(settings),
-        runner: job_runs::runner_id(&settings.worker.instance_id),
-        clock: Arc::new(SystemClock),
         metrics: Arc::new(Metrics::new()),
     });
     match jobs::run_job(&ctx, job).await {
@@ -168,12 +160,13 @@ async fn run_job(settings: &Settings, db: DatabaseConnection, job: JobName) -> E
 
 async fn run_backfill(
     settings: &Settings,
-    db: &DatabaseConnection,
+    env: &JobEnv,
     start: Option<String>,
     end: Option<String>,
     granularity: &str,
 ) -> anyhow::Result<ExitCode> {
-    let now = Utc::now();
+    let db = &env.db;
+    let now = env.now();
     let range = match (start, end) {
         (Some(s), Some(e)) => TimeRange::new(parse_utc("start", &s)?, parse_utc("end", &e)?)?,
         (Some(s), None) => TimeRange::new(parse_utc("start", &s)?, now)?,
@@ -211,7 +204,7 @@ async fn run_backfill(
     let stop = Arc::new(AtomicBool::new(false));
     let stop_on_signal = stop.clone();
     let signal_task = tokio::spawn(async move {
-        gpu_usage_core::process::stop_requested().await;
+        process::stop_requested().await;
         stop_on_signal.store(true, Ordering::Relaxed);
     });
     let stop_fn = || stop.load(Ordering::Relaxed);
@@ -220,9 +213,8 @@ async fn run_backfill(
         on_progress: &show,
         ..RunOptions::default()
     };
-    let now_fn = Utc::now;
     let finished = loop {
-        match backfill::run_job(db, job.id, &now_fn, &engine, &opts).await? {
+        match backfill::run_job(env, job.id, &engine, &opts).await? {
             Some(j) if j.is_finished() => break Some(j),
             Some(_) if stop_fn() => break None,
             // A rollup lock stayed busy; try again shortly.
@@ -276,8 +268,8 @@ async fn run_backfill(
     }
 }
 
-async fn print_status(db: &DatabaseConnection, json: bool) -> anyhow::Result<()> {
-    let now = Utc::now();
+async fn print_status(env: &JobEnv, json: bool) -> anyhow::Result<()> {
+    let (db, now) = (&env.db, env.now());
     let levels = status::rollup_status(db, now).await?;
     let runs = job_runs::latest_per_job(db).await?;
     let backfills = backfill::list(db, 10).await?;
@@ -316,8 +308,8 @@ async fn print_status(db: &DatabaseConnection, json: bool) -> anyhow::Result<()>
         let r = &s.last_run;
         println!(
             "  {:<14} {:<10} started {} by {} rows {} took {} last success {}{}",
-            s.job,
-            r.outcome,
+            s.job.as_str(),
+            r.outcome.as_str(),
             r.started_at.to_rfc3339(),
             r.runner,
             r.rows_written,

@@ -39,6 +39,7 @@ use std::time::Duration;
 use anyhow::Context;
 use gpu_usage_core::EngineConfig;
 use gpu_usage_core::job_runs;
+use gpu_usage_core::jobs::JobEnv;
 use gpu_usage_core::settings::{RedisSettings, Settings};
 use sea_orm::DatabaseConnection;
 use tokio::sync::watch;
@@ -144,10 +145,12 @@ pub fn spawn_with(
         .clone()
         .unwrap_or_else(|| job_runs::runner_id(&settings.worker.instance_id));
     let ctx = Arc::new(JobContext {
-        db,
+        env: JobEnv {
+            db,
+            runner: runner.clone(),
+            clock: opts.clock.clone(),
+        },
         engine: EngineConfig::from_settings(settings),
-        runner: runner.clone(),
-        clock: opts.clock.clone(),
         metrics: opts.metrics.clone(),
     });
     let (trigger, shutdown) = shutdown::channel();

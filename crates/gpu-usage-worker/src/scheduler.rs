@@ -97,7 +97,7 @@ impl Scheduler {
         let now = self.ctx.now();
         let mut slots = Vec::with_capacity(4);
         for (job, every) in self.intervals.jobs() {
-            let last = match job_runs::last_started(&self.ctx.db, job).await {
+            let last = match job_runs::last_started(self.ctx.db(), job).await {
                 Ok(last) => last,
                 Err(e) => {
                     tracing::warn!(job = job.as_str(), error = %e, "could not read job history; running now");
@@ -137,7 +137,7 @@ impl Scheduler {
                 if chain_held && matches!(job, JobName::HourlyRollup | JobName::DailyRollup) {
                     let o = JobOutcome::Chained;
                     self.ctx.metrics.job_finished(job, &o, Duration::ZERO, at);
-                    jobs::log_outcome(&self.ctx, job, &o, Duration::ZERO);
+                    self.ctx.env.log(job, &o, Duration::ZERO);
                     o
                 } else {
                     jobs::run_job(&self.ctx, job).await
@@ -159,7 +159,7 @@ impl Scheduler {
     pub async fn run(mut self, shutdown: Shutdown) {
         self.load_history().await;
         tracing::info!(
-            runner = %self.ctx.runner,
+            runner = %self.ctx.env.runner,
             minute_secs = self.intervals.minute.as_secs(),
             hourly_secs = self.intervals.hourly.as_secs(),
             daily_secs = self.intervals.daily.as_secs(),
@@ -173,11 +173,11 @@ impl Scheduler {
             }
             let next = self.next_wakeup();
             tokio::select! {
-                _ = self.ctx.clock.sleep_until(next) => {}
+                _ = self.ctx.env.clock.sleep_until(next) => {}
                 _ = shutdown.wait() => {}
             }
         }
-        tracing::info!(runner = %self.ctx.runner, "scheduler stopped");
+        tracing::info!(runner = %self.ctx.env.runner, "scheduler stopped");
     }
 }
 

@@ -260,7 +260,7 @@ impl StreamConsumer {
             let mut batch = chunk.to_vec();
             while !batch.is_empty() {
                 let inputs = batch.iter().map(|(_, r)| r.clone()).collect();
-                match ingest::ingest(&self.ctx.db, inputs, now, &self.ctx.engine).await {
+                match ingest::ingest(self.ctx.db(), inputs, now, &self.ctx.engine).await {
                     Ok(r) => {
                         report.inserted += r.inserted;
                         report.duplicates += r.duplicates;
@@ -317,7 +317,7 @@ impl StreamConsumer {
         report: &mut BatchReport,
         dead: &mut Vec<(usize, String)>,
     ) -> anyhow::Result<()> {
-        match ingest::ingest(&self.ctx.db, vec![input], now, &self.ctx.engine).await {
+        match ingest::ingest(self.ctx.db(), vec![input], now, &self.ctx.engine).await {
             Ok(r) => {
                 report.inserted += r.inserted;
                 report.duplicates += r.duplicates;

@@ -11,13 +11,14 @@ use std::pin::Pin;
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest, HttpResponse, get, post, web};
+use gpu_usage_core::aggregate::{self as manual, Aggregation};
 use gpu_usage_core::backfill;
+use gpu_usage_core::types::Levels;
 
 use crate::API_PREFIX;
 use crate::auth::{Admin, Reader};
 use crate::dto::{AggregateResponse, BackfillJobDto, BackfillListResponse, JobAccepted};
 use crate::error::{ApiError, ErrorBody, payload_error};
-use crate::ops::{self, AggregateOutcome};
 use crate::params::{AggregateParams, BackfillParams, ListParams, trigger_body};
 use crate::state::AppState;
 
@@ -59,15 +60,15 @@ pub async fn aggregate(
 ) -> Result<HttpResponse, ApiError> {
     let params = params.into_inner().merge(trigger_body(&body.0)?)?;
     let (levels, range) = params.parse(state.now(), &state.api)?;
-    match ops::aggregate(&state, levels, range).await? {
-        AggregateOutcome::Done(reports) => Ok(HttpResponse::Ok().json(AggregateResponse {
+    match manual::aggregate(&state.jobs, levels, range, &state.engine, state.aggregate).await? {
+        Aggregation::Done(reports) => Ok(HttpResponse::Ok().json(AggregateResponse {
             status: "completed".to_owned(),
             granularity: levels,
             start_time: range.start(),
             end_time: range.end(),
             levels: reports.into_iter().map(Into::into).collect(),
         })),
-        AggregateOutcome::Queued(job) => Ok(accepted(job.into())),
+        Aggregation::Queued(job) => Ok(accepted(job.into())),
     }
 }
 
@@ -106,7 +107,14 @@ pub async fn start_backfill(
         .into_inner()
         .merge(trigger_body(&body.0)?)?
         .parse(&state.api)?;
-    let job = ops::start_backfill(&state, range).await?;
+    let job = backfill::request(
+        &state.db,
+        range,
+        Levels::All,
+        state.now(),
+        &state.engine.retention,
+    )
+    .await?;
     Ok(accepted(job.into()))
 }
 

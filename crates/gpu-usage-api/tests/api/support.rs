@@ -5,6 +5,7 @@ use std::net::TcpListener;
 
 use chrono::{DateTime, Utc};
 use gpu_usage_api::{API_PREFIX, ApiOptions, Application};
+use gpu_usage_core::aggregate::AggregateOptions;
 use gpu_usage_core::clock::ManualClock;
 use gpu_usage_core::settings::{ApiToken, Role, Settings};
 use gpu_usage_core::types::parse_utc;
@@ -62,8 +63,10 @@ pub fn options() -> ApiOptions {
     ApiOptions {
         clock: std::sync::Arc::new(ManualClock::frozen(now())),
         workers: Some(1),
-        lock_wait: std::time::Duration::from_millis(200),
-        ..ApiOptions::default()
+        aggregate: AggregateOptions {
+            lock_wait: std::time::Duration::from_millis(200),
+            ..AggregateOptions::default()
+        },
     }
 }
 

@@ -147,10 +147,14 @@ async fn long_ranges_become_backfill_jobs(db: TestDb) {
 
     // The worker executes jobs; here the test plays the worker.
     let cfg = EngineConfig::from_settings(&app.settings);
-    let ran = backfill::run_next(&app.db.db, &now, &cfg)
-        .await
-        .unwrap()
-        .unwrap();
+    let ran = backfill::run_next(
+        &gpu_usage_testing::job_env(&app.db.db, now()),
+        &cfg,
+        &backfill::RunOptions::default(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
     assert_eq!(ran.id, id);
     let done = app.get_json(&format!("/backfill/{id}")).await;
     assert_eq!(done["status"], "succeeded", "{done}");

@@ -29,6 +29,7 @@ use self::compute::Buckets;
 use self::horizon::Horizons;
 use crate::EngineConfig;
 use crate::error::Result;
+use crate::locks::{Guard, Unguarded};
 use crate::types::{Granularity, TimeRange};
 
 /// What one rollup call did.
@@ -83,11 +84,25 @@ const PENDING_BATCH: u64 = 5_000;
 /// Rounds per call; what is left waits for the next tick.
 const PENDING_ROUNDS: usize = 50;
 
-/// Rebuilds `level` over `range` (widened to whole buckets), queues the
-/// range for the next coarser level, and drops this level's pending entries
-/// that lay wholly inside it.
+/// [`recompute_guarded`] for callers that know they are alone (tests,
+/// one-off tools): no lock is checked.
 pub async fn recompute(
     db: &(impl ConnectionTrait + TransactionTrait),
+    level: Granularity,
+    range: TimeRange,
+    now: DateTime<Utc>,
+    cfg: &EngineConfig,
+) -> Result<RollupReport> {
+    recompute_guarded(db, &Unguarded, level, range, now, cfg).await
+}
+
+/// Rebuilds `level` over `range` (widened to whole buckets), queues the
+/// range for the next coarser level, and drops this level's pending entries
+/// that lay wholly inside it. `guard` (the level's job lock) is verified
+/// before every write.
+pub async fn recompute_guarded(
+    db: &(impl ConnectionTrait + TransactionTrait),
+    guard: &impl Guard,
     level: Granularity,
     range: TimeRange,
     now: DateTime<Utc>,
@@ -98,15 +113,27 @@ pub async fn recompute(
     // anything queued after the read stays queued.
     let covered = pending::ids_within(db, level, aligned).await?;
     let horizons = horizon::load(db, now, &cfg.retention).await?;
-    let mut report = recompute_with(db, level, aligned, &horizons, now, cfg).await?;
+    let mut report = recompute_with(db, guard, level, aligned, &horizons, now, cfg).await?;
     report.ranges = 1;
+    guard.verify().await?;
     report.pending_consumed = pending::consume(db, &covered).await?;
     Ok(report)
 }
 
-/// The periodic job of one level: folds in everything pending for it.
+/// [`process_pending_guarded`] without a lock check (tests).
 pub async fn process_pending(
     db: &(impl ConnectionTrait + TransactionTrait),
+    level: Granularity,
+    now: DateTime<Utc>,
+    cfg: &EngineConfig,
+) -> Result<RollupReport> {
+    process_pending_guarded(db, &Unguarded, level, now, cfg).await
+}
+
+/// The periodic job of one level: folds in everything pending for it.
+pub async fn process_pending_guarded(
+    db: &(impl ConnectionTrait + TransactionTrait),
+    guard: &impl Guard,
     level: Granularity,
     now: DateTime<Utc>,
     cfg: &EngineConfig,
@@ -120,10 +147,11 @@ pub async fn process_pending(
         let horizons = horizon::load(db, now, &cfg.retention).await?;
         let ranges = pending::merge(taken.iter().map(|(_, r)| r.align(level)).collect());
         for range in &ranges {
-            report.absorb(recompute_with(db, level, *range, &horizons, now, cfg).await?);
+            report.absorb(recompute_with(db, guard, level, *range, &horizons, now, cfg).await?);
         }
         report.ranges += ranges.len();
         let ids: Vec<i64> = taken.iter().map(|(id, _)| *id).collect();
+        guard.verify().await?;
         report.pending_consumed += pending::consume(db, &ids).await?;
         if (taken.len() as u64) < PENDING_BATCH {
             break;
@@ -177,6 +205,7 @@ fn plan(
 
 async fn recompute_with(
     db: &(impl ConnectionTrait + TransactionTrait),
+    guard: &impl Guard,
     level: Granularity,
     range: TimeRange,
     horizons: &Horizons,
@@ -197,6 +226,7 @@ async fn recompute_with(
     for (part, source) in parts {
         for chunk in part.chunks(chunk_len(level)) {
             let buckets = build(db, level, chunk, source, cfg).await?;
+            guard.verify().await?;
             report.rows_written += write_with_retry(db, level, chunk, &buckets, now).await?;
             report.buckets += bucket_count(level, chunk);
         }

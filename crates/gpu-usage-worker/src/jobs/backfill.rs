@@ -49,14 +49,14 @@ pub async fn poll_loop(ctx: Arc<JobContext>, every: Duration, shutdown: Shutdown
                 };
                 ctx.metrics
                     .job_finished(JobName::Backfill, &outcome, started.elapsed(), ctx.now());
-                tracing::warn!(runner = %ctx.runner, error = %e, failures, "backfill poll failed");
+                tracing::warn!(runner = %ctx.env.runner, error = %e, failures, "backfill poll failed");
                 every * i32::try_from(failures.min(6)).unwrap_or(6)
             }
         };
         if wait > TimeDelta::zero() {
             let deadline = ctx.now() + wait;
             tokio::select! {
-                _ = ctx.clock.sleep_until(deadline) => {}
+                _ = ctx.env.clock.sleep_until(deadline) => {}
                 _ = shutdown.wait() => {}
             }
         }
@@ -85,6 +85,5 @@ pub async fn run_once(
         on_progress: &on_progress,
         ..RunOptions::default()
     };
-    let now = || ctx.clock.now();
-    backfill::run_next_with(&ctx.db, &now, &ctx.engine, &opts).await
+    backfill::run_next(&ctx.env, &ctx.engine, &opts).await
 }

@@ -2,12 +2,14 @@
 //! counts as failed (so it is retried with back-off), but the other tables'
 //! deletes have been done.
 
+use gpu_usage_core::DomainError;
+use gpu_usage_core::jobs::JobReport;
 use gpu_usage_core::retention;
 
-use super::{JobContext, JobReport};
+use super::JobContext;
 
-pub async fn run(ctx: &JobContext) -> anyhow::Result<JobReport> {
-    let report = retention::cleanup(&ctx.db, ctx.now(), &ctx.engine.retention).await;
+pub async fn run(ctx: &JobContext) -> Result<JobReport, DomainError> {
+    let report = retention::cleanup(ctx.db(), ctx.now(), &ctx.engine.retention).await;
     let summary = report.summary();
     for t in &report.tables {
         tracing::info!(
@@ -20,7 +22,9 @@ pub async fn run(ctx: &JobContext) -> anyhow::Result<JobReport> {
         );
     }
     if !report.is_ok() {
-        anyhow::bail!("cleanup incomplete: {summary}");
+        return Err(DomainError::Partial(format!(
+            "cleanup incomplete: {summary}"
+        )));
     }
     Ok(JobReport {
         rows_written: report.deleted(),

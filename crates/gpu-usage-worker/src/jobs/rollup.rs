@@ -1,19 +1,21 @@
 //! The periodic rollup of one level: fold in everything pending for it
 //! (new records, late data, downtime), not only "the previous period".
 
-use anyhow::Context;
-use gpu_usage_core::jobs::JobName;
+use gpu_usage_core::DomainError;
+use gpu_usage_core::jobs::JobReport;
+use gpu_usage_core::locks::JobLock;
 use gpu_usage_core::rollup;
+use gpu_usage_core::types::Granularity;
 
-use super::{JobContext, JobReport};
+use super::JobContext;
 
-pub async fn run(ctx: &JobContext, job: JobName) -> anyhow::Result<JobReport> {
-    let level = job
-        .level()
-        .with_context(|| format!("{job} is not a rollup job"))?;
-    let report = rollup::process_pending(&ctx.db, level, ctx.now(), &ctx.engine)
-        .await
-        .with_context(|| format!("{level} rollup"))?;
+pub async fn run(
+    ctx: &JobContext,
+    level: Granularity,
+    lock: &JobLock,
+) -> Result<JobReport, DomainError> {
+    let report =
+        rollup::process_pending_guarded(ctx.db(), lock, level, ctx.now(), &ctx.engine).await?;
     let mut detail = format!(
         "{} range(s), {} bucket(s), {} pending entr(ies) consumed",
         report.ranges, report.buckets, report.pending_consumed

@@ -27,10 +27,12 @@ pub fn settings() -> Settings {
 
 pub fn context(db: DatabaseConnection, clock: Arc<dyn Clock>, runner: &str) -> Arc<JobContext> {
     Arc::new(JobContext {
-        db,
+        env: gpu_usage_core::jobs::JobEnv {
+            db,
+            runner: runner.to_owned(),
+            clock,
+        },
         engine: EngineConfig::default(),
-        runner: runner.to_owned(),
-        clock,
         metrics: Arc::new(Metrics::new()),
     })
 }
