@@ -1,39 +1,57 @@
-//! CSV rendering of statistics pages (RFC 4180: comma-separated, CRLF,
-//! quoted where needed, a header row). Nulls are empty cells.
+//! CSV of any row type, from its `Serialize` and `ToSchema` derives: the
+//! header is the row's documented fields in order, the cells are what its
+//! JSON would hold (RFC 4180 quoting by the `csv` crate; nulls are empty
+//! cells). The database `id` is not exported.
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::openapi::{RefOr, Schema};
 
-use crate::dto::{DailyRow, HourlyRow, MinuteRow};
+/// Fields of a row type that stay out of CSV exports.
+const NOT_EXPORTED: &[&str] = &["id"];
 
-pub trait CsvRow {
-    const HEADER: &'static [&'static str];
-    fn cells(&self) -> Vec<String>;
-}
-
-pub fn render<R: CsvRow>(rows: &[R]) -> String {
-    let mut out = String::with_capacity(64 * (rows.len() + 1));
-    push_line(&mut out, R::HEADER.iter().map(|h| (*h).to_owned()));
-    for r in rows {
-        push_line(&mut out, r.cells().into_iter());
+/// The CSV header of `T`: its fields in declaration order.
+pub fn header<T: utoipa::ToSchema>() -> Vec<String> {
+    match T::schema() {
+        RefOr::T(Schema::Object(o)) => o
+            .properties
+            .keys()
+            .filter(|k| !NOT_EXPORTED.contains(&k.as_str()))
+            .cloned()
+            .collect(),
+        _ => Vec::new(),
     }
-    out
 }
 
-fn push_line(out: &mut String, cells: impl Iterator<Item = String>) {
-    for (i, c) in cells.enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str(&quote(&c));
+pub fn render<T: Serialize + utoipa::ToSchema>(rows: &[T]) -> Result<String, csv::Error> {
+    let header = header::<T>();
+    let mut out = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::CRLF)
+        .from_writer(Vec::with_capacity(64 * (rows.len() + 1)));
+    out.write_record(&header)?;
+    for row in rows {
+        let value =
+            serde_json::to_value(row).map_err(|e| csv::Error::from(std::io::Error::other(e)))?;
+        out.write_record(header.iter().map(|name| cell(value.get(name))))?;
     }
-    out.push_str("\r\n");
+    let bytes = out
+        .into_inner()
+        .map_err(|e| csv::Error::from(std::io::Error::other(e.to_string())))?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
-fn quote(cell: &str) -> String {
-    if cell.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", cell.replace('"', "\"\""))
-    } else {
-        cell.to_owned()
+fn cell(v: Option<&Value>) -> String {
+    match v {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => text(s),
+        // Decimals print as the shortest form that reads back the same
+        // (`3`, `0.5`), integers as integers.
+        Some(Value::Number(n)) => match (n.as_i64(), n.as_f64()) {
+            (Some(i), _) => i.to_string(),
+            (None, Some(f)) => f.to_string(),
+            _ => n.to_string(),
+        },
+        Some(other) => other.to_string(),
     }
 }
 
@@ -47,148 +65,38 @@ fn text(s: &str) -> String {
     }
 }
 
-fn opt_text(s: &Option<String>) -> String {
-    s.as_deref().map(text).unwrap_or_default()
-}
-
-fn time(t: &DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
-}
-
-fn opt_time(t: &Option<DateTime<Utc>>) -> String {
-    t.as_ref().map(time).unwrap_or_default()
-}
-
-fn opt_num(v: &Option<f64>) -> String {
-    v.map(|v| v.to_string()).unwrap_or_default()
-}
-
-impl CsvRow for MinuteRow {
-    const HEADER: &'static [&'static str] = &[
-        "time_bucket",
-        "scope_type",
-        "scope_value",
-        "total_tasks",
-        "completed_tasks",
-        "failed_tasks",
-        "total_gpu_seconds",
-        "total_gpu_hours",
-        "avg_gpu_count",
-        "max_gpu_count",
-        "period_start",
-        "period_end",
-        "updated_at",
-    ];
-
-    fn cells(&self) -> Vec<String> {
-        vec![
-            time(&self.time_bucket),
-            self.scope_type.clone(),
-            opt_text(&self.scope_value),
-            self.total_tasks.to_string(),
-            self.completed_tasks.to_string(),
-            self.failed_tasks.to_string(),
-            self.total_gpu_seconds.to_string(),
-            self.total_gpu_hours.to_string(),
-            self.avg_gpu_count.to_string(),
-            self.max_gpu_count.to_string(),
-            time(&self.period_start),
-            time(&self.period_end),
-            time(&self.updated_at),
-        ]
-    }
-}
-
-impl CsvRow for HourlyRow {
-    const HEADER: &'static [&'static str] = &[
-        "time_bucket",
-        "scope_type",
-        "scope_value",
-        "total_tasks",
-        "completed_tasks",
-        "failed_tasks",
-        "total_gpu_hours",
-        "avg_gpu_count",
-        "max_gpu_count",
-        "peak_minute",
-        "peak_gpu_hours",
-        "period_start",
-        "period_end",
-        "updated_at",
-    ];
-
-    fn cells(&self) -> Vec<String> {
-        vec![
-            time(&self.time_bucket),
-            self.scope_type.clone(),
-            opt_text(&self.scope_value),
-            self.total_tasks.to_string(),
-            self.completed_tasks.to_string(),
-            self.failed_tasks.to_string(),
-            self.total_gpu_hours.to_string(),
-            self.avg_gpu_count.to_string(),
-            self.max_gpu_count.to_string(),
-            opt_time(&self.peak_minute),
-            opt_num(&self.peak_gpu_hours),
-            time(&self.period_start),
-            time(&self.period_end),
-            time(&self.updated_at),
-        ]
-    }
-}
-
-impl CsvRow for DailyRow {
-    const HEADER: &'static [&'static str] = &[
-        "time_bucket",
-        "scope_type",
-        "scope_value",
-        "total_tasks",
-        "completed_tasks",
-        "failed_tasks",
-        "total_gpu_hours",
-        "avg_gpu_count",
-        "max_gpu_count",
-        "peak_hour",
-        "peak_gpu_hours",
-        "available_gpu_hours",
-        "utilization_rate",
-        "period_start",
-        "period_end",
-        "updated_at",
-    ];
-
-    fn cells(&self) -> Vec<String> {
-        vec![
-            time(&self.time_bucket),
-            self.scope_type.clone(),
-            opt_text(&self.scope_value),
-            self.total_tasks.to_string(),
-            self.completed_tasks.to_string(),
-            self.failed_tasks.to_string(),
-            self.total_gpu_hours.to_string(),
-            self.avg_gpu_count.to_string(),
-            self.max_gpu_count.to_string(),
-            opt_time(&self.peak_hour),
-            opt_num(&self.peak_gpu_hours),
-            opt_num(&self.available_gpu_hours),
-            opt_num(&self.utilization_rate),
-            time(&self.period_start),
-            time(&self.period_end),
-            time(&self.updated_at),
-        ]
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    #[derive(Serialize, utoipa::ToSchema)]
+    struct Example {
+        id: i64,
+        name: String,
+        hours: f64,
+        note: Option<String>,
+    }
+
     #[test]
-    fn quoting_and_formula_guard() {
-        assert_eq!(quote("plain"), "plain");
-        assert_eq!(quote("a,b"), "\"a,b\"");
-        assert_eq!(quote("say \"hi\""), "\"say \"\"hi\"\"\"");
-        assert_eq!(text("=SUM(A1)"), "'=SUM(A1)");
-        assert_eq!(text("llama-70b"), "llama-70b");
+    fn quoting_formula_guard_and_numbers() {
+        let rows = [
+            Example {
+                id: 1,
+                name: "a,b".into(),
+                hours: 3.0,
+                note: None,
+            },
+            Example {
+                id: 2,
+                name: "=SUM(A1)".into(),
+                hours: 0.25,
+                note: Some("say \"hi\"".into()),
+            },
+        ];
+        assert_eq!(
+            render(&rows).unwrap(),
+            "name,hours,note\r\n\"a,b\",3,\r\n'=SUM(A1),0.25,\"say \"\"hi\"\"\"\r\n"
+        );
+        assert_eq!(render::<Example>(&[]).unwrap(), "name,hours,note\r\n");
     }
 }

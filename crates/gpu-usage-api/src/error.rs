@@ -32,33 +32,12 @@ pub struct ErrorBody {
     pub field: Option<String>,
     /// Every problem of a rejected ingest batch.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub problems: Option<Vec<RecordProblemDto>>,
+    pub problems: Option<Vec<RecordProblem>>,
     /// Extra context, e.g. which levels an aggregation finished before it
     /// failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub details: Option<serde_json::Value>,
-}
-
-/// One problem with one record of a rejected batch.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct RecordProblemDto {
-    /// Position in the batch, from 0.
-    pub index: usize,
-    pub task_id: Option<String>,
-    pub field: String,
-    pub message: String,
-}
-
-impl From<RecordProblem> for RecordProblemDto {
-    fn from(p: RecordProblem) -> Self {
-        Self {
-            index: p.index,
-            task_id: p.task_id,
-            field: p.field,
-            message: p.message,
-        }
-    }
 }
 
 #[derive(Debug)]
@@ -95,6 +74,17 @@ impl ApiError {
 
     pub fn unauthorized(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    /// A failure of ours, not the client's: logged in full, answered
+    /// without detail.
+    pub fn internal(e: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %e, "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error",
+        )
     }
 
     pub fn forbidden(message: impl Into<String>) -> Self {
@@ -150,7 +140,7 @@ impl From<DomainError> for ApiError {
                         gpu_usage_core::error::invalid_records(&problems)
                     ),
                 );
-                err.body.problems = Some(problems.into_iter().map(Into::into).collect());
+                err.body.problems = Some(problems);
                 err
             }
             DomainError::NotFound { what } => ApiError::new(

@@ -14,12 +14,13 @@
 //! - [`params`]: query strings and trigger bodies parsed into domain types
 //!   (`ScopeFilter`, `Granularity`, `TimeRange`, pages); defaults apply only
 //!   to absent values, bad values are errors.
-//! - [`dto`]: the wire format (response and documented request types),
-//!   built from domain types, never from entities.
+//! - [`wire`]: the API's own envelopes (pages, job acceptance, status)
+//!   around the domain's row, summary, job and report types, which are
+//!   serialised and documented as they are.
 //! - [`error`]: the one mapping from `DomainError` (and actix's own
 //!   extractor and routing errors) to status codes and the JSON error shape.
 //! - [`auth`]: bearer tokens with roles read < ingest < admin.
-//! - [`csv`]: CSV rendering of statistics pages.
+//! - [`csv`]: CSV of any row type, from its serde and OpenAPI derives.
 //! - [`openapi`]: document metadata and the reference page.
 //! - [`state`]: what handlers share.
 //!
@@ -29,13 +30,13 @@
 
 pub mod auth;
 pub mod csv;
-pub mod dto;
 pub mod error;
 pub mod openapi;
 pub mod params;
 pub mod routes;
 pub mod startup;
 pub mod state;
+pub mod wire;
 
 pub use startup::{Application, StartupError, bind, openapi_document};
 pub use state::ApiOptions;

@@ -212,7 +212,6 @@ impl StatsParams {
         let format = given(self.format).map(|f| parse_format(&f)).transpose()?;
         Ok((
             StatsQuery {
-                level,
                 scope,
                 range,
                 page: PageRequest {

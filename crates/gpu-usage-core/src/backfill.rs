@@ -81,8 +81,8 @@ impl BackfillStatus {
     pub const ACTIVE: [BackfillStatus; 2] = [BackfillStatus::Pending, BackfillStatus::Running];
 }
 
-/// A backfill job as the API returns it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// A tracked backfill job, as the API returns it.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct BackfillJob {
     pub id: i64,
     pub start_time: DateTime<Utc>,

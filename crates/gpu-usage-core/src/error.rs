@@ -59,7 +59,7 @@ pub enum DomainError {
 }
 
 /// One problem with one record of an ingest batch.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct RecordProblem {
     /// Position in the batch, from 0.
     pub index: usize,

@@ -347,7 +347,7 @@ pub fn validate(
 }
 
 /// A known task_id arrived with different content.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Conflict {
     /// Position in the batch, from 0.
     pub index: usize,
@@ -356,7 +356,10 @@ pub struct Conflict {
     pub fields: Vec<String>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+/// What an ingest call did. Replays of stored records are duplicates;
+/// different content under a stored task_id is a conflict, and the stored
+/// record is kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct IngestReport {
     pub received: usize,
     pub inserted: usize,

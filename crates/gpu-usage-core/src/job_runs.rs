@@ -74,7 +74,7 @@ impl fmt::Display for RunOutcome {
 }
 
 /// One job execution, as the API and the CLI show it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct JobRun {
     pub id: i64,
     pub job: JobName,
@@ -101,10 +101,11 @@ impl From<job_run::Model> for JobRun {
     }
 }
 
-/// The latest execution of a job and its latest success, for `/status`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// The latest execution of a job (its fields inline) and its latest
+/// success, for `/status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct JobRunSummary {
-    pub job: JobName,
+    #[serde(flatten)]
     pub last_run: JobRun,
     pub last_success_at: Option<DateTime<Utc>>,
     /// Milliseconds of the latest run, once it finished.
@@ -304,7 +305,6 @@ pub async fn latest_per_job(db: &impl ConnectionTrait) -> Result<Vec<JobRunSumma
         out.insert(
             job.as_str(),
             JobRunSummary {
-                job,
                 last_run: last.into(),
                 last_success_at: last_success_at.flatten(),
                 last_duration_ms,

@@ -38,6 +38,7 @@ pub mod error;
 pub mod ingest;
 pub mod job_runs;
 pub mod jobs;
+pub mod level;
 pub mod locks;
 pub mod process;
 pub mod query;

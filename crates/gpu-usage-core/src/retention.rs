@@ -23,13 +23,11 @@ use sea_orm::{
 };
 use serde::Serialize;
 
-use crate::entities::{
-    backfill_job, job_run, record, statistics_daily, statistics_hourly, statistics_minute,
-};
+use crate::entities::{backfill_job, job_run, record};
 use crate::error::{DomainError, Result};
+use crate::level::{Daily, Hourly, Level, Minute, StatsColumn};
 use crate::rollup::horizon;
 use crate::settings::RetentionSettings;
-use crate::types::{Granularity, day_start};
 
 /// Upper bound of ids per `DELETE ... WHERE id IN (...)`: SQLite's limit on
 /// bound parameters is 32,766.
@@ -115,56 +113,15 @@ pub async fn cleanup(
     );
 
     // Statistics by whole buckets, so a bucket is either kept or gone.
-    let cutoff = Granularity::Minute
-        .retention(settings)
-        .map(|d| Granularity::Minute.floor(now - d));
-    report.tables.push(
-        run_table(Granularity::Minute.table_name(), cutoff, |c| async move {
-            horizon::record_deletion(db, Granularity::Minute.table_name(), c, now).await?;
-            delete_in_batches::<statistics_minute::Entity>(
-                db,
-                statistics_minute::Column::Id,
-                Condition::all().add(statistics_minute::Column::TimeBucket.lt(c)),
-                batch,
-            )
-            .await
-        })
-        .await,
-    );
-
-    let cutoff = Granularity::Hourly
-        .retention(settings)
-        .map(|d| Granularity::Hourly.floor(now - d));
-    report.tables.push(
-        run_table(Granularity::Hourly.table_name(), cutoff, |c| async move {
-            horizon::record_deletion(db, Granularity::Hourly.table_name(), c, now).await?;
-            delete_in_batches::<statistics_hourly::Entity>(
-                db,
-                statistics_hourly::Column::Id,
-                Condition::all().add(statistics_hourly::Column::TimeBucket.lt(c)),
-                batch,
-            )
-            .await
-        })
-        .await,
-    );
-
-    let cutoff = Granularity::Daily
-        .retention(settings)
-        .map(|d| day_start((now - d).date_naive()));
-    report.tables.push(
-        run_table(Granularity::Daily.table_name(), cutoff, |c| async move {
-            horizon::record_deletion(db, Granularity::Daily.table_name(), c, now).await?;
-            delete_in_batches::<statistics_daily::Entity>(
-                db,
-                statistics_daily::Column::Id,
-                Condition::all().add(statistics_daily::Column::TimeBucket.lt(c.date_naive())),
-                batch,
-            )
-            .await
-        })
-        .await,
-    );
+    report
+        .tables
+        .push(level_table::<Minute>(db, now, settings).await);
+    report
+        .tables
+        .push(level_table::<Hourly>(db, now, settings).await);
+    report
+        .tables
+        .push(level_table::<Daily>(db, now, settings).await);
 
     let bookkeeping = keep(settings.job_runs_days).map(|d| now - d);
     report.tables.push(
@@ -201,6 +158,30 @@ pub async fn cleanup(
     );
 
     report
+}
+
+/// The expired buckets of one statistics level, after raising its
+/// horizon to the cutoff.
+async fn level_table<L: Level>(
+    db: &impl ConnectionTrait,
+    now: DateTime<Utc>,
+    settings: &RetentionSettings,
+) -> TableCleanup {
+    let g = L::GRANULARITY;
+    let cutoff = g.retention(settings).map(|keep| g.floor(now - keep));
+    let batch = settings.delete_batch_size.max(1);
+    run_table(g.table_name(), cutoff, |c| async move {
+        horizon::record_deletion(db, g.table_name(), c, now).await?;
+        let col = <L::Column as StatsColumn>::TIME_BUCKET;
+        delete_in_batches::<L::Entity>(
+            db,
+            <L::Column as StatsColumn>::ID,
+            Condition::all().add(col.lt(L::bucket_value(c))),
+            batch,
+        )
+        .await
+    })
+    .await
 }
 
 async fn run_table<F, Fut>(

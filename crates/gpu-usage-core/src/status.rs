@@ -11,7 +11,7 @@ use crate::error::Result;
 use crate::rollup::pending;
 use crate::types::Granularity;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct LevelStatus {
     pub level: Granularity,
     /// Pending entries queued for this level.

@@ -424,10 +424,13 @@ pub fn parse_utc(field: &'static str, s: &str) -> Result<DateTime<Utc>, DomainEr
     Ok(t)
 }
 
-/// A half-open UTC interval `[start, end)` with `start < end`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// A half-open UTC interval `[start, end)` with `start < end`. Built only
+/// through [`TimeRange::new`]; serialised as `{start_time, end_time}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 pub struct TimeRange {
+    #[serde(rename = "start_time")]
     start: DateTime<Utc>,
+    #[serde(rename = "end_time")]
     end: DateTime<Utc>,
 }
 

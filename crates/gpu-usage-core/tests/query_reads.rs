@@ -5,8 +5,9 @@
 use chrono::{DateTime, TimeDelta, Utc};
 use gpu_usage_core::DomainError;
 use gpu_usage_core::entities::{record, statistics_daily, statistics_hourly};
+use gpu_usage_core::level::{Daily, Hourly, Level, Row};
 use gpu_usage_core::query::*;
-use gpu_usage_core::types::{Granularity, ScopeFilter, ScopeType, TaskStatus, TimeRange, day_of};
+use gpu_usage_core::types::{ScopeFilter, ScopeType, TaskStatus, TimeRange, day_of};
 use gpu_usage_testing::TestDb;
 use rust_decimal::Decimal;
 use sea_orm::{ActiveModelTrait, Set};
@@ -59,20 +60,22 @@ async fn hourly(
     .unwrap();
 }
 
-fn query(level: Granularity, scope: ScopeFilter, from: &str, to: &str, limit: u64) -> StatsQuery {
+fn query(scope: ScopeFilter, from: &str, to: &str, limit: u64) -> StatsQuery {
     StatsQuery {
-        level,
         scope,
         range: TimeRange::new(t(from), t(to)).unwrap(),
         page: PageRequest::first(limit),
     }
 }
 
-async fn all_pages(db: &TestDb, mut q: StatsQuery) -> (Vec<StatsRow>, Vec<StatsPage>) {
+async fn all_pages<L: Level>(
+    db: &TestDb,
+    mut q: StatsQuery,
+) -> (Vec<L::Row>, Vec<StatsPage<L::Row>>) {
     let mut rows = Vec::new();
     let mut pages = Vec::new();
     loop {
-        let page = statistics(&db.db, &q).await.unwrap();
+        let page = statistics::<L>(&db.db, &q).await.unwrap();
         rows.extend(page.rows.clone());
         let next = page.next_cursor.clone();
         pages.push(page);
@@ -140,10 +143,9 @@ async fn pages_summary_and_order(t_db: TestDb) {
     .await;
 
     let every_endpoint = ScopeFilter::new(ScopeType::Endpoint, None).unwrap();
-    let full = statistics(
+    let full = statistics::<Hourly>(
         &db.db,
         &query(
-            Granularity::Hourly,
             every_endpoint.clone(),
             "2026-01-01T00:00:00Z",
             "2026-01-01T03:00:00Z",
@@ -183,21 +185,17 @@ async fn pages_summary_and_order(t_db: TestDb) {
     assert_eq!(s.avg_gpu_count, 3.57);
     assert_eq!(s.max_gpu_count, 8);
     // Hour 02 has 3 h over both endpoints, hour 01 also 3 h: tie, earliest wins.
-    let peak = s.peak.clone().unwrap();
-    assert_eq!(peak.time_bucket, t("2026-01-01T01:00:00Z"));
-    assert_eq!(peak.gpu_hours, 3.0);
+    assert_eq!(s.peak_time_bucket, Some(t("2026-01-01T01:00:00Z")));
+    assert_eq!(s.peak_gpu_hours.map(f64::from), Some(3.0));
     assert_eq!(full.rows[0].total_gpu_hours, 0.5);
-    assert!(
-        matches!(full.rows[0].level, LevelFields::Hourly { peak_gpu_hours: Some(p), .. } if p == 0.5)
-    );
+    assert!(full.rows[0].peak_gpu_hours.map(f64::from) == Some(0.5));
 
     // Every page size yields the same rows exactly once, and the same
     // total and summary on every page.
     for limit in 1..=6 {
-        let (rows, pages) = all_pages(
+        let (rows, pages) = all_pages::<Hourly>(
             db,
             query(
-                Granularity::Hourly,
                 every_endpoint.clone(),
                 "2026-01-01T00:00:00Z",
                 "2026-01-01T03:00:00Z",
@@ -214,10 +212,9 @@ async fn pages_summary_and_order(t_db: TestDb) {
     }
 
     // One value of a scope; global excludes endpoint rows.
-    let one = statistics(
+    let one = statistics::<Hourly>(
         &db.db,
         &query(
-            Granularity::Hourly,
             ScopeFilter::new(ScopeType::Endpoint, Some("a".into())).unwrap(),
             "2026-01-01T00:00:00Z",
             "2026-01-01T03:00:00Z",
@@ -232,10 +229,9 @@ async fn pages_summary_and_order(t_db: TestDb) {
             .iter()
             .all(|r| r.scope_value.as_deref() == Some("a"))
     );
-    let global = statistics(
+    let global = statistics::<Hourly>(
         &db.db,
         &query(
-            Granularity::Hourly,
             ScopeFilter::global(),
             "2026-01-01T01:00:00Z",
             "2026-01-01T03:00:00Z",
@@ -251,10 +247,9 @@ async fn pages_summary_and_order(t_db: TestDb) {
     assert_eq!(global.rows[0].avg_gpu_count, 4.0);
 
     // A cursor from another query is refused, not misapplied.
-    let first = statistics(
+    let first = statistics::<Hourly>(
         &db.db,
         &query(
-            Granularity::Hourly,
             every_endpoint.clone(),
             "2026-01-01T00:00:00Z",
             "2026-01-01T03:00:00Z",
@@ -264,7 +259,6 @@ async fn pages_summary_and_order(t_db: TestDb) {
     .await
     .unwrap();
     let mut other = query(
-        Granularity::Hourly,
         ScopeFilter::global(),
         "2026-01-01T00:00:00Z",
         "2026-01-01T03:00:00Z",
@@ -272,15 +266,14 @@ async fn pages_summary_and_order(t_db: TestDb) {
     );
     other.page.cursor = first.next_cursor;
     assert!(matches!(
-        statistics(&db.db, &other).await,
+        statistics::<Hourly>(&db.db, &other).await,
         Err(DomainError::Invalid { .. })
     ));
 
     // Nothing matches: empty rows, zero summary, no peak.
-    let none = statistics(
+    let none = statistics::<Hourly>(
         &db.db,
         &query(
-            Granularity::Hourly,
             ScopeFilter::global(),
             "2025-01-01T00:00:00Z",
             "2025-01-02T00:00:00Z",
@@ -293,7 +286,8 @@ async fn pages_summary_and_order(t_db: TestDb) {
     assert_eq!(none.total, 0);
     assert_eq!(none.summary.total_gpu_hours, 0.0);
     assert_eq!(none.summary.avg_gpu_count, 0.0);
-    assert_eq!(none.summary.peak, None);
+    assert_eq!(none.summary.peak_time_bucket, None);
+    assert_eq!(none.summary.peak_gpu_hours, None);
 
     let scopes = scopes(&db.db).await.unwrap();
     assert_eq!(scopes.endpoints, vec!["a".to_owned(), "b".to_owned()]);
@@ -328,10 +322,9 @@ async fn daily_includes_the_day_holding_start(t_db: TestDb) {
         .await
         .unwrap();
     }
-    let page = statistics(
+    let page = statistics::<Daily>(
         &db.db,
         &query(
-            Granularity::Daily,
             ScopeFilter::global(),
             "2026-01-01T12:00:00Z",
             "2026-01-02T00:00:00Z",
@@ -341,11 +334,10 @@ async fn daily_includes_the_day_holding_start(t_db: TestDb) {
     .await
     .unwrap();
     assert_eq!(page.rows.len(), 1);
-    assert_eq!(page.rows[0].time_bucket, t("2026-01-01T00:00:00Z"));
-    let page = statistics(
+    assert_eq!(page.rows[0].time_bucket(), t("2026-01-01T00:00:00Z"));
+    let page = statistics::<Daily>(
         &db.db,
         &query(
-            Granularity::Daily,
             ScopeFilter::global(),
             "2026-01-01T12:00:00Z",
             "2026-01-02T00:00:01Z",
@@ -356,23 +348,13 @@ async fn daily_includes_the_day_holding_start(t_db: TestDb) {
     .unwrap();
     assert_eq!(page.total, 2);
     assert_eq!(page.summary.total_gpu_hours, 2.5);
-    match &page.rows[1].level {
-        LevelFields::Daily {
-            utilization_rate,
-            available_gpu_hours,
-            peak_hour,
-            ..
-        } => {
-            assert_eq!(*utilization_rate, Some(0.1234));
-            assert_eq!(*available_gpu_hours, None);
-            assert_eq!(*peak_hour, None);
-        }
-        other => panic!("{other:?}"),
-    }
-    let (rows, _) = all_pages(
+    let day = &page.rows[1];
+    assert_eq!(day.utilization_rate.map(f64::from), Some(0.1234));
+    assert_eq!(day.available_gpu_hours, None);
+    assert_eq!(day.peak_hour, None);
+    let (rows, _) = all_pages::<Daily>(
         db,
         query(
-            Granularity::Daily,
             ScopeFilter::global(),
             "2026-01-01T00:00:00Z",
             "2026-01-04T00:00:00Z",

@@ -308,7 +308,7 @@ async fn print_status(env: &JobEnv, json: bool) -> anyhow::Result<()> {
         let r = &s.last_run;
         println!(
             "  {:<14} {:<10} started {} by {} rows {} took {} last success {}{}",
-            s.job.as_str(),
+            s.last_run.job.as_str(),
             r.outcome.as_str(),
             r.started_at.to_rfc3339(),
             r.runner,

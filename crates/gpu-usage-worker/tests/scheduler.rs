@@ -137,7 +137,7 @@ async fn explicit_clock_drives_the_chain_and_folds_in_late_data() {
     assert!(st.iter().all(|s| s.pending_ranges == 0), "{st:?}");
 
     let runs = job_runs::latest_per_job(&t.db).await.unwrap();
-    let names: Vec<&str> = runs.iter().map(|r| r.job.as_str()).collect();
+    let names: Vec<&str> = runs.iter().map(|r| r.last_run.job.as_str()).collect();
     assert_eq!(
         names,
         ["cleanup", "rollup_daily", "rollup_hourly", "rollup_minute"]

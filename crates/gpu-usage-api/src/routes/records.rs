@@ -8,10 +8,11 @@ use gpu_usage_core::{DomainError, Result as DomainResult};
 use serde_json::Value;
 
 use crate::auth::{Ingester, Reader};
-use crate::dto::{IngestBodyDoc, IngestResponse, RecordDto, RecordsResponse};
 use crate::error::{ApiError, ErrorBody};
 use crate::params::RecordsParams;
 use crate::state::AppState;
+use crate::wire::{IngestBodyDoc, RecordsResponse};
+use gpu_usage_core::ingest::IngestReport;
 
 /// Raw usage records by `completed_at`, optionally filtered by endpoint,
 /// spec and status; paginated like the statistics.
@@ -35,7 +36,7 @@ pub async fn list_records(
     let (filter, page) = params.into_inner().parse(state.now(), &state.api)?;
     let result = query::records(&state.db, &filter, &page).await?;
     Ok(HttpResponse::Ok().json(RecordsResponse {
-        data: result.rows.into_iter().map(RecordDto::from).collect(),
+        data: result.rows,
         total: result.total,
         start_time: filter.range.start(),
         end_time: filter.range.end(),
@@ -54,7 +55,7 @@ pub async fn list_records(
     tag = "records",
     request_body(content = IngestBodyDoc, content_type = "application/json"),
     responses(
-        (status = 200, description = "What was stored", body = IngestResponse),
+        (status = 200, description = "What was stored", body = IngestReport),
         (status = 400, description = "Malformed JSON or an empty or oversized batch", body = ErrorBody),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
         (status = 403, description = "Token lacks the ingest role", body = ErrorBody),
@@ -73,7 +74,7 @@ pub async fn ingest_records(
 ) -> Result<HttpResponse, ApiError> {
     let inputs = record_inputs(body.into_inner())?;
     let report = ingest::ingest(&state.db, inputs, state.now(), &state.engine).await?;
-    Ok(HttpResponse::Ok().json(IngestResponse::from(report)))
+    Ok(HttpResponse::Ok().json(report))
 }
 
 const STRING_FIELDS: [&str; 8] = [

@@ -2,17 +2,15 @@
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, get, web};
-use gpu_usage_core::query::{self, StatsRow};
-use gpu_usage_core::types::Granularity;
-use serde::Serialize;
-use utoipa::ToSchema;
+use gpu_usage_core::level::{Daily, DailyRow, Hourly, HourlyRow, Level, Minute, MinuteRow};
+use gpu_usage_core::query::{self, Scopes};
 
 use crate::auth::Reader;
-use crate::csv::{self, CsvRow};
-use crate::dto::{DailyRow, HourlyRow, MinuteRow, ScopesResponse, StatsResponse};
+use crate::csv;
 use crate::error::{ApiError, ErrorBody};
 use crate::params::{Format, StatsParams, negotiate};
 use crate::state::AppState;
+use crate::wire::StatsResponse;
 
 /// Minute statistics.
 ///
@@ -41,7 +39,7 @@ pub async fn minute(
     params: web::Query<StatsParams>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    stats_page::<MinuteRow>(&state, Granularity::Minute, params.into_inner(), &req).await
+    stats_page::<Minute>(&state, params.into_inner(), &req).await
 }
 
 /// Hourly statistics, with each hour's peak minute.
@@ -66,7 +64,7 @@ pub async fn hourly(
     params: web::Query<StatsParams>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    stats_page::<HourlyRow>(&state, Granularity::Hourly, params.into_inner(), &req).await
+    stats_page::<Hourly>(&state, params.into_inner(), &req).await
 }
 
 /// Daily statistics (UTC days), with each day's peak hour. The day holding
@@ -92,14 +90,14 @@ pub async fn daily(
     params: web::Query<StatsParams>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    stats_page::<DailyRow>(&state, Granularity::Daily, params.into_inner(), &req).await
+    stats_page::<Daily>(&state, params.into_inner(), &req).await
 }
 
 /// The endpoints and specs that have statistics, for pickers.
 #[utoipa::path(
     tag = "statistics",
     responses(
-        (status = 200, description = "Scope values with data", body = ScopesResponse),
+        (status = 200, description = "Scope values with data", body = Scopes),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
         (status = 503, description = "Database unavailable", body = ErrorBody),
     ),
@@ -108,21 +106,16 @@ pub async fn daily(
 #[get("/scopes")]
 pub async fn scopes(_auth: Reader, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let scopes = query::scopes(&state.db).await?;
-    Ok(HttpResponse::Ok().json(ScopesResponse::from(scopes)))
+    Ok(HttpResponse::Ok().json(scopes))
 }
 
-async fn stats_page<R>(
+async fn stats_page<L: Level>(
     state: &AppState,
-    level: Granularity,
     params: StatsParams,
     req: &HttpRequest,
-) -> Result<HttpResponse, ApiError>
-where
-    R: From<StatsRow> + Serialize + CsvRow + ToSchema,
-{
-    let (query, format) = params.parse(level, state.now(), &state.api)?;
-    let page = query::statistics(&state.db, &query).await?;
-    let data: Vec<R> = page.rows.into_iter().map(R::from).collect();
+) -> Result<HttpResponse, ApiError> {
+    let (query, format) = params.parse(L::GRANULARITY, state.now(), &state.api)?;
+    let page = query::statistics::<L>(&state.db, &query).await?;
     let mut res = HttpResponse::Ok();
     res.insert_header((header::VARY, "Accept"));
     match negotiate(format, req) {
@@ -133,18 +126,17 @@ where
             }
             res.insert_header((
                 header::CONTENT_DISPOSITION,
-                format!("inline; filename=\"gpu_usage_{level}.csv\""),
+                format!("inline; filename=\"gpu_usage_{}.csv\"", L::GRANULARITY),
             ));
-            Ok(res
-                .content_type("text/csv; charset=utf-8")
-                .body(csv::render(&data)))
+            let body = csv::render(&page.rows).map_err(ApiError::internal)?;
+            Ok(res.content_type("text/csv; charset=utf-8").body(body))
         }
         Format::Json => Ok(res.json(StatsResponse {
-            data,
+            data: page.rows,
             total: page.total,
             start_time: query.range.start(),
             end_time: query.range.end(),
-            summary: page.summary.into(),
+            summary: page.summary,
             next_cursor: page.next_cursor,
             limit: query.page.limit,
         })),

@@ -7,10 +7,10 @@ use actix_web::{HttpResponse, get, web};
 use gpu_usage_core::{job_runs, status};
 
 use crate::auth::Reader;
-use crate::dto::{HealthResponse, StatusResponse};
 use crate::error::{ApiError, ErrorBody};
 use crate::openapi::{OpenApiJson, REFERENCE_PAGE};
 use crate::state::AppState;
+use crate::wire::{HealthResponse, StatusResponse};
 
 /// Liveness: the process serves HTTP. Touches no dependency.
 #[utoipa::path(
@@ -70,11 +70,7 @@ pub async fn engine_status(
     let now = state.now();
     let levels = status::rollup_status(&state.db, now).await?;
     let jobs = job_runs::latest_per_job(&state.db).await?;
-    Ok(HttpResponse::Ok().json(StatusResponse {
-        now,
-        levels: levels.into_iter().map(Into::into).collect(),
-        jobs: jobs.into_iter().map(Into::into).collect(),
-    }))
+    Ok(HttpResponse::Ok().json(StatusResponse { now, levels, jobs }))
 }
 
 /// This document (OpenAPI 3).

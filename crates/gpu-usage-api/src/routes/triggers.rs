@@ -17,10 +17,11 @@ use gpu_usage_core::types::Levels;
 
 use crate::API_PREFIX;
 use crate::auth::{Admin, Reader};
-use crate::dto::{AggregateResponse, BackfillJobDto, BackfillListResponse, JobAccepted};
 use crate::error::{ApiError, ErrorBody, payload_error};
 use crate::params::{AggregateParams, BackfillParams, ListParams, trigger_body};
 use crate::state::AppState;
+use crate::wire::{AggregateResponse, BackfillListResponse, JobAccepted};
+use gpu_usage_core::backfill::BackfillJob;
 
 /// Recompute statistics for a range, under the same locks as the worker.
 ///
@@ -66,9 +67,9 @@ pub async fn aggregate(
             granularity: levels,
             start_time: range.start(),
             end_time: range.end(),
-            levels: reports.into_iter().map(Into::into).collect(),
+            levels: reports,
         })),
-        Aggregation::Queued(job) => Ok(accepted(job.into())),
+        Aggregation::Queued(job) => Ok(accepted(job)),
     }
 }
 
@@ -115,7 +116,7 @@ pub async fn start_backfill(
         &state.engine.retention,
     )
     .await?;
-    Ok(accepted(job.into()))
+    Ok(accepted(job))
 }
 
 /// One backfill job: state, progress and error.
@@ -123,7 +124,7 @@ pub async fn start_backfill(
     tag = "triggers",
     params(("id" = i64, Path, description = "Job id")),
     responses(
-        (status = 200, description = "The job", body = BackfillJobDto),
+        (status = 200, description = "The job", body = BackfillJob),
         (status = 400, description = "The id is not an integer", body = ErrorBody),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
         (status = 404, description = "No such job", body = ErrorBody),
@@ -138,7 +139,7 @@ pub async fn get_backfill(
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
     let job = backfill::get(&state.db, id.into_inner()).await?;
-    Ok(HttpResponse::Ok().json(BackfillJobDto::from(job)))
+    Ok(HttpResponse::Ok().json(job))
 }
 
 /// Backfill jobs, newest first.
@@ -161,12 +162,10 @@ pub async fn list_backfills(
 ) -> Result<HttpResponse, ApiError> {
     let limit = params.into_inner().parse()?;
     let jobs = backfill::list(&state.db, limit).await?;
-    Ok(HttpResponse::Ok().json(BackfillListResponse {
-        data: jobs.into_iter().map(BackfillJobDto::from).collect(),
-    }))
+    Ok(HttpResponse::Ok().json(BackfillListResponse { data: jobs }))
 }
 
-fn accepted(job: BackfillJobDto) -> HttpResponse {
+fn accepted(job: BackfillJob) -> HttpResponse {
     let status_url = format!("{API_PREFIX}/backfill/{}", job.id);
     HttpResponse::Accepted()
         .insert_header((header::LOCATION, status_url.clone()))

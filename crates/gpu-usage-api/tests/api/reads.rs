@@ -505,3 +505,84 @@ async fn defaults_and_empty_results(db: TestDb) {
     app.finish().await;
 }
 both_backends!(defaults_and_empty_results);
+
+/// A row rewritten between two page requests (a late record, a recompute)
+/// gets a new id; the cursor names (bucket, scope value), so the next page
+/// continues after the row itself and never returns it again.
+async fn a_rewritten_row_is_not_served_twice(db: TestDb) {
+    let app = spawn_app(db).await;
+    let task = |id: &str, ep: &str, start: &str, end: &str| {
+        serde_json::json!({"task_id": id, "endpoint": ep, "gpu_count": 1,
+            "started_at": start, "completed_at": end, "status": "COMPLETED"})
+    };
+    app.ingest(&serde_json::json!([
+        task(
+            "a1",
+            "cur-a",
+            "2026-01-01T10:00:00Z",
+            "2026-01-01T10:10:00Z"
+        ),
+        task(
+            "b1",
+            "cur-b",
+            "2026-01-01T10:00:00Z",
+            "2026-01-01T10:10:00Z"
+        ),
+        task(
+            "c1",
+            "cur-c",
+            "2026-01-01T10:00:00Z",
+            "2026-01-01T10:10:00Z"
+        ),
+    ]))
+    .await;
+    let range = "start_time=2026-01-01T00:00:00Z&end_time=2026-01-02T00:00:00Z";
+    app.aggregate(&format!("granularity=all&{range}")).await;
+
+    let q = format!("/hourly?scope_type=endpoint&{range}&limit=1");
+    let mut page = app.get_json(&q).await;
+    let mut seen = vec![page["data"][0]["scope_value"].as_str().unwrap().to_owned()];
+    // The row at the cursor is rewritten before the next page is asked for.
+    app.ingest(&serde_json::json!([task(
+        "a2",
+        "cur-a",
+        "2026-01-01T10:20:00Z",
+        "2026-01-01T10:30:00Z"
+    )]))
+    .await;
+    app.aggregate(&format!("granularity=all&{range}")).await;
+    while let Some(cursor) = page["next_cursor"].as_str() {
+        page = app.get_json(&format!("{q}&cursor={cursor}")).await;
+        for row in page["data"].as_array().unwrap() {
+            seen.push(row["scope_value"].as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(seen, ["cur-a", "cur-b", "cur-c"]);
+    app.finish().await;
+}
+both_backends!(a_rewritten_row_is_not_served_twice);
+
+/// The summary's average is the exact task-weighted fraction rounded half
+/// away from zero, like the rows: 199 tasks on 1 GPU and one on 2 give
+/// 201/200 = 1.005 → 1.01 (floating point rounding gave 1.0).
+async fn summary_average_rounds_the_exact_fraction(db: TestDb) {
+    let app = spawn_app(db).await;
+    let records: Vec<Value> = (0..200)
+        .map(|i| {
+            serde_json::json!({"task_id": format!("t{i}"), "endpoint": "ep",
+                "gpu_count": if i == 0 { 2 } else { 1 },
+                "started_at": "2026-01-01T10:00:00Z", "completed_at": "2026-01-01T10:00:01Z",
+                "status": "COMPLETED"})
+        })
+        .collect();
+    app.ingest(&Value::Array(records)).await;
+    let range = "start_time=2026-01-01T00:00:00Z&end_time=2026-01-02T00:00:00Z";
+    app.aggregate(&format!("granularity=all&{range}")).await;
+    for level in ["minute", "hourly", "daily"] {
+        let page = app.get_json(&format!("/{level}?{range}")).await;
+        assert_num(&page["data"][0], "avg_gpu_count", 1.01);
+        assert_num(&page["summary"], "avg_gpu_count", 1.01);
+    }
+    app.finish().await;
+}
+both_backends!(summary_average_rounds_the_exact_fraction);

@@ -62,12 +62,18 @@ impl Accum {
     }
 
     pub fn avg_gpu_count(&self) -> Decimal {
-        if self.total_tasks == 0 {
-            return Decimal::ZERO;
-        }
-        (Decimal::from(self.gpu_count_sum) / Decimal::from(self.total_tasks))
-            .round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero)
+        avg_gpu_count(self.gpu_count_sum, self.total_tasks)
     }
+}
+
+/// Task-weighted GPUs per task at the 2 decimals of DECIMAL(10,2), rounded
+/// half away from zero from the exact fraction; 0 without tasks.
+pub fn avg_gpu_count(gpu_count_sum: i64, tasks: i64) -> Decimal {
+    if tasks == 0 {
+        return Decimal::ZERO;
+    }
+    (Decimal::from(gpu_count_sum) / Decimal::from(tasks))
+        .round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero)
 }
 
 /// GPU-milliseconds → GPU-hours at the 6 decimals of DECIMAL(16,6).

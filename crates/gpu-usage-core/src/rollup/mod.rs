@@ -29,11 +29,13 @@ use self::compute::Buckets;
 use self::horizon::Horizons;
 use crate::EngineConfig;
 use crate::error::Result;
+use crate::level::{Hourly, Minute};
 use crate::locks::{Guard, Unguarded};
 use crate::types::{Granularity, TimeRange};
+use crate::with_level;
 
 /// What one rollup call did.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct RollupReport {
     pub level: Granularity,
     /// Merged ranges recomputed.
@@ -42,10 +44,10 @@ pub struct RollupReport {
     pub buckets: u64,
     /// Statistics rows written.
     pub rows_written: u64,
-    /// Pending entries consumed.
+    /// Queued late-data ranges this run made unnecessary.
     pub pending_consumed: u64,
-    /// Parts left untouched because their source data is gone.
-    #[serde(skip)]
+    /// Parts left as they were because their source data is gone
+    /// (retention); never overwritten with less.
     pub skipped: Vec<TimeRange>,
 }
 
@@ -252,12 +254,14 @@ async fn build(
             let records = store::read_records(db, chunk, max_task).await?;
             compute::minutes_from_records(&records, chunk)
         }
-        (Granularity::Hourly, Source::Finer) => {
-            compute::fold(&store::read_minutes(db, chunk).await?, Granularity::Hourly)
-        }
-        (Granularity::Daily, Source::Finer) => {
-            compute::fold(&store::read_hours(db, chunk).await?, Granularity::Daily)
-        }
+        (Granularity::Hourly, Source::Finer) => compute::fold(
+            &store::read_buckets::<Minute>(db, chunk).await?,
+            Granularity::Hourly,
+        ),
+        (Granularity::Daily, Source::Finer) => compute::fold(
+            &store::read_buckets::<Hourly>(db, chunk).await?,
+            Granularity::Daily,
+        ),
         (Granularity::Hourly, Source::Records) => {
             let records = store::read_records(db, chunk, max_task).await?;
             compute::fold(
@@ -288,7 +292,8 @@ async fn write_with_retry(
 ) -> Result<u64> {
     let mut attempt = 0u32;
     loop {
-        match store::replace(db, level, chunk, buckets, now).await {
+        let written = with_level!(level, L => store::replace::<L>(db, chunk, buckets, now).await);
+        match written {
             Ok(n) => return Ok(n),
             Err(e) if attempt < 8 && crate::db::is_retryable_conflict(&e) => {
                 attempt += 1;

@@ -6,17 +6,18 @@
 //! next level. A constant number of statements per chunk, whatever the
 //! number of buckets.
 
-use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
+use sea_orm::sea_query::{Query, SimpleExpr};
 use sea_orm::{
-    ActiveValue::{NotSet, Set},
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
-    QuerySelect, TransactionSession, TransactionTrait,
+    ColumnTrait, Condition, ConnectionTrait, DbErr, EntityName, EntityTrait, FromQueryResult,
+    QueryFilter, QueryOrder, QuerySelect, TransactionSession, TransactionTrait, Value,
 };
 
 use super::compute::{self, Accum, Buckets, RecordSlice};
 use super::pending;
-use crate::entities::{record, statistics_daily, statistics_hourly, statistics_minute};
-use crate::types::{Granularity, Scope, ScopeType, TimeRange, day_of, day_start};
+use crate::entities::record;
+use crate::level::{Level, StatsColumn};
+use crate::types::{Scope, ScopeType, TimeRange};
 
 /// Rows per INSERT: well under MySQL's 65,535 and SQLite's 32,766 bind
 /// parameters at ~20 columns a row.
@@ -83,204 +84,126 @@ impl StatSlice {
     }
 }
 
-macro_rules! stat_columns {
-    ($m:ident) => {
-        [
-            $m::Column::TimeBucket,
-            $m::Column::ScopeType,
-            $m::Column::ScopeValue,
-            $m::Column::TotalTasks,
-            $m::Column::CompletedTasks,
-            $m::Column::FailedTasks,
-            $m::Column::GpuMilliseconds,
-            $m::Column::GpuCountSum,
-            $m::Column::MaxGpuCount,
-        ]
-    };
-}
-
-/// Minute rows in `range` as buckets.
-pub async fn read_minutes(db: &impl ConnectionTrait, range: TimeRange) -> Result<Buckets, DbErr> {
-    let rows = statistics_minute::Entity::find()
+/// Rows of level `L` in `range` as buckets: the source a coarser level is
+/// folded from (minute and hourly rows, whose buckets are instants).
+pub async fn read_buckets<L: Level>(
+    db: &impl ConnectionTrait,
+    range: TimeRange,
+) -> Result<Buckets, DbErr> {
+    type C<L> = <L as Level>::Column;
+    let rows = L::Entity::find()
         .select_only()
-        .columns(stat_columns!(statistics_minute))
-        .filter(statistics_minute::Column::TimeBucket.gte(range.start()))
-        .filter(statistics_minute::Column::TimeBucket.lt(range.end()))
-        .order_by_asc(statistics_minute::Column::TimeBucket)
+        .columns([
+            C::<L>::TIME_BUCKET,
+            C::<L>::SCOPE_TYPE,
+            C::<L>::SCOPE_VALUE,
+            C::<L>::TOTAL_TASKS,
+            C::<L>::COMPLETED_TASKS,
+            C::<L>::FAILED_TASKS,
+            C::<L>::GPU_MILLISECONDS,
+            C::<L>::GPU_COUNT_SUM,
+            C::<L>::MAX_GPU_COUNT,
+        ])
+        .filter(within::<L>(range))
+        .order_by_asc(C::<L>::TIME_BUCKET)
         .into_model::<StatSlice>()
         .all(db)
         .await?;
     Ok(rows.into_iter().filter_map(StatSlice::into_entry).collect())
 }
 
-/// Hourly rows in `range` as buckets.
-pub async fn read_hours(db: &impl ConnectionTrait, range: TimeRange) -> Result<Buckets, DbErr> {
-    let rows = statistics_hourly::Entity::find()
-        .select_only()
-        .columns(stat_columns!(statistics_hourly))
-        .filter(statistics_hourly::Column::TimeBucket.gte(range.start()))
-        .filter(statistics_hourly::Column::TimeBucket.lt(range.end()))
-        .order_by_asc(statistics_hourly::Column::TimeBucket)
-        .into_model::<StatSlice>()
-        .all(db)
-        .await?;
-    Ok(rows.into_iter().filter_map(StatSlice::into_entry).collect())
+/// `time_bucket` inside `range` (bucket-aligned), in the column's type.
+fn within<L: Level>(range: TimeRange) -> Condition {
+    let col = <L::Column as StatsColumn>::TIME_BUCKET;
+    Condition::all()
+        .add(col.gte(L::bucket_value(range.start())))
+        .add(col.lt(L::bucket_value(range.end())))
 }
 
 fn count(n: i64) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
 }
 
-/// Replaces `level`'s rows in `range` by `buckets` and queues the range for
-/// the next level, in one transaction. Returns rows written.
-pub async fn replace(
+/// Replaces level `L`'s rows in `range` by `buckets` and queues the range
+/// for the next level, in one transaction. Returns rows written.
+pub async fn replace<L: Level>(
     db: &(impl ConnectionTrait + TransactionTrait),
-    level: Granularity,
     range: TimeRange,
     buckets: &Buckets,
     now: DateTime<Utc>,
 ) -> Result<u64, DbErr> {
     let txn = db.begin().await?;
-    delete_range(&txn, level, range).await?;
+    L::Entity::delete_many()
+        .filter(within::<L>(range))
+        .exec(&txn)
+        .await?;
     let entries: Vec<_> = buckets.iter().collect();
     for chunk in entries.chunks(INSERT_BATCH) {
-        insert_rows(&txn, level, chunk, now).await?;
+        insert_rows::<L>(&txn, chunk, now).await?;
     }
-    if let Some(next) = level.coarser() {
+    if let Some(next) = L::GRANULARITY.coarser() {
         pending::mark(&txn, next, [range], now).await?;
     }
     txn.commit().await?;
     Ok(entries.len() as u64)
 }
 
-async fn delete_range(
+/// One multi-row INSERT: the columns every level has, then the level's own.
+async fn insert_rows<L: Level>(
     db: &impl ConnectionTrait,
-    level: Granularity,
-    range: TimeRange,
-) -> Result<(), DbErr> {
-    match level {
-        Granularity::Minute => {
-            statistics_minute::Entity::delete_many()
-                .filter(statistics_minute::Column::TimeBucket.gte(range.start()))
-                .filter(statistics_minute::Column::TimeBucket.lt(range.end()))
-                .exec(db)
-                .await?;
-        }
-        Granularity::Hourly => {
-            statistics_hourly::Entity::delete_many()
-                .filter(statistics_hourly::Column::TimeBucket.gte(range.start()))
-                .filter(statistics_hourly::Column::TimeBucket.lt(range.end()))
-                .exec(db)
-                .await?;
-        }
-        Granularity::Daily => {
-            let (first, last) = day_span(range);
-            statistics_daily::Entity::delete_many()
-                .filter(statistics_daily::Column::TimeBucket.gte(first))
-                .filter(statistics_daily::Column::TimeBucket.lt(last))
-                .exec(db)
-                .await?;
-        }
-    }
-    Ok(())
-}
-
-/// First day and the day after the last, of a day-aligned range.
-fn day_span(range: TimeRange) -> (NaiveDate, NaiveDate) {
-    (
-        day_of(range.start()),
-        day_of(Granularity::Daily.ceil(range.end())),
-    )
-}
-
-async fn insert_rows(
-    db: &impl ConnectionTrait,
-    level: Granularity,
     rows: &[(&(DateTime<Utc>, Scope), &Accum)],
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
+    type C<L> = <L as Level>::Column;
     if rows.is_empty() {
         return Ok(());
     }
-    let len = level.bucket_len();
-    match level {
-        Granularity::Minute => {
-            statistics_minute::Entity::insert_many(rows.iter().map(|((at, scope), a)| {
-                statistics_minute::ActiveModel {
-                    id: NotSet,
-                    time_bucket: Set(*at),
-                    scope_type: Set(scope.scope_type()),
-                    scope_value: Set(scope.value().map(str::to_owned)),
-                    total_tasks: Set(count(a.total_tasks)),
-                    completed_tasks: Set(count(a.completed_tasks)),
-                    failed_tasks: Set(count(a.failed_tasks)),
-                    total_gpu_seconds: Set(compute::gpu_seconds(a.gpu_ms)),
-                    total_gpu_hours: Set(compute::gpu_hours(a.gpu_ms)),
-                    avg_gpu_count: Set(a.avg_gpu_count()),
-                    max_gpu_count: Set(a.max_gpu_count),
-                    gpu_milliseconds: Set(a.gpu_ms),
-                    gpu_count_sum: Set(a.gpu_count_sum),
-                    period_start: Set(*at),
-                    period_end: Set(*at + len),
-                    updated_at: Set(now),
-                }
-            }))
-            .exec_without_returning(db)
-            .await?;
-        }
-        Granularity::Hourly => {
-            statistics_hourly::Entity::insert_many(rows.iter().map(|((at, scope), a)| {
-                statistics_hourly::ActiveModel {
-                    id: NotSet,
-                    time_bucket: Set(*at),
-                    scope_type: Set(scope.scope_type()),
-                    scope_value: Set(scope.value().map(str::to_owned)),
-                    total_tasks: Set(count(a.total_tasks)),
-                    completed_tasks: Set(count(a.completed_tasks)),
-                    failed_tasks: Set(count(a.failed_tasks)),
-                    total_gpu_hours: Set(compute::gpu_hours(a.gpu_ms)),
-                    avg_gpu_count: Set(a.avg_gpu_count()),
-                    max_gpu_count: Set(a.max_gpu_count),
-                    gpu_milliseconds: Set(a.gpu_ms),
-                    gpu_count_sum: Set(a.gpu_count_sum),
-                    peak_minute: Set(a.peak.map(|(t, _)| t)),
-                    peak_gpu_hours: Set(a.peak.map(|(_, ms)| compute::gpu_hours(ms))),
-                    period_start: Set(*at),
-                    period_end: Set(*at + len),
-                    updated_at: Set(now),
-                }
-            }))
-            .exec_without_returning(db)
-            .await?;
-        }
-        Granularity::Daily => {
-            statistics_daily::Entity::insert_many(rows.iter().map(|((at, scope), a)| {
-                statistics_daily::ActiveModel {
-                    id: NotSet,
-                    time_bucket: Set(day_of(*at)),
-                    scope_type: Set(scope.scope_type()),
-                    scope_value: Set(scope.value().map(str::to_owned)),
-                    total_tasks: Set(count(a.total_tasks)),
-                    completed_tasks: Set(count(a.completed_tasks)),
-                    failed_tasks: Set(count(a.failed_tasks)),
-                    total_gpu_hours: Set(compute::gpu_hours(a.gpu_ms)),
-                    avg_gpu_count: Set(a.avg_gpu_count()),
-                    max_gpu_count: Set(a.max_gpu_count),
-                    gpu_milliseconds: Set(a.gpu_ms),
-                    gpu_count_sum: Set(a.gpu_count_sum),
-                    peak_hour: Set(a.peak.map(|(t, _)| t)),
-                    peak_gpu_hours: Set(a.peak.map(|(_, ms)| compute::gpu_hours(ms))),
-                    // Capacity is not known to this service yet (SPEC §2).
-                    available_gpu_hours: Set(None),
-                    utilization_rate: Set(None),
-                    period_start: Set(day_start(day_of(*at))),
-                    period_end: Set(day_start(day_of(*at)) + len),
-                    updated_at: Set(now),
-                }
-            }))
-            .exec_without_returning(db)
-            .await?;
-        }
+    let columns = [
+        C::<L>::TIME_BUCKET,
+        C::<L>::SCOPE_TYPE,
+        C::<L>::SCOPE_VALUE,
+        C::<L>::TOTAL_TASKS,
+        C::<L>::COMPLETED_TASKS,
+        C::<L>::FAILED_TASKS,
+        C::<L>::TOTAL_GPU_HOURS,
+        C::<L>::AVG_GPU_COUNT,
+        C::<L>::MAX_GPU_COUNT,
+        C::<L>::GPU_MILLISECONDS,
+        C::<L>::GPU_COUNT_SUM,
+        C::<L>::PERIOD_START,
+        C::<L>::PERIOD_END,
+        C::<L>::UPDATED_AT,
+    ];
+    let mut insert = Query::insert();
+    insert
+        .into_table(L::Entity::default().table_ref())
+        .columns(columns.into_iter().chain(L::SPECIFIC.iter().copied()));
+    let len = L::bucket_len();
+    for ((at, scope), a) in rows {
+        let common: [Value; 14] = [
+            L::bucket_value(*at),
+            scope.scope_type().as_str().into(),
+            scope.value().map(str::to_owned).into(),
+            count(a.total_tasks).into(),
+            count(a.completed_tasks).into(),
+            count(a.failed_tasks).into(),
+            compute::gpu_hours(a.gpu_ms).into(),
+            a.avg_gpu_count().into(),
+            a.max_gpu_count.into(),
+            a.gpu_ms.into(),
+            a.gpu_count_sum.into(),
+            (*at).into(),
+            (*at + len).into(),
+            now.into(),
+        ];
+        let values = common
+            .into_iter()
+            .chain(L::specific_values(a))
+            .map(SimpleExpr::from);
+        insert
+            .values(values)
+            .map_err(|e| DbErr::Custom(format!("building the insert: {e}")))?;
     }
+    db.execute(&insert).await?;
     Ok(())
 }

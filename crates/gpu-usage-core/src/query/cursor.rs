@@ -1,0 +1,191 @@
+//! Keyset cursors: opaque to clients, bound to the query they came from.
+//!
+//! A statistics cursor names the last row returned by its key, (bucket,
+//! scope value) — unique per level and scope type. No row id: a recompute
+//! deletes and re-inserts rows, and a rewritten row with a new id must not
+//! come back on the next page.
+
+use chrono::{DateTime, Utc};
+
+use crate::error::{DomainError, Result};
+use crate::types::{Granularity, ScopeType};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StatsCursor {
+    pub level: Granularity,
+    pub scope_type: ScopeType,
+    pub bucket: DateTime<Utc>,
+    /// `None` exactly for global rows.
+    pub scope_value: Option<String>,
+}
+
+pub(crate) fn bad_cursor() -> DomainError {
+    DomainError::invalid(
+        "cursor",
+        "not a cursor returned by this query; start again without it",
+    )
+}
+
+impl StatsCursor {
+    pub fn encode(&self) -> String {
+        let value = match &self.scope_value {
+            None => "-".to_owned(),
+            Some(v) => format!("={v}"),
+        };
+        hex_encode(&format!(
+            "s2|{}|{}|{}|{value}",
+            self.level,
+            self.scope_type,
+            self.bucket.timestamp_millis()
+        ))
+    }
+
+    /// Refuses cursors of another level or scope type: their keys would
+    /// silently skip or repeat rows of this query.
+    pub fn decode(s: &str, level: Granularity, scope_type: ScopeType) -> Result<Self> {
+        let text = hex_decode(s).ok_or_else(bad_cursor)?;
+        let mut parts = text.splitn(5, '|');
+        let (Some("s2"), Some(l), Some(st), Some(bucket), Some(value)) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) else {
+            return Err(bad_cursor());
+        };
+        if l != level.as_str() || st != scope_type.as_str() {
+            return Err(bad_cursor());
+        }
+        let bucket = bucket
+            .parse::<i64>()
+            .ok()
+            .and_then(DateTime::<Utc>::from_timestamp_millis)
+            .ok_or_else(bad_cursor)?;
+        let scope_value = match (value.split_at_checked(1), scope_type) {
+            (Some(("-", "")), ScopeType::Global) => None,
+            (Some(("=", v)), ScopeType::Endpoint | ScopeType::Spec) => Some(v.to_owned()),
+            _ => return Err(bad_cursor()),
+        };
+        Ok(Self {
+            level,
+            scope_type,
+            bucket,
+            scope_value,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RecordCursor {
+    pub completed_at: DateTime<Utc>,
+    pub id: i64,
+}
+
+impl RecordCursor {
+    pub fn encode(&self) -> String {
+        hex_encode(&format!(
+            "r1|{}|{}",
+            self.completed_at.timestamp_millis(),
+            self.id
+        ))
+    }
+
+    pub fn decode(s: &str) -> Result<Self> {
+        let text = hex_decode(s).ok_or_else(bad_cursor)?;
+        let mut parts = text.split('|');
+        let (Some("r1"), Some(t), Some(id), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(bad_cursor());
+        };
+        let completed_at = t
+            .parse::<i64>()
+            .ok()
+            .and_then(DateTime::<Utc>::from_timestamp_millis)
+            .ok_or_else(bad_cursor)?;
+        let id = id.parse::<i64>().map_err(|_| bad_cursor())?;
+        Ok(Self { completed_at, id })
+    }
+}
+
+fn hex_encode(s: &str) -> String {
+    s.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+fn hex_decode(s: &str) -> Option<String> {
+    // Cursors are short; a bound keeps a hostile one from costing memory.
+    if !s.len().is_multiple_of(2) || s.len() > 4096 {
+        return None;
+    }
+    let bytes = (0..s.len())
+        .step_by(2)
+        .map(|i| s.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+        .collect::<Option<Vec<u8>>>()?;
+    String::from_utf8(bytes).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        crate::types::parse_utc("t", s).unwrap()
+    }
+
+    #[test]
+    fn stats_cursor_round_trips_and_is_bound_to_its_query() {
+        let c = StatsCursor {
+            level: Granularity::Hourly,
+            scope_type: ScopeType::Endpoint,
+            bucket: t("2026-01-01T05:00:00Z"),
+            scope_value: Some("ep|with|pipes".to_owned()),
+        };
+        let s = c.encode();
+        assert!(s.chars().all(|ch| ch.is_ascii_hexdigit()));
+        assert_eq!(
+            StatsCursor::decode(&s, Granularity::Hourly, ScopeType::Endpoint).unwrap(),
+            c
+        );
+        assert!(StatsCursor::decode(&s, Granularity::Minute, ScopeType::Endpoint).is_err());
+        assert!(StatsCursor::decode(&s, Granularity::Hourly, ScopeType::Spec).is_err());
+
+        let d = StatsCursor {
+            level: Granularity::Daily,
+            scope_type: ScopeType::Global,
+            bucket: t("2026-01-02T00:00:00Z"),
+            scope_value: None,
+        };
+        assert_eq!(
+            StatsCursor::decode(&d.encode(), Granularity::Daily, ScopeType::Global).unwrap(),
+            d
+        );
+    }
+
+    #[test]
+    fn garbage_cursors_are_invalid_input() {
+        for bad in [
+            "",
+            "zz",
+            "abc",
+            "00",
+            &hex_encode("s1|minute|global|x|1|k"),
+            &hex_encode("s2|minute|global|1|=x"),
+            &hex_encode("r1|1"),
+        ] {
+            assert!(matches!(
+                StatsCursor::decode(bad, Granularity::Minute, ScopeType::Global),
+                Err(DomainError::Invalid { .. })
+            ));
+            assert!(matches!(
+                RecordCursor::decode(bad),
+                Err(DomainError::Invalid { .. })
+            ));
+        }
+        let r = RecordCursor {
+            completed_at: t("2026-01-01T00:00:00.123Z"),
+            id: 9,
+        };
+        assert_eq!(RecordCursor::decode(&r.encode()).unwrap(), r);
+    }
+}

@@ -1,0 +1,112 @@
+//! Raw usage records, filtered and paginated like the statistics.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, DerivePartialModel, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect,
+};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::cursor::RecordCursor;
+use super::{PageRequest, take_page};
+use crate::entities::record;
+use crate::error::Result;
+use crate::level::values::Hours;
+use crate::types::{TaskStatus, TimeRange};
+
+/// Which raw records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordFilter {
+    /// Half-open on `completed_at`.
+    pub range: TimeRange,
+    pub endpoint: Option<String>,
+    pub spec_name: Option<String>,
+    pub status: Option<TaskStatus>,
+}
+
+/// One stored usage record.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema, DerivePartialModel)]
+#[sea_orm(entity = "record::Entity")]
+pub struct UsageRecord {
+    pub id: i64,
+    pub task_id: String,
+    pub endpoint: String,
+    pub worker_id: Option<String>,
+    pub spec_name: Option<String>,
+    pub gpu_count: i32,
+    pub gpu_type: Option<String>,
+    pub gpu_memory_gb: Option<i32>,
+    pub started_at: DateTime<Utc>,
+    pub completed_at: DateTime<Utc>,
+    /// Whole seconds, rounded down.
+    pub duration_seconds: i32,
+    #[schema(value_type = f64)]
+    pub gpu_hours: Hours,
+    pub status: TaskStatus,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordsPage {
+    pub rows: Vec<UsageRecord>,
+    pub total: u64,
+    pub next_cursor: Option<String>,
+}
+
+/// A page of raw records ascending by (completed_at, id), with the total.
+pub async fn records(
+    db: &impl ConnectionTrait,
+    filter: &RecordFilter,
+    page: &PageRequest,
+) -> Result<RecordsPage> {
+    use record::Column as C;
+    let after = page
+        .cursor
+        .as_deref()
+        .map(RecordCursor::decode)
+        .transpose()?;
+    let mut cond = Condition::all()
+        .add(C::CompletedAt.gte(filter.range.start()))
+        .add(C::CompletedAt.lt(filter.range.end()));
+    if let Some(e) = &filter.endpoint {
+        cond = cond.add(C::Endpoint.eq(e.clone()));
+    }
+    if let Some(s) = &filter.spec_name {
+        cond = cond.add(C::SpecName.eq(s.clone()));
+    }
+    if let Some(s) = filter.status {
+        cond = cond.add(C::Status.eq(s));
+    }
+    let mut select = record::Entity::find().filter(cond.clone());
+    if let Some(c) = after {
+        select = select.filter(
+            Condition::any().add(C::CompletedAt.gt(c.completed_at)).add(
+                Condition::all()
+                    .add(C::CompletedAt.eq(c.completed_at))
+                    .add(C::Id.gt(c.id)),
+            ),
+        );
+    }
+    let rows = select
+        .order_by_asc(C::CompletedAt)
+        .order_by_asc(C::Id)
+        .limit(page.limit().saturating_add(1))
+        .into_partial_model::<UsageRecord>()
+        .all(db)
+        .await?;
+    let (rows, more) = take_page(rows, page.limit());
+    let next_cursor = rows.last().filter(|_| more).map(|r| {
+        RecordCursor {
+            completed_at: r.completed_at,
+            id: r.id,
+        }
+        .encode()
+    });
+    let total = record::Entity::find().filter(cond).count(db).await?;
+    Ok(RecordsPage {
+        rows,
+        total,
+        next_cursor,
+    })
+}
