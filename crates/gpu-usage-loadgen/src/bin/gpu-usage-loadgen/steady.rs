@@ -1,0 +1,140 @@
+//! `steady`: a live load test. Records of the range [now, now + duration)
+//! are sent as they complete, in batches flushed when full or when the
+//! oldest has waited `--flush-ms`; Ctrl-C stops early and still reports.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use chrono::Utc;
+use gpu_usage_loadgen::output::http::HttpSender;
+use gpu_usage_loadgen::output::redis::{RedisOptions, RedisSender};
+use gpu_usage_loadgen::output::{Batch, Report};
+use gpu_usage_loadgen::{Generator, Record, TimeRange};
+use tokio::time::sleep_until;
+
+use crate::cli::{SteadyArgs, entry_format};
+use crate::run::progress_bar;
+
+struct Sinks {
+    http: Option<HttpSender>,
+    redis: Option<RedisSender>,
+    sent: u64,
+}
+
+impl Sinks {
+    async fn flush(&mut self, pending: &mut Vec<Record>) -> anyhow::Result<()> {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        if let Some(h) = &mut self.http {
+            h.send(Batch::json_array(pending)?).await;
+        }
+        if let Some(r) = &mut self.redis {
+            r.send(pending).await?;
+        }
+        self.sent += pending.len() as u64;
+        pending.clear();
+        Ok(())
+    }
+
+    fn errors(&self) -> u64 {
+        let count = |r: Report| r.errors.values().sum::<u64>();
+        self.http.as_ref().map_or(0, |h| count(h.report()))
+            + self.redis.as_ref().map_or(0, |r| count(r.report()))
+    }
+}
+
+fn stop_flag() -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            flag.store(true, Ordering::Relaxed);
+        }
+    });
+    stop
+}
+
+pub async fn steady(args: &SteadyArgs) -> anyhow::Result<()> {
+    let start = Utc::now();
+    let rate = args.fleet.rate.unwrap_or(1.0);
+    let end = start + chrono::Duration::from_std(args.duration)?;
+    let range = TimeRange::new(start, end)?;
+    let generator = Generator::new(args.fleet.config(rate, 0.0, end))?;
+    let mut sinks = Sinks {
+        http: (!args.no_http)
+            .then(|| HttpSender::new(args.http.options()))
+            .transpose()?,
+        redis: args
+            .redis_url
+            .as_ref()
+            .map(|url| {
+                RedisSender::new(RedisOptions {
+                    url: url.clone(),
+                    stream: args.stream.clone(),
+                    format: entry_format(args.fields),
+                    max_len: None,
+                })
+            })
+            .transpose()?,
+        sent: 0,
+    };
+    let long_run = args.duration >= Duration::from_secs(30);
+    let bar = progress_bar(
+        args.fleet.progress && long_run,
+        Some(args.duration.as_secs()),
+    );
+    let stop = stop_flag();
+    let t0 = Instant::now();
+    let flush = Duration::from_millis(args.flush_ms.max(1));
+    let batch = args.http.batch.max(1);
+    let mut pending: Vec<Record> = Vec::with_capacity(batch);
+    let mut oldest: Option<Instant> = None;
+    let mut records = generator.records(range).peekable();
+    while !stop.load(Ordering::Relaxed) {
+        let Some(next) = records.peek() else { break };
+        let offset = (next.completed_at - start).to_std().unwrap_or_default();
+        let due = t0 + offset;
+        if let Some(deadline) = oldest.map(|t| t + flush)
+            && deadline < due
+        {
+            sleep_until(deadline.into()).await;
+            sinks.flush(&mut pending).await?;
+            oldest = None;
+            bar.set_position(t0.elapsed().as_secs());
+            bar.set_message(format!("sent {}, errors {}", sinks.sent, sinks.errors()));
+            continue;
+        }
+        if due > Instant::now() + Duration::from_millis(1) {
+            sleep_until(due.into()).await;
+        }
+        pending.extend(records.next());
+        oldest.get_or_insert(due);
+        if pending.len() >= batch {
+            sinks.flush(&mut pending).await?;
+            oldest = None;
+        }
+    }
+    sinks.flush(&mut pending).await?;
+    bar.finish_and_clear();
+    if stop.load(Ordering::Relaxed) {
+        eprintln!("stopped early after {:.1} s", t0.elapsed().as_secs_f64());
+    }
+    let mut accepted = 0;
+    if let Some(h) = sinks.http {
+        let r = h.finish().await;
+        accepted += r.items_ok;
+        eprintln!("http: {r}");
+    }
+    if let Some(r) = sinks.redis {
+        let r = r.finish();
+        accepted += r.items_ok;
+        eprintln!("redis: {r}");
+    }
+    if accepted == 0 && sinks.sent > 0 {
+        bail!("nothing was accepted");
+    }
+    Ok(())
+}
