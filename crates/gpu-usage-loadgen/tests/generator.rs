@@ -1,6 +1,8 @@
 //! The generator's promises: determinism, valid records, the shape of the
 //! load, and sessions that agree with the records.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
