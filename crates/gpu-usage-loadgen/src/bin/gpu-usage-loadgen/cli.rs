@@ -92,17 +92,22 @@ pub struct FleetArgs {
     /// Daily cycle amplitude 0..0.95 (peak 14:00 UTC) [default: 0.5; steady: 0].
     #[arg(long)]
     pub daily_cycle: Option<f64>,
+    /// Number of endpoints (flux-dev, llama-70b, …, then endpoint-NN).
     #[arg(long, default_value_t = 8)]
     pub endpoints: usize,
+    /// Number of GPU specs (a100-80g, h100-80g, l40s-48g, rtx4090-24g, …).
     #[arg(long, default_value_t = 4)]
     pub specs: usize,
     /// Worker pool size [default: sized from the load for ~60 % utilisation].
     #[arg(long)]
     pub workers: Option<usize>,
+    /// Share of records with status FAILED.
     #[arg(long, default_value_t = 0.10)]
     pub failed_share: f64,
+    /// Share of records without spec_name.
     #[arg(long, default_value_t = 0.03)]
     pub no_spec_share: f64,
+    /// Share of CPU-only records (gpu_count 0).
     #[arg(long, default_value_t = 0.02)]
     pub cpu_only_share: f64,
     /// task_id prefix: <prefix>-<seed>-<chunk>-<n>.
@@ -130,7 +135,8 @@ pub struct GenArgs {
     /// Range length in days when --start is absent.
     #[arg(long, default_value_t = 1.0)]
     pub days: f64,
-    /// About this many records over the range (sets --rate).
+    /// About this many records over the range (sets --rate; the count is
+    /// Poisson, add --limit to cap it).
     #[arg(long, conflicts_with = "rate")]
     pub count: Option<u64>,
     /// Stop after this many items.

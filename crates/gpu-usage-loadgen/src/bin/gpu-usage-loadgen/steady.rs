@@ -12,6 +12,7 @@ use gpu_usage_loadgen::output::http::HttpSender;
 use gpu_usage_loadgen::output::redis::{RedisOptions, RedisSender};
 use gpu_usage_loadgen::output::{Batch, Report};
 use gpu_usage_loadgen::{Generator, Record, TimeRange};
+use tokio::sync::Notify;
 use tokio::time::sleep_until;
 
 use crate::cli::{SteadyArgs, entry_format};
@@ -46,15 +47,39 @@ impl Sinks {
     }
 }
 
-fn stop_flag() -> Arc<AtomicBool> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&stop);
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            flag.store(true, Ordering::Relaxed);
+/// Set by Ctrl-C; `nap` wakes up early for it.
+struct Stop {
+    flag: AtomicBool,
+    notify: Notify,
+}
+
+impl Stop {
+    fn on_ctrl_c() -> Arc<Stop> {
+        let stop = Arc::new(Stop {
+            flag: AtomicBool::new(false),
+            notify: Notify::new(),
+        });
+        let s = Arc::clone(&stop);
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                s.flag.store(true, Ordering::Relaxed);
+                s.notify.notify_one();
+            }
+        });
+        stop
+    }
+
+    fn is_set(&self) -> bool {
+        self.flag.load(Ordering::Relaxed)
+    }
+
+    /// Sleeps until `until`, or until Ctrl-C.
+    async fn nap(&self, until: Instant) {
+        tokio::select! {
+            () = sleep_until(until.into()) => {}
+            () = self.notify.notified() => {}
         }
-    });
-    stop
+    }
 }
 
 pub async fn steady(args: &SteadyArgs) -> anyhow::Result<()> {
@@ -86,21 +111,21 @@ pub async fn steady(args: &SteadyArgs) -> anyhow::Result<()> {
         args.fleet.progress && long_run,
         Some(args.duration.as_secs()),
     );
-    let stop = stop_flag();
+    let stop = Stop::on_ctrl_c();
     let t0 = Instant::now();
     let flush = Duration::from_millis(args.flush_ms.max(1));
     let batch = args.http.batch.max(1);
     let mut pending: Vec<Record> = Vec::with_capacity(batch);
     let mut oldest: Option<Instant> = None;
     let mut records = generator.records(range).peekable();
-    while !stop.load(Ordering::Relaxed) {
+    while !stop.is_set() {
         let Some(next) = records.peek() else { break };
         let offset = (next.completed_at - start).to_std().unwrap_or_default();
         let due = t0 + offset;
         if let Some(deadline) = oldest.map(|t| t + flush)
             && deadline < due
         {
-            sleep_until(deadline.into()).await;
+            stop.nap(deadline).await;
             sinks.flush(&mut pending).await?;
             oldest = None;
             bar.set_position(t0.elapsed().as_secs());
@@ -108,7 +133,10 @@ pub async fn steady(args: &SteadyArgs) -> anyhow::Result<()> {
             continue;
         }
         if due > Instant::now() + Duration::from_millis(1) {
-            sleep_until(due.into()).await;
+            stop.nap(due).await;
+            if stop.is_set() {
+                break;
+            }
         }
         pending.extend(records.next());
         oldest.get_or_insert(due);
@@ -119,7 +147,7 @@ pub async fn steady(args: &SteadyArgs) -> anyhow::Result<()> {
     }
     sinks.flush(&mut pending).await?;
     bar.finish_and_clear();
-    if stop.load(Ordering::Relaxed) {
+    if stop.is_set() {
         eprintln!("stopped early after {:.1} s", t0.elapsed().as_secs_f64());
     }
     let mut accepted = 0;
