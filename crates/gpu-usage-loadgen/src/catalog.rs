@@ -55,6 +55,9 @@ const ENDPOINTS: &[&str] = &[
 /// the share of time a worker is up (see the timeline module).
 const TARGET_UTILISATION: f64 = 0.6;
 const UPTIME: f64 = 0.82;
+/// Fewest workers an auto-sized pool gives an endpoint, so that one is
+/// nearly always up (an explicit `workers` may go down to one each).
+const MIN_AUTO_WORKERS: usize = 3;
 
 /// A GPU spec.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,14 +150,16 @@ fn draw_endpoint(rng: &mut Stream, i: usize, specs: usize) -> Endpoint {
     }
 }
 
-/// Splits `total` into one share per demand, at least one each, in
-/// proportion to the demands (largest remainders get the leftovers).
-fn allocate(total: usize, demands: &[f64]) -> Vec<usize> {
+/// Splits `total` into one share per demand, at least `min_each` each
+/// (as far as `total` allows), the rest in proportion to the demands
+/// (largest remainders get the leftovers).
+fn allocate(total: usize, demands: &[f64], min_each: usize) -> Vec<usize> {
     let n = demands.len();
-    let spare = total.saturating_sub(n) as f64;
+    let min_each = min_each.min(total / n.max(1)).max(1);
+    let spare = total.saturating_sub(n * min_each) as f64;
     let sum: f64 = demands.iter().sum();
     let exact: Vec<f64> = demands.iter().map(|d| spare * d / sum).collect();
-    let mut counts: Vec<usize> = exact.iter().map(|x| 1 + *x as usize).collect();
+    let mut counts: Vec<usize> = exact.iter().map(|x| min_each + *x as usize).collect();
     let mut order: Vec<usize> = (0..n).collect();
     order.sort_by(|&a, &b| (exact[b] - exact[b].floor()).total_cmp(&(exact[a] - exact[a].floor())));
     let mut left = total.saturating_sub(counts.iter().sum());
@@ -185,12 +190,16 @@ impl Fleet {
             .iter()
             .map(|e| config.rate * e.weight * e.durations.mean_s())
             .collect();
-        let total = config.workers.unwrap_or_else(|| {
-            let busy: f64 = demands.iter().sum();
-            (busy / (TARGET_UTILISATION * UPTIME)).ceil() as usize + endpoints.len()
-        });
+        let (total, min_each) = match config.workers {
+            Some(n) => (n, 1),
+            None => {
+                let busy: f64 = demands.iter().sum();
+                let n = (busy / (TARGET_UTILISATION * UPTIME)).ceil() as usize;
+                (n + MIN_AUTO_WORKERS * endpoints.len(), MIN_AUTO_WORKERS)
+            }
+        };
         let mut workers = Vec::with_capacity(total);
-        for (ei, count) in allocate(total, &demands).into_iter().enumerate() {
+        for (ei, count) in allocate(total, &demands, min_each).into_iter().enumerate() {
             let e = &mut endpoints[ei];
             let primary = if e.specs.len() > 1 && count > 1 {
                 ((count as f64 * 0.75).round() as usize).clamp(1, count - 1)
@@ -238,11 +247,15 @@ mod tests {
 
     #[test]
     fn allocate_keeps_the_total_and_one_each() {
-        let counts = allocate(10, &[5.0, 1.0, 0.0, 3.0]);
+        let counts = allocate(10, &[5.0, 1.0, 0.0, 3.0], 1);
         assert_eq!(counts.iter().sum::<usize>(), 10);
         assert!(counts.iter().all(|&c| c >= 1));
         assert!(counts[0] > counts[1]);
-        assert_eq!(allocate(3, &[1.0, 1.0, 1.0]), vec![1, 1, 1]);
+        assert_eq!(allocate(3, &[1.0, 1.0, 1.0], 1), vec![1, 1, 1]);
+        let counts = allocate(20, &[5.0, 1.0, 0.0, 3.0], 3);
+        assert_eq!(counts.iter().sum::<usize>(), 20);
+        assert_eq!(counts[2], 3);
+        assert_eq!(allocate(4, &[1.0, 1.0], 3), vec![2, 2], "the total wins");
     }
 
     #[test]

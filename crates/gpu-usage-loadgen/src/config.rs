@@ -22,8 +22,9 @@ pub struct Config {
     pub endpoints: usize,
     /// Number of GPU specs (`a100-80g`, `h100-80g`, …).
     pub specs: usize,
-    /// Size of the worker pool; `None` sizes it from the load so that the
-    /// fleet runs at roughly 60 % utilisation while up.
+    /// Size of the worker pool (at least one per endpoint); `None` sizes it
+    /// from the load so that the fleet runs at roughly 60 % utilisation
+    /// while up, with at least three workers per endpoint.
     pub workers: Option<usize>,
     /// Share of records with status `FAILED`.
     pub failed_share: f64,

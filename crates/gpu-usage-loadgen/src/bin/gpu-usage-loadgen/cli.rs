@@ -98,7 +98,8 @@ pub struct FleetArgs {
     /// Number of GPU specs (a100-80g, h100-80g, l40s-48g, rtx4090-24g, …).
     #[arg(long, default_value_t = 4)]
     pub specs: usize,
-    /// Worker pool size [default: sized from the load for ~60 % utilisation].
+    /// Worker pool size [default: sized from the load for ~60 % utilisation,
+    /// at least 3 per endpoint].
     #[arg(long)]
     pub workers: Option<usize>,
     /// Share of records with status FAILED.
