@@ -1,6 +1,6 @@
 //! `XADD` to a Redis stream, one pipeline per batch.
 //!
-//! Entries as [`stream_entry`](super::stream_entry) builds them: for records
+//! Entries as [`stream_entry`](super::stream_entry()) builds them: for records
 //! the one field `record` with the JSON (or the record's fields), which the
 //! worker's consumer reads; for sessions and heartbeats a field `kind`
 //! (`session` / `heartbeat`) first.

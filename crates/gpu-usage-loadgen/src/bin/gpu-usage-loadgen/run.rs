@@ -1,7 +1,7 @@
 //! The batch commands: generate a range and write or send it.
 
 use std::fs::File;
-use std::io::{BufWriter, IsTerminal, Write};
+use std::io::{self, BufWriter, IsTerminal, Write};
 use std::path::Path;
 use std::time::Instant;
 
@@ -11,7 +11,7 @@ use gpu_usage_loadgen::load_data::{CsvWriter, load_data_statement};
 use gpu_usage_loadgen::output::http::{HttpOptions, HttpSender};
 use gpu_usage_loadgen::output::redis::{RedisOptions, RedisSender};
 use gpu_usage_loadgen::output::{Batch, Item, Report, chunks, write_json_line};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle, TermLike};
 
 use crate::cli::Setup;
 
@@ -37,20 +37,67 @@ macro_rules! with_items {
     }};
 }
 
-/// A bar on stderr when it is a terminal or `--progress` asked for one.
-pub fn progress_bar(force: bool, expected: Option<u64>) -> ProgressBar {
-    if !(force || std::io::stderr().is_terminal()) {
-        return ProgressBar::hidden();
+/// Progress for a stderr that is not a terminal (a log): one line a
+/// second instead of a bar redrawn in place.
+#[derive(Debug)]
+struct LogLines;
+
+impl TermLike for LogLines {
+    fn width(&self) -> u16 {
+        100
     }
-    let bar = match expected {
-        Some(n) => ProgressBar::new(n),
-        None => ProgressBar::new_spinner(),
+    fn move_cursor_up(&self, _: usize) -> io::Result<()> {
+        Ok(())
+    }
+    fn move_cursor_down(&self, _: usize) -> io::Result<()> {
+        Ok(())
+    }
+    fn move_cursor_right(&self, _: usize) -> io::Result<()> {
+        Ok(())
+    }
+    fn move_cursor_left(&self, _: usize) -> io::Result<()> {
+        Ok(())
+    }
+    fn write_line(&self, s: &str) -> io::Result<()> {
+        self.write_str(s)
+    }
+    fn write_str(&self, s: &str) -> io::Result<()> {
+        if !s.trim().is_empty() {
+            writeln!(io::stderr(), "{s}")?;
+        }
+        Ok(())
+    }
+    fn clear_line(&self) -> io::Result<()> {
+        Ok(())
+    }
+    fn flush(&self) -> io::Result<()> {
+        io::stderr().flush()
+    }
+}
+
+/// Where progress goes: stderr when it is a terminal; with `--progress`
+/// also when it is not (as a line a second); else nowhere.
+pub fn draw_target(force: bool) -> Option<ProgressDrawTarget> {
+    if io::stderr().is_terminal() {
+        Some(ProgressDrawTarget::stderr())
+    } else if force {
+        Some(ProgressDrawTarget::term_like_with_hz(Box::new(LogLines), 1))
+    } else {
+        None
+    }
+}
+
+/// A bar (with the expected total) or a counter (without one).
+pub fn progress_bar(force: bool, expected: Option<u64>) -> ProgressBar {
+    let Some(target) = draw_target(force) else {
+        return ProgressBar::hidden();
     };
     let template = if expected.is_some() {
         "{elapsed_precise} [{wide_bar}] {human_pos}/~{human_len} ({per_sec}) {msg}"
     } else {
         "{elapsed_precise} {spinner} {human_pos} ({per_sec}) {msg}"
     };
+    let bar = ProgressBar::with_draw_target(expected, target);
     if let Ok(style) = ProgressStyle::with_template(template) {
         bar.set_style(style);
     }

@@ -16,7 +16,9 @@ use tokio::sync::Notify;
 use tokio::time::sleep_until;
 
 use crate::cli::{SteadyArgs, entry_format};
-use crate::run::progress_bar;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::run::draw_target;
 
 struct Sinks {
     http: Option<HttpSender>,
@@ -25,6 +27,44 @@ struct Sinks {
 }
 
 impl Sinks {
+    fn open(args: &SteadyArgs) -> anyhow::Result<Self> {
+        let redis = args.redis_url.as_ref().map(|url| {
+            RedisSender::new(RedisOptions {
+                url: url.clone(),
+                stream: args.stream.clone(),
+                format: entry_format(args.fields),
+                max_len: None,
+            })
+        });
+        Ok(Self {
+            http: (!args.no_http)
+                .then(|| HttpSender::new(args.http.options()))
+                .transpose()?,
+            redis: redis.transpose()?,
+            sent: 0,
+        })
+    }
+
+    /// Waits for what is in flight, prints the figures, and fails when
+    /// records were sent and none accepted.
+    async fn finish(self) -> anyhow::Result<()> {
+        let mut accepted = 0;
+        if let Some(h) = self.http {
+            let r = h.finish().await;
+            accepted += r.items_ok;
+            eprintln!("http: {r}");
+        }
+        if let Some(r) = self.redis {
+            let r = r.finish();
+            accepted += r.items_ok;
+            eprintln!("redis: {r}");
+        }
+        if accepted == 0 && self.sent > 0 {
+            bail!("nothing was accepted");
+        }
+        Ok(())
+    }
+
     async fn flush(&mut self, pending: &mut Vec<Record>) -> anyhow::Result<()> {
         if pending.is_empty() {
             return Ok(());
@@ -88,31 +128,26 @@ pub async fn steady(args: &SteadyArgs) -> anyhow::Result<()> {
     let end = start + chrono::Duration::from_std(args.duration)?;
     let range = TimeRange::new(start, end)?;
     let generator = Generator::new(args.fleet.config(rate, 0.0, end))?;
-    let mut sinks = Sinks {
-        http: (!args.no_http)
-            .then(|| HttpSender::new(args.http.options()))
-            .transpose()?,
-        redis: args
-            .redis_url
-            .as_ref()
-            .map(|url| {
-                RedisSender::new(RedisOptions {
-                    url: url.clone(),
-                    stream: args.stream.clone(),
-                    format: entry_format(args.fields),
-                    max_len: None,
-                })
-            })
-            .transpose()?,
-        sent: 0,
-    };
-    let long_run = args.duration >= Duration::from_secs(30);
-    let bar = progress_bar(
-        args.fleet.progress && long_run,
-        Some(args.duration.as_secs()),
-    );
-    let stop = Stop::on_ctrl_c();
+    let mut sinks = Sinks::open(args)?;
     let t0 = Instant::now();
+    // A bar only on long runs (on a terminal, or with --progress).
+    let bar = match draw_target(args.fleet.progress) {
+        Some(target) if args.duration >= Duration::from_secs(30) => {
+            let bar = ProgressBar::with_draw_target(Some(args.duration.as_secs()), target);
+            if let Ok(style) =
+                ProgressStyle::with_template("{elapsed_precise} [{wide_bar}] {pos}/{len} s {msg}")
+            {
+                bar.set_style(style);
+            }
+            bar
+        }
+        _ => ProgressBar::hidden(),
+    };
+    let tick = |sinks: &Sinks| {
+        bar.set_position(t0.elapsed().as_secs());
+        bar.set_message(format!("sent {}, errors {}", sinks.sent, sinks.errors()));
+    };
+    let stop = Stop::on_ctrl_c();
     let flush = Duration::from_millis(args.flush_ms.max(1));
     let batch = args.http.batch.max(1);
     let mut pending: Vec<Record> = Vec::with_capacity(batch);
@@ -128,8 +163,7 @@ pub async fn steady(args: &SteadyArgs) -> anyhow::Result<()> {
             stop.nap(deadline).await;
             sinks.flush(&mut pending).await?;
             oldest = None;
-            bar.set_position(t0.elapsed().as_secs());
-            bar.set_message(format!("sent {}, errors {}", sinks.sent, sinks.errors()));
+            tick(&sinks);
             continue;
         }
         if due > Instant::now() + Duration::from_millis(1) {
@@ -143,6 +177,7 @@ pub async fn steady(args: &SteadyArgs) -> anyhow::Result<()> {
         if pending.len() >= batch {
             sinks.flush(&mut pending).await?;
             oldest = None;
+            tick(&sinks);
         }
     }
     sinks.flush(&mut pending).await?;
@@ -150,19 +185,5 @@ pub async fn steady(args: &SteadyArgs) -> anyhow::Result<()> {
     if stop.is_set() {
         eprintln!("stopped early after {:.1} s", t0.elapsed().as_secs_f64());
     }
-    let mut accepted = 0;
-    if let Some(h) = sinks.http {
-        let r = h.finish().await;
-        accepted += r.items_ok;
-        eprintln!("http: {r}");
-    }
-    if let Some(r) = sinks.redis {
-        let r = r.finish();
-        accepted += r.items_ok;
-        eprintln!("redis: {r}");
-    }
-    if accepted == 0 && sinks.sent > 0 {
-        bail!("nothing was accepted");
-    }
-    Ok(())
+    sinks.finish().await
 }
