@@ -6,13 +6,15 @@
 //! JSON number and every time RFC 3339 in UTC with a `Z`.
 
 use chrono::{DateTime, Utc};
+use gpu_usage_core::DomainError;
 use gpu_usage_core::backfill::BackfillJob;
 use gpu_usage_core::job_runs::JobRunSummary;
 use gpu_usage_core::query::{Summary, UsageRecord};
+use gpu_usage_core::record::{InvalidRecord, Record, RecordJson};
 use gpu_usage_core::rollup::RollupReport;
 use gpu_usage_core::status::LevelStatus;
 use gpu_usage_core::types::Levels;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 /// A page of statistics rows.
@@ -86,33 +88,45 @@ pub struct BackfillListResponse {
     pub data: Vec<BackfillJob>,
 }
 
-/// One finished task as posted to `POST /records`. Server-derived fields
-/// (id, duration_seconds, gpu_hours, created_at) are ignored if sent.
-#[derive(Debug, serde::Deserialize, ToSchema)]
-#[allow(dead_code)]
-pub struct RecordInputDoc {
-    /// Unique per task; the idempotency key.
-    pub task_id: String,
-    pub endpoint: String,
-    pub worker_id: Option<String>,
-    pub spec_name: Option<String>,
-    /// 0 or more.
-    pub gpu_count: i64,
-    pub gpu_type: Option<String>,
-    pub gpu_memory_gb: Option<i64>,
-    /// RFC 3339 with an offset.
-    pub started_at: DateTime<Utc>,
-    /// RFC 3339 with an offset; not before `started_at`.
-    pub completed_at: DateTime<Utc>,
-    /// `COMPLETED` or `FAILED`.
-    pub status: String,
+/// The body of `POST /records`: one record object, or an array of them.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum IngestBody {
+    Many(Vec<BatchItem>),
+    One(Box<RecordJson>),
 }
 
-/// One record object, or an array of them.
-#[derive(serde::Deserialize, ToSchema)]
-#[serde(untagged)]
-#[allow(dead_code)]
-pub enum IngestBodyDoc {
-    One(RecordInputDoc),
-    Many(Vec<RecordInputDoc>),
+/// An element of a batch, parsed on its own so a non-object is reported
+/// at its position rather than failing the whole body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(value_type = RecordJson)]
+pub struct BatchItem(serde_json::Value);
+
+impl IngestBody {
+    /// Each item parsed into a record or the reasons it is not one.
+    pub fn parse(
+        body: serde_json::Value,
+    ) -> Result<Vec<Result<Record, InvalidRecord>>, DomainError> {
+        let items = match serde_json::from_value(body) {
+            Ok(IngestBody::One(r)) => vec![Record::try_from(*r)],
+            Ok(IngestBody::Many(items)) => items.into_iter().map(|i| item(i.0)).collect(),
+            Err(_) => {
+                return Err(DomainError::invalid(
+                    "body",
+                    "expected a record object or an array of record objects",
+                ));
+            }
+        };
+        Ok(items)
+    }
+}
+
+fn item(v: serde_json::Value) -> Result<Record, InvalidRecord> {
+    match serde_json::from_value::<RecordJson>(v) {
+        Ok(r) => Record::try_from(r),
+        Err(_) => Err(InvalidRecord {
+            task_id: None,
+            problems: vec![("record".to_owned(), "expected a JSON object".to_owned())],
+        }),
+    }
 }

@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use gpu_usage_core::EngineConfig;
-use gpu_usage_core::ingest::{RecordInput, ingest};
+use gpu_usage_core::ingest::ingest;
+use gpu_usage_core::record::{Record, RecordJson};
 use gpu_usage_core::rollup::{self, pending};
 use gpu_usage_core::types::{Granularity, TimeRange, parse_utc};
 use gpu_usage_testing::{Backend, TestDb};
@@ -39,7 +40,9 @@ impl Rng {
     }
 }
 
-fn records(n: usize, day: DateTime<Utc>) -> Vec<RecordInput> {
+/// The records as clients post them (JSON), so ingest's figure includes
+/// parsing.
+fn records(n: usize, day: DateTime<Utc>) -> Vec<serde_json::Value> {
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     (0..n)
         .map(|i| {
@@ -55,23 +58,15 @@ fn records(n: usize, day: DateTime<Utc>) -> Vec<RecordInput> {
                 0 => None,
                 k => Some(format!("spec-{k}")),
             };
-            RecordInput {
-                task_id: Some(format!("bench-{i}")),
-                endpoint: Some(format!("endpoint-{}", rng.below(20))),
-                spec_name: spec,
-                gpu_count: Some(rng.below(9) as i64),
-                started_at: Some(start.to_rfc3339()),
-                completed_at: Some(end.to_rfc3339()),
-                status: Some(
-                    if rng.below(20) == 0 {
-                        "FAILED"
-                    } else {
-                        "COMPLETED"
-                    }
-                    .to_owned(),
-                ),
-                ..Default::default()
-            }
+            serde_json::json!({
+                "task_id": format!("bench-{i}"),
+                "endpoint": format!("endpoint-{}", rng.below(20)),
+                "spec_name": spec,
+                "gpu_count": rng.below(9) as i64,
+                "started_at": start.to_rfc3339(),
+                "completed_at": end.to_rfc3339(),
+                "status": if rng.below(20) == 0 { "FAILED" } else { "COMPLETED" },
+            })
         })
         .collect()
 }
@@ -157,7 +152,11 @@ async fn main() {
     let inputs = records(n, day);
     let t0 = Instant::now();
     for batch in inputs.chunks(5_000) {
-        ingest(&tdb.db, batch.to_vec(), now, &cfg).await.unwrap();
+        let parsed = batch
+            .iter()
+            .map(|v| Record::try_from(serde_json::from_value::<RecordJson>(v.clone()).unwrap()))
+            .collect();
+        ingest(&tdb.db, parsed, now, &cfg).await.unwrap();
     }
     let ingest_time = t0.elapsed();
     println!(

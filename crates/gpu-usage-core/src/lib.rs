@@ -11,8 +11,10 @@
 //!   [`telemetry`]: the logging setup every binary uses.
 //! - [`db`]: connecting (sessions pinned to UTC), classifying failures.
 //! - [`entities`]: SeaORM entities of every table.
-//! - [`ingest`]: validating and storing finished-task records, idempotent by
-//!   `task_id`; marks the touched minutes as pending in the same transaction.
+//! - [`record`]: the finished-task record and its JSON wire form, parsed
+//!   into domain types once.
+//! - [`ingest`]: checking and storing records, idempotent by `task_id`;
+//!   marks the touched minutes as pending in the same transaction.
 //! - [`rollup`]: the accounting engine: minute rows from records, hourly from
 //!   minute, daily from hourly, each an idempotent recomputation of a range;
 //!   pending ranges carry late data and downtime forward level by level.
@@ -42,6 +44,7 @@ pub mod level;
 pub mod locks;
 pub mod process;
 pub mod query;
+pub mod record;
 pub mod retention;
 pub mod rollup;
 pub mod status;

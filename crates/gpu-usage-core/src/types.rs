@@ -1,7 +1,7 @@
 //! The domain's vocabulary as types: scopes, granularities, statuses and
 //! validated time ranges. Parsing happens once, at the edge.
 
-use chrono::{DateTime, Datelike, Duration, DurationRound, NaiveDate, TimeDelta, Utc};
+use chrono::{DateTime, Datelike, Duration, DurationRound, NaiveDate, TimeDelta, Timelike, Utc};
 use sea_orm::sea_query::StringLen;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -404,14 +404,21 @@ pub fn to_millis(t: DateTime<Utc>) -> DateTime<Utc> {
 /// Parse an RFC 3339 timestamp with an explicit offset into UTC, truncated to
 /// milliseconds. Naive timestamps are refused: their zone would be a guess.
 pub fn parse_utc(field: &'static str, s: &str) -> Result<DateTime<Utc>, DomainError> {
-    let t = DateTime::parse_from_rfc3339(s.trim())
-        .map(|t| to_millis(t.with_timezone(&Utc)))
-        .map_err(|e| {
-            DomainError::invalid(
-                field,
-                format!("{s:?} is not an RFC 3339 timestamp with an offset ({e})"),
-            )
-        })?;
+    let t = DateTime::parse_from_rfc3339(s.trim()).map_err(|e| {
+        DomainError::invalid(
+            field,
+            format!("{s:?} is not an RFC 3339 timestamp with an offset ({e})"),
+        )
+    })?;
+    // chrono keeps second 60 as a leap second (nanoseconds ≥ 1e9), which no
+    // bucket arithmetic accounts for: its GPU time would vanish.
+    if t.nanosecond() >= 1_000_000_000 {
+        return Err(DomainError::invalid(
+            field,
+            format!("{s:?} has second 60; seconds must be 0 to 59"),
+        ));
+    }
+    let t = to_millis(t.with_timezone(&Utc));
     // MySQL's DATETIME ends at 9999-12-31 and rounding a range outward to
     // whole days must stay inside it; nothing this service accounts for
     // predates 1970.
@@ -520,6 +527,9 @@ mod tests {
         assert!(parse_utc("t", "yesterday").is_err());
         assert!(parse_utc("t", "9999-12-31T00:00:00Z").is_err());
         assert!(parse_utc("t", "0001-01-01T00:00:00Z").is_err());
+        let leap = parse_utc("completed_at", "2026-01-01T10:03:60.5Z").unwrap_err();
+        assert!(leap.to_string().contains("second 60"), "{leap}");
+        assert!(parse_utc("t", "2026-01-01T10:03:59.999Z").is_ok());
     }
 
     #[test]

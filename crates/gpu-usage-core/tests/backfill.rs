@@ -11,12 +11,13 @@ use gpu_usage_core::backfill::{self, BackfillStatus, RunOptions};
 use gpu_usage_core::entities::{
     backfill_job, statistics_daily, statistics_hourly, statistics_minute,
 };
-use gpu_usage_core::ingest::{self, RecordInput};
+use gpu_usage_core::ingest;
 use gpu_usage_core::jobs::JobName;
 use gpu_usage_core::locks;
+use gpu_usage_core::record::{InvalidRecord, Record};
 use gpu_usage_core::rollup;
 use gpu_usage_core::types::{Granularity, Levels, TimeRange};
-use gpu_usage_testing::{TestDb, job_env};
+use gpu_usage_testing::{TestDb, job_env, wire};
 use sea_orm::ActiveValue::Set;
 use sea_orm::{
     ActiveModelTrait, ConnectionTrait, DatabaseConnection, EntityTrait, IntoActiveModel,
@@ -37,7 +38,7 @@ fn range() -> TimeRange {
 /// Deterministic records from 2026-06-10 20:00 over about a day and a
 /// half: tasks crossing minutes, hours and midnight, zero-length and CPU
 /// tasks, FAILED ones, NULL and empty spec names.
-fn records() -> Vec<RecordInput> {
+fn records() -> Vec<Result<Record, InvalidRecord>> {
     let base = ts("2026-06-10T20:00:00Z");
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut next = move || {
@@ -54,16 +55,15 @@ fn records() -> Vec<RecordInput> {
             } else {
                 (next() % (3 * 3_600_000)) as i64
             });
-            RecordInput {
-                task_id: Some(format!("task-{i}")),
-                endpoint: Some(["alpha", "beta", "gämma \"q\""][i % 3].to_owned()),
-                spec_name: [Some("s1"), None, Some(""), Some("s2")][i % 4].map(str::to_owned),
-                gpu_count: Some((next() % 5) as i64),
-                started_at: Some(start.to_rfc3339()),
-                completed_at: Some((start + len).to_rfc3339()),
-                status: Some(if i % 7 == 0 { "FAILED" } else { "completed" }.to_owned()),
-                ..RecordInput::default()
-            }
+            wire(serde_json::json!({
+                "task_id": format!("task-{i}"),
+                "endpoint": (["alpha", "beta", "gämma \"q\""][i % 3]),
+                "spec_name": ([Some("s1"), None, Some(""), Some("s2")][i % 4]),
+                "gpu_count": (next() % 5) as i64,
+                "started_at": start.to_rfc3339(),
+                "completed_at": (start + len).to_rfc3339(),
+                "status": if i % 7 == 0 { "FAILED" } else { "completed" },
+            }))
         })
         .collect()
 }
@@ -412,7 +412,7 @@ async fn retained_range_spans_the_retained_records(t: TestDb) {
         .unwrap();
     let first = records()
         .iter()
-        .map(|r| ts(r.started_at.as_deref().unwrap()))
+        .map(|r| r.as_ref().unwrap().started_at)
         .min()
         .unwrap();
     assert_eq!(r.start(), first);

@@ -10,7 +10,6 @@ mod support;
 
 use gpu_usage_core::DomainError;
 use gpu_usage_core::entities::record;
-use gpu_usage_core::ingest::RecordInput;
 use gpu_usage_testing::TestDb;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use support::*;
@@ -132,21 +131,12 @@ async fn boundaries(t: TestDb) {
     }
     // Unknown status and a naive timestamp are refused too.
     for (field, input) in [
-        (
-            "status",
-            RecordInput {
-                status: Some("RUNNING".into()),
-                ..ok[0].input()
-            },
-        ),
-        (
-            "started_at",
-            RecordInput {
-                started_at: Some("2026-03-10T11:00:00".into()),
-                ..ok[0].input()
-            },
-        ),
+        ("status", "RUNNING"),
+        ("started_at", "2026-03-10T11:00:00"),
     ] {
+        let mut json = ok[0].json();
+        json[field] = input.into();
+        let input = wire(json);
         let r = gpu_usage_core::ingest::ingest(db, vec![input], at(now), &cfg).await;
         assert!(
             matches!(&r, Err(DomainError::InvalidRecords(p)) if p.iter().any(|p| p.field == field)),
@@ -181,16 +171,15 @@ async fn conversion(t: TestDb) {
     guarded(t, |db| async move {
         let db = &db;
         let cfg = cfg();
-        let input = RecordInput {
-            task_id: Some("  conv-1  ".into()),
-            endpoint: Some(" ep-x ".into()),
-            spec_name: Some("   ".into()),
-            gpu_count: Some(3),
-            started_at: Some("2026-03-10T13:00:00.1239+01:00".into()),
-            completed_at: Some("2026-03-10T06:31:01.0004-05:30".into()),
-            status: Some("fAiLeD".into()),
-            ..Default::default()
-        };
+        let input = wire(serde_json::json!({
+            "task_id": "  conv-1  ",
+            "endpoint": " ep-x ",
+            "spec_name": "   ",
+            "gpu_count": 3,
+            "started_at": "2026-03-10T13:00:00.1239+01:00",
+            "completed_at": "2026-03-10T06:31:01.0004-05:30",
+            "status": "fAiLeD",
+        }));
         let rep = gpu_usage_core::ingest::ingest(db, vec![input], at(now()), &cfg)
             .await
             .unwrap();

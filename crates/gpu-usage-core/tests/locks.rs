@@ -315,25 +315,28 @@ async fn sqlite_in_process_lock() {
 async fn mysql_a_lost_lock_stops_the_job_before_it_writes() {
     use gpu_usage_core::EngineConfig;
     use gpu_usage_core::entities::{rollup_pending, statistics_minute};
-    use gpu_usage_core::ingest::{RecordInput, ingest};
+    use gpu_usage_core::ingest::ingest;
     use gpu_usage_core::jobs::{Acquire, Attempt, JobReport};
     use gpu_usage_core::rollup;
     use gpu_usage_core::types::{Granularity, parse_utc};
+    use gpu_usage_testing::{Rec, ms};
     use sea_orm::{EntityTrait, PaginatorTrait};
 
     let t = TestDb::mysql().await;
     let now = parse_utc("now", "2026-03-01T12:00:00Z").unwrap();
     let cfg = EngineConfig::default();
-    let record = RecordInput {
-        task_id: Some("t1".into()),
-        endpoint: Some("ep".into()),
-        gpu_count: Some(2),
-        started_at: Some("2026-03-01T11:00:00Z".into()),
-        completed_at: Some("2026-03-01T11:10:00Z".into()),
-        status: Some("COMPLETED".into()),
-        ..Default::default()
-    };
-    ingest(&t.db, vec![record], now, &cfg).await.unwrap();
+    let record = Rec::new(
+        "t1",
+        "ep",
+        None,
+        2,
+        ms("2026-03-01T11:00:00Z"),
+        ms("2026-03-01T11:10:00Z"),
+        false,
+    );
+    ingest(&t.db, vec![record.input()], now, &cfg)
+        .await
+        .unwrap();
     let pending_before = rollup_pending::Entity::find().count(&t.db).await.unwrap();
     assert!(pending_before > 0);
 

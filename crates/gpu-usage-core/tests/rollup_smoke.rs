@@ -4,11 +4,13 @@
 
 use chrono::{DateTime, Utc};
 use gpu_usage_core::entities::{statistics_daily, statistics_hourly, statistics_minute};
-use gpu_usage_core::ingest::{RecordInput, ingest};
+use gpu_usage_core::ingest::ingest;
+use gpu_usage_core::record::{InvalidRecord, Record};
 use gpu_usage_core::rollup::process_pending;
 use gpu_usage_core::types::{Granularity, ScopeType, parse_utc};
 use gpu_usage_core::{EngineConfig, status};
 use gpu_usage_testing::TestDb;
+use gpu_usage_testing::wire;
 use rust_decimal::Decimal;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 
@@ -24,17 +26,11 @@ fn rec(
     s: &str,
     e: &str,
     status: &str,
-) -> RecordInput {
-    RecordInput {
-        task_id: Some(id.into()),
-        endpoint: Some(ep.into()),
-        spec_name: spec.map(Into::into),
-        gpu_count: Some(gpus),
-        started_at: Some(s.into()),
-        completed_at: Some(e.into()),
-        status: Some(status.into()),
-        ..Default::default()
-    }
+) -> Result<Record, InvalidRecord> {
+    wire(serde_json::json!({
+        "task_id": id, "endpoint": ep, "spec_name": spec, "gpu_count": gpus,
+        "started_at": s, "completed_at": e, "status": status,
+    }))
 }
 
 async fn run_all(db: &sea_orm::DatabaseConnection, now: DateTime<Utc>, cfg: &EngineConfig) {
@@ -165,7 +161,7 @@ async fn thirty_day_rebuild_is_set_based(mut tdb: TestDb) {
     let cfg = EngineConfig::default();
     let now = t("2026-03-31T12:00:00Z");
     let start = t("2026-03-01T00:00:00Z");
-    let inputs: Vec<RecordInput> = (0..120)
+    let inputs: Vec<_> = (0..120)
         .map(|i| {
             let s = start + chrono::TimeDelta::hours(6 * i);
             let e = s + chrono::TimeDelta::minutes(90);

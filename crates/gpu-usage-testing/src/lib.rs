@@ -3,9 +3,29 @@
 //! - [`db`]: [`TestDb`], an isolated, migrated database per test on SQLite
 //!   or MariaDB/MySQL, dropped when the value is dropped (also when the test
 //!   panics), and [`dual_backend_test!`] to run one test body on both.
+//! - [`time`]: instants as epoch milliseconds, the tests' unit.
+//! - [`records`]: [`Rec`], a record as the tests think of it, and the
+//!   expected ingest reports.
+//! - [`generators`]: proptest strategies and a deterministic generator.
+//! - [`model`]: the reference model of the accounting rules.
+//! - [`levels`]: every statistics row read back, compared and diffed.
+//! - [`engine`]: running the jobs as the tests do (twice), and properties.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 pub mod db;
+pub mod engine;
+pub mod generators;
+pub mod levels;
+pub mod model;
+pub mod records;
+pub mod time;
+
+pub use engine::*;
+pub use generators::*;
+pub use levels::*;
+pub use model::*;
+pub use records::*;
+pub use time::*;
 
 use std::sync::Arc;
 

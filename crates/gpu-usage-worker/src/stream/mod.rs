@@ -13,14 +13,14 @@
 //! - Malformed entries (unparsable fields, invalid records) and records that
 //!   conflict with a stored one go to the dead-letter stream with the reason
 //!   and the original fields, in the same `MULTI` as the `XACK`: never
-//!   blocking the stream, never silently dropped. When ingest rejects a
-//!   batch for invalid records, the invalid ones are set aside and the rest
-//!   ingested.
+//!   blocking the stream, never silently dropped. The valid records of a
+//!   batch are stored whatever the others are.
 //!
-//! Entry format: the record's column names as fields (`task_id`,
-//! `endpoint`, `worker_id`, `spec_name`, `gpu_count`, `gpu_type`,
-//! `gpu_memory_gb`, `started_at`, `completed_at`, `status`), or one field
-//! `record` holding the JSON object.
+//! The entry format is [`entry`]'s.
+
+pub mod entry;
+
+pub use entry::Entry;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -28,14 +28,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use deadpool_redis::redis::{
-    self, AsyncCommands, Value,
-    streams::{
-        StreamAutoClaimOptions, StreamId, StreamInfoGroupsReply, StreamReadOptions, StreamReadReply,
-    },
+    self, AsyncCommands,
+    streams::{StreamAutoClaimOptions, StreamInfoGroupsReply, StreamReadOptions, StreamReadReply},
 };
 use deadpool_redis::{Manager, Pool, Runtime};
-use gpu_usage_core::DomainError;
-use gpu_usage_core::ingest::{self, RecordInput};
+use gpu_usage_core::ingest;
 use gpu_usage_core::settings::RedisSettings;
 use secrecy::ExposeSecret;
 
@@ -60,50 +57,6 @@ pub fn create_pool(settings: &RedisSettings) -> anyhow::Result<Pool> {
         .create_timeout(Some(Duration::from_secs(10)))
         .build()
         .context("building the Redis pool")
-}
-
-/// One stream entry with its fields as raw bytes (a malformed entry may not
-/// even be UTF-8, and is dead-lettered as it came).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
-    pub id: String,
-    pub fields: Vec<(String, Vec<u8>)>,
-}
-
-impl Entry {
-    fn from_stream_id(s: StreamId) -> Self {
-        let mut fields: Vec<(String, Vec<u8>)> = s
-            .map
-            .into_iter()
-            .map(|(k, v)| (k, value_bytes(v)))
-            .collect();
-        fields.sort();
-        Entry { id: s.id, fields }
-    }
-
-    /// The record, or why this entry cannot be one.
-    pub fn parse(&self) -> Result<RecordInput, String> {
-        if self.fields.is_empty() {
-            return Err("the entry has no fields (deleted from the stream?)".to_owned());
-        }
-        let mut pairs = Vec::with_capacity(self.fields.len());
-        for (k, v) in &self.fields {
-            let v = String::from_utf8(v.clone()).map_err(|_| format!("field {k}: not UTF-8"))?;
-            pairs.push((k.clone(), v));
-        }
-        RecordInput::from_fields(pairs)
-    }
-}
-
-fn value_bytes(v: Value) -> Vec<u8> {
-    match v {
-        Value::BulkString(b) => b,
-        Value::SimpleString(s) => s.into_bytes(),
-        Value::Int(i) => i.to_string().into_bytes(),
-        Value::Okay => b"OK".to_vec(),
-        Value::Nil => Vec::new(),
-        other => format!("{other:?}").into_bytes(),
-    }
 }
 
 /// What one round did.
@@ -249,54 +202,23 @@ impl StreamConsumer {
         }
         let now = self.ctx.now();
         let mut dead: Vec<(usize, String)> = Vec::new();
-        let mut parsed: Vec<(usize, RecordInput)> = Vec::new();
-        for (i, e) in entries.iter().enumerate() {
-            match e.parse() {
-                Ok(r) => parsed.push((i, r)),
-                Err(reason) => dead.push((i, format!("malformed entry: {reason}"))),
-            }
-        }
-        for chunk in parsed.chunks(self.ctx.engine.ingest.max_batch.max(1)) {
-            let mut batch = chunk.to_vec();
-            while !batch.is_empty() {
-                let inputs = batch.iter().map(|(_, r)| r.clone()).collect();
-                match ingest::ingest(self.ctx.db(), inputs, now, &self.ctx.engine).await {
-                    Ok(r) => {
-                        report.inserted += r.inserted;
-                        report.duplicates += r.duplicates;
-                        for c in r.conflicts {
-                            if let Some((i, _)) = batch.get(c.index) {
-                                report.conflicts += 1;
-                                dead.push((*i, conflict_reason(&c)));
-                            }
-                        }
-                        break;
-                    }
-                    Err(DomainError::InvalidRecords(problems)) => {
-                        batch = set_aside_invalid(batch, problems, &mut dead)?;
-                    }
-                    // A refusal of the batch as a whole that names no record:
-                    // one record at a time tells which one(s) it is about.
-                    Err(DomainError::Invalid { field, message }) if batch.len() > 1 => {
-                        tracing::warn!(
-                            field,
-                            message,
-                            "batch refused as a whole; storing records one by one"
-                        );
-                        let singles = std::mem::take(&mut batch);
-                        for (i, r) in singles {
-                            self.ingest_one(i, r, now, &mut report, &mut dead).await?;
-                        }
-                    }
-                    Err(DomainError::Invalid { field, message }) => {
-                        if let Some((i, _)) = batch.first() {
-                            dead.push((*i, format!("invalid record: {field}: {message}")));
-                        }
-                        batch.clear();
-                    }
-                    Err(e) => return Err(e).context("storing stream records"),
-                }
-            }
+        let max = self.ctx.engine.ingest.max_batch.max(1);
+        for (c, chunk) in entries.chunks(max).enumerate() {
+            let base = c * max;
+            let checked = ingest::check(chunk.iter().map(Entry::record), now, &self.ctx.engine);
+            dead.extend(invalid_reasons(checked.problems, base));
+            let stored = ingest::store(self.ctx.db(), checked.valid, chunk.len(), now)
+                .await
+                .context("storing stream records")?;
+            report.inserted += stored.inserted;
+            report.duplicates += stored.duplicates;
+            report.conflicts += stored.conflicts.len();
+            dead.extend(
+                stored
+                    .conflicts
+                    .iter()
+                    .map(|c| (base + c.index, conflict_reason(c))),
+            );
         }
         dead.sort_by_key(|(i, _)| *i);
         self.dead_letter_and_ack(entries, &dead, now).await?;
@@ -307,40 +229,6 @@ impl StreamConsumer {
         m.stream_entries("duplicate", report.duplicates as u64);
         m.stream_entries("dead_lettered", report.dead_lettered as u64);
         Ok(report)
-    }
-
-    async fn ingest_one(
-        &self,
-        index: usize,
-        input: RecordInput,
-        now: chrono::DateTime<chrono::Utc>,
-        report: &mut BatchReport,
-        dead: &mut Vec<(usize, String)>,
-    ) -> anyhow::Result<()> {
-        match ingest::ingest(self.ctx.db(), vec![input], now, &self.ctx.engine).await {
-            Ok(r) => {
-                report.inserted += r.inserted;
-                report.duplicates += r.duplicates;
-                if let Some(c) = r.conflicts.first() {
-                    report.conflicts += 1;
-                    dead.push((index, conflict_reason(c)));
-                }
-                Ok(())
-            }
-            Err(DomainError::InvalidRecords(problems)) => {
-                let reasons: Vec<String> = problems
-                    .iter()
-                    .map(|p| format!("{}: {}", p.field, p.message))
-                    .collect();
-                dead.push((index, format!("invalid record: {}", reasons.join("; "))));
-                Ok(())
-            }
-            Err(DomainError::Invalid { field, message }) => {
-                dead.push((index, format!("invalid record: {field}: {message}")));
-                Ok(())
-            }
-            Err(e) => Err(e).context("storing a stream record"),
-        }
     }
 
     async fn dead_letter_and_ack(
@@ -456,31 +344,27 @@ fn conflict_reason(c: &ingest::Conflict) -> String {
     )
 }
 
-/// Moves the records ingest named as invalid to `dead`; returns the rest.
-fn set_aside_invalid(
-    batch: Vec<(usize, RecordInput)>,
+/// One dead-letter reason per invalid entry, every problem of it named.
+fn invalid_reasons(
     problems: Vec<gpu_usage_core::error::RecordProblem>,
-    dead: &mut Vec<(usize, String)>,
-) -> anyhow::Result<Vec<(usize, RecordInput)>> {
+    base: usize,
+) -> Vec<(usize, String)> {
     let mut reasons: BTreeMap<usize, Vec<String>> = BTreeMap::new();
     for p in problems {
-        reasons
-            .entry(p.index)
-            .or_default()
-            .push(format!("{}: {}", p.field, p.message));
+        let reason = if p.field == entry::ENTRY_FIELD {
+            format!("malformed entry: {}", p.message)
+        } else {
+            format!("{}: {}", p.field, p.message)
+        };
+        reasons.entry(base + p.index).or_default().push(reason);
     }
-    // Every retry must shrink the batch, or this would loop forever.
-    if reasons.is_empty() || reasons.keys().any(|i| *i >= batch.len()) {
-        anyhow::bail!("ingest rejected the batch without naming records in it");
-    }
-    let mut keep = Vec::with_capacity(batch.len());
-    for (pos, item) in batch.into_iter().enumerate() {
-        match reasons.remove(&pos) {
-            Some(r) => dead.push((item.0, format!("invalid record: {}", r.join("; ")))),
-            None => keep.push(item),
-        }
-    }
-    Ok(keep)
+    reasons
+        .into_iter()
+        .map(|(i, r)| match r.as_slice() {
+            [one] if one.starts_with("malformed") => (i, one.clone()),
+            _ => (i, format!("invalid record: {}", r.join("; "))),
+        })
+        .collect()
 }
 
 /// Lag and pending count of the group, for `/metrics`; `None` when the

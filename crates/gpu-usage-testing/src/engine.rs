@@ -1,0 +1,187 @@
+//! Running the engine the way every test does: each rollup twice (the
+//! second run must change nothing), and proptest with a runtime per case.
+
+use crate::TestDb;
+use anyhow::{bail, ensure};
+use gpu_usage_core::EngineConfig;
+use gpu_usage_core::ingest::IngestReport;
+use gpu_usage_core::rollup;
+use gpu_usage_core::status::{self, LevelStatus};
+use gpu_usage_core::types::Granularity;
+use proptest::prelude::*;
+use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
+
+use crate::*;
+
+pub fn cfg() -> EngineConfig {
+    EngineConfig::default()
+}
+
+pub async fn ingest(
+    db: &(impl ConnectionTrait + TransactionTrait),
+    recs: &[Rec],
+    now_ms: i64,
+    cfg: &EngineConfig,
+) -> anyhow::Result<IngestReport> {
+    gpu_usage_core::ingest::ingest(db, inputs(recs), at(now_ms), cfg)
+        .await
+        .map_err(|e| anyhow::anyhow!("ingest failed: {e} ({e:?})"))
+}
+
+/// The periodic jobs once: minute, then hourly, then daily.
+pub async fn run_jobs(
+    db: &(impl ConnectionTrait + TransactionTrait),
+    now_ms: i64,
+    cfg: &EngineConfig,
+) -> anyhow::Result<()> {
+    for g in Granularity::ALL {
+        rollup::process_pending(db, g, at(now_ms), cfg)
+            .await
+            .map_err(|e| anyhow::anyhow!("process_pending({g}) failed: {e} ({e:?})"))?;
+    }
+    Ok(())
+}
+
+/// The periodic jobs twice with the same `now`; the second run must not
+/// change a single row (updated_at included). Returns the rows.
+pub async fn run_jobs_twice(
+    db: &(impl ConnectionTrait + TransactionTrait),
+    now_ms: i64,
+    cfg: &EngineConfig,
+) -> anyhow::Result<Levels> {
+    run_jobs(db, now_ms, cfg).await?;
+    let first = read_levels(db).await?;
+    run_jobs(db, now_ms, cfg).await?;
+    let second = read_levels(db).await?;
+    if let Err(d) = diff_levels(&second, &first) {
+        bail!("a second run of the periodic jobs changed rows:\n{d}");
+    }
+    ensure!(
+        second == first,
+        "a second run of the periodic jobs changed updated_at"
+    );
+    Ok(second)
+}
+
+/// Recomputes `level` over `[from, to)`.
+pub async fn recompute(
+    db: &(impl ConnectionTrait + TransactionTrait),
+    level: Granularity,
+    from: i64,
+    to: i64,
+    now_ms: i64,
+    cfg: &EngineConfig,
+) -> anyhow::Result<rollup::RollupReport> {
+    rollup::recompute(db, level, range(from, to), at(now_ms), cfg)
+        .await
+        .map_err(|e| anyhow::anyhow!("recompute({level}) failed: {e} ({e:?})"))
+}
+
+/// Recomputes every level over `[from, to)` (minute, hourly, daily), then
+/// drains what that queued.
+pub async fn recompute_all(
+    db: &(impl ConnectionTrait + TransactionTrait),
+    from: i64,
+    to: i64,
+    now_ms: i64,
+    cfg: &EngineConfig,
+) -> anyhow::Result<()> {
+    for g in Granularity::ALL {
+        recompute(db, g, from, to, now_ms, cfg).await?;
+    }
+    run_jobs(db, now_ms, cfg).await
+}
+
+pub async fn statuses(db: &impl ConnectionTrait, now_ms: i64) -> anyhow::Result<Vec<LevelStatus>> {
+    status::rollup_status(db, at(now_ms))
+        .await
+        .map_err(|e| anyhow::anyhow!("rollup_status failed: {e}"))
+}
+
+pub fn status_of(st: &[LevelStatus], g: Granularity) -> LevelStatus {
+    st.iter()
+        .find(|s| s.level == g)
+        .cloned()
+        .expect("a status per level")
+}
+
+/// Nothing pending anywhere and every level complete through its current
+/// bucket.
+pub async fn assert_caught_up(db: &impl ConnectionTrait, now_ms: i64) -> anyhow::Result<()> {
+    let st = statuses(db, now_ms).await?;
+    for g in Granularity::ALL {
+        let s = status_of(&st, g);
+        ensure!(
+            s.pending_ranges == 0 && s.oldest_pending.is_none(),
+            "{g} still pending: {s:?}"
+        );
+        ensure!(
+            s.complete_through == g.floor(at(now_ms)),
+            "{g} complete_through: {s:?}"
+        );
+    }
+    Ok(())
+}
+
+/// Runs a test body on its own task and drops the test database whatever
+/// happens (a failing MariaDB test would otherwise leave its database
+/// behind), then re-raises the body's panic.
+pub async fn guarded<F, Fut>(t: TestDb, body: F)
+where
+    F: FnOnce(DatabaseConnection) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let result = tokio::spawn(body(t.db.clone())).await;
+    t.cleanup().await;
+    if let Err(e) = result {
+        match e.try_into_panic() {
+            Ok(payload) => std::panic::resume_unwind(payload),
+            Err(e) => panic!("test task failed: {e}"),
+        }
+    }
+}
+
+pub fn check(result: Result<(), String>, what: &str) -> anyhow::Result<()> {
+    result.map_err(|d| anyhow::anyhow!("{what}:\n{d}"))
+}
+
+/// Runs a proptest strategy with a tokio runtime per test, `cases` cases
+/// (overridable with `PROPTEST_CASES`), no persistence files, bounded
+/// shrinking.
+pub fn run_property<S, F, Fut>(name: &str, default_cases: u32, strategy: S, case: F)
+where
+    S: Strategy,
+    S::Value: Clone + std::fmt::Debug,
+    F: Fn(S::Value) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    use proptest::test_runner::{Config, TestCaseError, TestError, TestRunner};
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default_cases);
+    let config = Config {
+        cases,
+        failure_persistence: None,
+        max_shrink_iters: 48,
+        ..Config::default()
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let mut runner = TestRunner::new(config);
+    let started = std::time::Instant::now();
+    let result = runner.run(&strategy, |value| {
+        rt.block_on(case(value))
+            .map_err(|e| TestCaseError::fail(format!("{e:#}")))
+    });
+    match result {
+        Ok(()) => eprintln!("{name}: {cases} cases passed in {:.1?}", started.elapsed()),
+        Err(TestError::Fail(why, value)) => {
+            panic!("{name}: property failed: {why}\nminimal failing input: {value:#?}")
+        }
+        Err(e) => panic!("{name}: {e}"),
+    }
+}
