@@ -12,8 +12,8 @@
 //! browser revalidates (cheap `304`) and never runs a stale page against a
 //! newer binary.
 
-use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, get, web};
 use serde::Serialize;
 use utoipa::ToSchema;
