@@ -380,11 +380,13 @@
       cursor: { points: { size: 7 }, drag: { x: false, y: false } },
       legend: { live: true },
       axes: [
-        { ...AXIS, values: axisTimeValues(r.gran, utc), space: 70 },
+        // Daily buckets are UTC days: one tick per day at most.
+        { ...AXIS, values: axisTimeValues(r.gran, utc), space: 70, ...(r.gran === "daily" ? { incrs: [86400, 2 * 86400, 7 * 86400, 14 * 86400, 28 * 86400] } : {}) },
         { ...AXIS, label: yLabel, labelSize: 22, labelFont: "12px system-ui, sans-serif", size: 60, values: yValues },
         ...extraAxes,
       ],
-      series: [{ label: r.gran === "daily" ? "Day (UTC)" : "Time", value: (u, ts) => (ts == null ? "—" : fmtBucket(ts, r.gran)) }],
+      // Points sit at bucket centres (x + step/2); the legend names the bucket.
+      series: [{ label: r.gran === "daily" ? "Day (UTC)" : "Time", value: (u, ts) => (ts == null ? "—" : fmtBucket(ts - r.step / 2, r.gran)) }],
     };
   }
 
@@ -426,8 +428,8 @@
     makeChart("chart-gpu", opts, [x, ...cum, gpu.total]);
   }
 
-  function drawTaskCharts(r, x, tasks) {
-    const bars = uPlot.paths.bars({ size: [0.85, 28], align: 1 });
+  function drawTaskCharts(r, x, tasks, rangeRate) {
+    const bars = uPlot.paths.bars({ size: [0.85, 28], align: 0 });
     const total = tasks.completed.map((c, i) => c + tasks.failed[i]);
     const opts = baseOpts(r, { yLabel: "tasks", yValues: intAxis, scales: { y: { range: (u, min, max) => [0, max > 0 ? Math.ceil(max * 1.1) : 1] } } });
     // Failed is drawn as the full bar (completed + failed), completed over
@@ -443,7 +445,13 @@
     // Bars: a rate belongs to its bucket, and buckets without tasks stay
     // empty (no rate) instead of being joined by a line.
     fopts.series.push({ label: "Failure rate", stroke: BAD, fill: alpha(BAD, 0.75), paths: bars, points: { show: false }, value: (u2, v, si, di) => (di == null ? "—" : v == null ? "no tasks" : fmtPct(v)) });
-    makeChart("chart-failure", fopts, [x, tasks.failureRate]);
+    const fdata = [x, tasks.failureRate];
+    if (rangeRate !== null) {
+      // The whole range's rate (failed ÷ all tasks), for scale.
+      fopts.series.push({ label: "Whole range", stroke: INK, width: 1.25, dash: [4, 4], points: { show: false }, value: () => fmtPct(rangeRate) });
+      fdata.push(x.map(() => rangeRate));
+    }
+    makeChart("chart-failure", fopts, fdata);
   }
 
   function drawCapacity(r, x, cap, conc, scopeLabel) {
@@ -482,12 +490,11 @@
       $("chart-concurrency").hidden = false;
       cmissing.hidden = !!conc.available;
       if (!conc.available) cmissing.innerHTML = `<p class="small">GPUs available are not shown: no capacity reported for this range.</p>`;
-      const stepped = uPlot.paths.stepped({ align: 1 });
       const opts = baseOpts(r, { yLabel: "GPUs", yValues: intAxis, scales: { y: { range: (u, min, max) => [0, max > 0 ? Math.ceil(max * 1.15) : 1] } } });
-      opts.series.push({ label: "Peak in use", stroke: PALETTE[0], fill: alpha(PALETTE[0], 0.18), width: 1.5, paths: stepped, points: { show: false }, value: (u, v) => (v == null ? "—" : fmtInt(v)) });
+      opts.series.push({ label: "Peak in use", stroke: PALETTE[0], fill: alpha(PALETTE[0], 0.18), width: 1.5, points: { show: false }, value: (u, v) => (v == null ? "—" : fmtInt(v)) });
       const data = [x, conc.inUse];
       if (conc.available) {
-        opts.series.push({ label: "Peak available", stroke: INK, width: 1.5, dash: [5, 4], paths: stepped, points: { show: false }, value: (u, v) => (v == null ? "—" : fmtInt(v)) });
+        opts.series.push({ label: "Peak available", stroke: INK, width: 1.5, dash: [5, 4], points: { show: false }, value: (u, v) => (v == null ? "—" : fmtInt(v)) });
         data.push(conc.available);
       }
       makeChart("chart-concurrency", opts, data);
@@ -520,7 +527,7 @@
     const rate = total > 0 ? failed / total : null;
     const peakAt = s.peak_time_bucket ? Date.parse(s.peak_time_bucket) / 1000 : null;
     const days = (r.end - r.start) / 86400;
-    const perDay = days >= 2 && isNum(s.total_gpu_hours) ? `${fmtGpuH(s.total_gpu_hours / days)} GPU-h per day on average` : `over ${esc(describeSpan(r.end - r.start))}`;
+    const perDay = days >= 2 && isNum(s.total_gpu_hours) ? `≈ ${fmtGpuH(s.total_gpu_hours / days)} GPU-h per day` : `over ${esc(describeSpan(r.end - r.start))}`;
     const util = isNum(s.utilization_rate) && isNum(s.available_gpu_hours) && s.available_gpu_hours > 0 ? s.utilization_rate : null;
     const cards = [
       card("gpu_hours", "GPU-hours", fmtGpuH(s.total_gpu_hours ?? 0), "GPU-h", perDay),
@@ -706,7 +713,7 @@
     $("auth").hidden = false;
     const err = $("auth-error");
     if (error) {
-      err.textContent = error instanceof ApiError ? error.describe() : String(error);
+      err.textContent = `Sign-in failed: ${error instanceof ApiError ? error.describe() : String(error)}`;
       err.hidden = false;
     } else {
       err.hidden = true;
@@ -890,9 +897,11 @@
         : [`stacked by ${view.stack}`, `top ${TOP_N} by GPU-hours${view.stack === "spec" ? ", other, no spec" : " and other"}`, "line: total"];
       subParts.push(`per ${LEVEL_LABEL[r.gran]}`);
       $("gpu-sub").textContent = subParts.join(" · ");
-      drawGpuChart(r, x, gpu);
-      drawTaskCharts(r, x, tasks);
-      drawCapacity(r, x, capacity, concurrency, scopeLabel);
+      const xc = x.map((t) => t + r.step / 2);
+      const s = main.summary;
+      drawGpuChart(r, xc, gpu);
+      drawTaskCharts(r, xc, tasks, s.total_tasks > 0 ? s.failed_tasks / s.total_tasks : null);
+      drawCapacity(r, xc, capacity, concurrency, scopeLabel);
       renderTable(t);
     }
     $("updated-at").textContent = `Loaded ${fmtDateTime(Date.now() / 1000)} ${tzName(useUtc())}`;
@@ -1075,7 +1084,11 @@
       if (e.key === "Escape") toggleFreshness(false);
     });
     window.addEventListener("hashchange", () => {
+      const before = `${view.scopeType}/${view.scopeValue}`;
       view = readHash();
+      // A table link (or "show everything") changes what the charts show:
+      // bring them into sight.
+      if (`${view.scopeType}/${view.scopeValue}` !== before) window.scrollTo({ top: 0 });
       load();
     });
     if (REFRESH_SECS > 0) {
