@@ -293,6 +293,7 @@ async function rerender(page, action, state = ["ready", "empty"]) {
 }
 
 async function shot(page, name) {
+  await page.evaluate(() => window.scrollTo(0, 0)); // sticky toolbar at the top of the picture
   await page.waitForTimeout(150); // let canvases finish
   await page.screenshot({ path: path.join(ARTIFACTS, `${name}.png`), fullPage: true });
 }

@@ -439,7 +439,9 @@
       { label: "Failed", stroke: BAD, fill: alpha(BAD, 0.9), paths: bars, points: { show: false }, value: (u, v, si, di) => (di == null ? "—" : fmtInt(tasks.failed[di])) },
       { label: "Completed", stroke: OK, fill: alpha(OK, 0.9), paths: bars, points: { show: false }, value: (u, v, si, di) => (di == null ? "—" : fmtInt(tasks.completed[di])) },
     );
-    makeChart("chart-tasks", opts, [x, total, tasks.completed]);
+    // Buckets without tasks draw no bar at all (not a zero-height sliver).
+    const bar = (v) => (v > 0 ? v : null);
+    makeChart("chart-tasks", opts, [x, total.map(bar), tasks.completed.map(bar)]);
 
     const fopts = baseOpts(r, { yLabel: "failure rate", yValues: pctAxis, scales: { y: { range: (u2, min, max) => [0, Math.max(0.05, Math.min(1, (max || 0) * 1.15))] } } });
     // Bars: a rate belongs to its bucket, and buckets without tasks stay
@@ -797,7 +799,7 @@
         </tbody></table>
         <p class="small muted">Every bucket before “complete through” reflects every stored record; the current
           bucket is live. Behind: how long the oldest unfinished bucket has been over. Green within the promise,
-          amber up to twice it, red beyond. Lag: now − complete through. As of ${esc(fmtDateTime(now))} ${esc(tzName(useUtc()))}.</p>`;
+          amber up to twice it, red beyond. Lag: now − complete through. Late records for an old bucket show here as “behind” until the next rollup tick folds them in. As of ${esc(fmtDateTime(now))} ${esc(tzName(useUtc()))}.</p>`;
       publish({ freshness: { grade: cls, levels: rows.map(({ level, lag_seconds, complete_through, behind, grade }) => ({ level, lag_seconds, complete_through, behind, grade: ["green", "amber", "red"][grade] })) } });
     } catch (e) {
       badge.className = "badge grey";
