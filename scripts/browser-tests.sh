@@ -7,8 +7,8 @@
 #     when $CHROMIUM (default /usr/bin/chromium) is missing;
 #   - tests/browser/node_modules: `npm ci` when missing (playwright-core
 #     only; it downloads no browser);
-#   - the binary: `cargo build -p gpu-usage` when it is missing or older than
-#     the sources or the dashboard's files (skip with --no-build).
+#   - the binary: `cargo build -p gpu-usage` (a no-op when up to date; skip
+#     with --no-build, then GPU_USAGE_BIN must exist).
 #
 #   scripts/browser-tests.sh [--no-build]
 #
@@ -69,21 +69,24 @@ if [ ! -d tests/browser/node_modules/playwright-core ]; then
     (cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
 fi
 
-# 3. The server binary
+# 3. The server binary. `cargo build` is a no-op when it is up to date, and it
+# also puts back the binary when another checkout sharing CARGO_TARGET_DIR
+# built its own over it. The tests run a private copy, so a build elsewhere
+# cannot swap it mid-run.
 if [ "$BUILD" = 1 ]; then
-    if [ ! -x "$GPU_USAGE_BIN" ]; then
-        log "building gpu-usage (no $GPU_USAGE_BIN)"
-        CARGO_TARGET_DIR=$TARGET_DIR cargo build -p gpu-usage
-    elif [ -n "$(find crates migration Cargo.toml Cargo.lock -newer "$GPU_USAGE_BIN" -type f -print -quit 2>/dev/null)" ]; then
-        log "rebuilding gpu-usage (sources newer than $GPU_USAGE_BIN)"
-        CARGO_TARGET_DIR=$TARGET_DIR cargo build -p gpu-usage
-    fi
+    log "cargo build -p gpu-usage"
+    CARGO_TARGET_DIR=$TARGET_DIR cargo build -p gpu-usage
 fi
 [ -x "$GPU_USAGE_BIN" ] || die "no server binary at $GPU_USAGE_BIN"
+BIN_DIR=$(mktemp -d "${TMPDIR:-/tmp}/gpu-usage-browser-bin.XXXXXX")
+trap 'rm -rf "$BIN_DIR"' EXIT
+cp "$GPU_USAGE_BIN" "$BIN_DIR/gpu-usage"
+log "testing a copy of $GPU_USAGE_BIN"
+export GPU_USAGE_BIN=$BIN_DIR/gpu-usage
 
 # 4. The tests
 mkdir -p "$BROWSER_ARTIFACTS"
-log "binary $GPU_USAGE_BIN, browser $CHROMIUM ($("$CHROMIUM" --version 2>/dev/null | head -n1))"
+log "browser $CHROMIUM ($("$CHROMIUM" --version 2>/dev/null | head -n1))"
 status=0
 (cd tests/browser && timeout --kill-after=30 "$TIMEOUT" node --test-reporter=spec run.mjs) || status=$?
 if [ "$status" -ne 0 ]; then

@@ -101,6 +101,10 @@ async function startServer(name, extraEnv = {}) {
     if (Date.now() > deadline) throw new Error(`server ${name} did not answer /healthz within 60 s`);
     await new Promise((r) => setTimeout(r, 150));
   }
+  // Fail fast on a binary without the dashboard (an old build, or another
+  // checkout's build in a shared target directory).
+  const page = await fetch(`${base}/dashboard`);
+  if (page.status !== 200) throw new Error(`${BIN} does not serve /dashboard (HTTP ${page.status}): rebuild gpu-usage from this checkout`);
   return server;
 }
 
@@ -327,6 +331,20 @@ after(async () => {
 });
 
 // ------------------------------------------------------------------ tests
+test("the console watch sees errors (self-check)", async () => {
+  const page = await newPage();
+  await page.goto(`${main.base}/healthz`);
+  await page.evaluate(() => console.error("probe: console watch"));
+  await page.evaluate(() => setTimeout(() => {
+    throw new Error("probe: page error watch");
+  }));
+  await page.waitForTimeout(300);
+  const seen = problems.splice(0).join("\n");
+  assert.match(seen, /probe: console watch/);
+  assert.match(seen, /probe: page error watch/);
+  await page.close();
+});
+
 test("/ redirects to the dashboard, which plots what the API returns (24 h, hourly, by endpoint)", async () => {
   const page = await newPage();
   await page.goto(`${main.base}/`);
@@ -519,6 +537,33 @@ test("freshness badge follows /status", async () => {
   await shot(page, "09-freshness-details");
   await page.keyboard.press("Escape");
   assert.ok(await page.isHidden("#freshness-details"));
+
+  // Each grade, from made-up statuses: behind = now - complete_through - one bucket.
+  const now = Date.parse("2026-06-01T12:30:30Z");
+  const at = (secsBefore) => new Date(now - secsBefore * 1000).toISOString();
+  const cases = [
+    // caught up: complete through the start of the live bucket
+    [{ minute: at(30), hourly: at(1830), daily: at(12 * 3600 + 1830) }, "green", "Up to date"],
+    // hourly: the last hour ended 10 min ago and is still not final (promise 7 min)
+    [{ minute: at(30), hourly: at(3600 + 600), daily: at(12 * 3600 + 1830) }, "amber", "Delayed · hourly rows 10 min behind"],
+    // minute: 5 minutes behind (promise 2 min, twice that is 4)
+    [{ minute: at(60 + 300), hourly: at(1830), daily: at(12 * 3600 + 1830) }, "red", "Stale · minute rows 5 min behind"],
+  ];
+  for (const [through, grade, label] of cases) {
+    await page.route(/\/api\/v1\/gpu-usage\/status$/, (route) =>
+      route.fulfill({
+        json: {
+          now: new Date(now).toISOString(),
+          levels: Object.entries(through).map(([level, t]) => ({ level, complete_through: t, lag_seconds: Math.round((now - Date.parse(t)) / 1000), pending_ranges: 0, pending_buckets: 0, oldest_pending: null })),
+          jobs: [],
+        },
+      }),
+    );
+    await rerender(page, () => page.click("#refresh"));
+    await page.waitForFunction((g) => window.__dashboard.freshness?.grade === g, grade);
+    assert.equal((await page.textContent("#freshness .label")).trim(), label);
+    await page.unroute(/\/api\/v1\/gpu-usage\/status$/);
+  }
   await page.close();
 });
 
@@ -684,14 +729,35 @@ test("tokens: prompt when missing, the API's error when wrong, admin actions onl
   await stopServer(secured);
 });
 
-test("layout holds at 1000 px", async () => {
+test("layout holds from 1000 to 1600 px", async () => {
   const page = await newPage();
-  await page.setViewportSize({ width: 1000, height: 900 });
-  await page.goto(`${main.base}/dashboard#range=24h&stack=spec`);
+  for (const [width, name] of [
+    [1000, "17-narrow-1000px"],
+    [1600, "18-wide-1600px"],
+  ]) {
+    await page.setViewportSize({ width, height: 900 });
+    await page.goto(`${main.base}/dashboard#range=24h&stack=spec`);
+    await settled(page);
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+    assert.ok(overflow <= 0, `no horizontal scroll at ${width}px (${overflow}px)`);
+    // Charts fill their panels.
+    const fit = await page.$$eval(".chart:not([hidden])", (els) => els.map((el) => [el.id, el.querySelector("canvas")?.getBoundingClientRect().width ?? 0, el.getBoundingClientRect().width]));
+    for (const [id, canvas, panel] of fit) assert.ok(canvas > panel * 0.8 && canvas <= panel + 1, `${id} at ${width}px: canvas ${canvas} in ${panel}`);
+    await shot(page, name);
+  }
+  await page.close();
+});
+
+test("quick ranges reload by themselves", async () => {
+  const page = await newPage();
+  await page.addInitScript(() => {
+    window.__DASHBOARD_REFRESH_SECS = 1;
+  });
+  await page.goto(`${main.base}/dashboard#range=1h`);
   await settled(page);
-  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
-  assert.ok(overflow <= 0, `no horizontal scroll (${overflow}px)`);
-  await shot(page, "17-narrow-1000px");
+  const first = await page.evaluate(() => window.__dashboard.renderSeq);
+  await page.waitForFunction((s) => window.__dashboard.renderSeq >= s + 2, first, { timeout: 15_000 });
+  await checkChartsMatchApi(page, main.base);
   await page.close();
 });
 
