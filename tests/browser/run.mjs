@@ -257,15 +257,17 @@ async function checkChartsMatchApi(page, base, headers = {}) {
 // ------------------------------------------------------------------ browser
 let context;
 const problems = []; // console errors, page errors, foreign requests
-const expected401 = new WeakSet(); // pages where a 401 in the console is the point
+// Pages where a failed load in the console is the point: page → statuses.
+const expectedStatuses = new WeakMap();
 
-async function newPage({ allow401 = false } = {}) {
+async function newPage({ allowStatuses = [] } = {}) {
   const page = await context.newPage();
-  if (allow401) expected401.add(page);
+  expectedStatuses.set(page, allowStatuses);
   page.on("console", (m) => {
     if (m.type() !== "error" && m.type() !== "warning") return;
     const text = m.text();
-    if (expected401.has(page) && /status of 401/.test(text)) return;
+    const status = /Failed to load resource: the server responded with a status of (\d+)/.exec(text);
+    if (status && expectedStatuses.get(page).includes(Number(status[1]))) return;
     problems.push(`console ${m.type()} on ${page.url()}: ${text}`);
   });
   page.on("pageerror", (e) => problems.push(`page error on ${page.url()}: ${e.message}`));
@@ -673,7 +675,7 @@ test("an empty database shows the empty state, not blank charts", async () => {
 test("tokens: prompt when missing, the API's error when wrong, admin actions only for admin", async () => {
   const secured = await startServer("tokens", { GPU_USAGE__API__READ_TOKEN: READ_TOKEN, GPU_USAGE__API__ADMIN_TOKEN: ADMIN_TOKEN });
   await seed(secured.base, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` }, records: makeRecords(Date.now(), { older: 120, recent: 60, lastHour: 10, seed: 7 }) });
-  const page = await newPage({ allow401: true });
+  const page = await newPage({ allowStatuses: [401] });
   const authHeaders = [];
   page.on("request", (req) => {
     if (req.url().includes("/api/v1/gpu-usage/")) authHeaders.push(req.headers().authorization ?? null);
@@ -727,6 +729,36 @@ test("tokens: prompt when missing, the API's error when wrong, admin actions onl
   assert.match(await page.textContent("#auth-error"), /the bearer token is not valid/);
   await page.close();
   await stopServer(secured);
+});
+
+test("API errors show the API's message; impossible views say why", async () => {
+  const page = await newPage({ allowStatuses: [400, 503] });
+  await page.goto(`${main.base}/dashboard#range=24h`);
+  await settled(page);
+  // A database outage as the API reports it.
+  await page.route(/\/api\/v1\/gpu-usage\/hourly\?/, (route) =>
+    route.fulfill({ status: 503, json: { error: "the database is unavailable", code: "unavailable" } }),
+  );
+  const seq = await page.evaluate(() => window.__dashboard.loadSeq);
+  await page.click("#refresh");
+  await page.waitForFunction((s) => window.__dashboard.loadSeq > s && window.__dashboard.state === "error", seq);
+  assert.ok(await page.isVisible("#error-banner"));
+  assert.equal((await page.textContent("#error-text")).trim(), "the database is unavailable (unavailable, HTTP 503)");
+  await shot(page, "19-api-error");
+  await page.unroute(/\/api\/v1\/gpu-usage\/hourly\?/);
+  await rerender(page, () => page.click("#refresh"));
+  assert.ok(await page.isHidden("#error-banner"), "the banner goes once the API answers");
+
+  // A range the API refuses (longer than api.max_range_days) shows its reason.
+  const from = "2020-01-01T00:00:00.000Z";
+  await page.goto(`${main.base}/dashboard#range=custom&from=${from}&to=2026-01-01T00:00:00.000Z&gran=daily`);
+  await page.waitForFunction(() => window.__dashboard.state === "error");
+  assert.match(await page.textContent("#error-text"), /HTTP 400/);
+  // Minute rows for 30 days would be 43,200 points per chart: refused in the page.
+  await page.goto(`${main.base}/dashboard#range=30d&gran=minute`);
+  await page.waitForFunction(() => window.__dashboard.state === "error" && /buckets/.test(window.__dashboard.lastError));
+  assert.match(await page.textContent("#error-text"), /43,200 minute buckets/);
+  await page.close();
 });
 
 test("layout holds from 1000 to 1600 px", async () => {

@@ -187,7 +187,7 @@
     if (t) headers.Authorization = `Bearer ${t}`;
     let res;
     try {
-      res = await fetch(url, { method, headers, credentials: "omit", cache: "no-store" });
+      res = await fetch(url, { method, headers, credentials: "omit", cache: "no-store", signal: AbortSignal.timeout(method === "GET" ? 30000 : 120000) });
     } catch (e) {
       throw new ApiError(0, null, `cannot reach the API at ${API.pathname} (${e.message})`);
     }
@@ -668,6 +668,7 @@
   function showError(e) {
     const msg = e instanceof ApiError ? e.describe() : String(e && e.message ? e.message : e);
     $("error-text").textContent = msg;
+    $("error-note").textContent = current && !$("content").hidden ? "— the figures below are from the last successful load" : "";
     $("error-banner").hidden = false;
     published.errors.push(msg);
     publish({ lastError: msg });
