@@ -48,10 +48,11 @@ async fn main() -> anyhow::Result<()> {
 
     let base = format!("http://{}", app.local_addr());
     tracing::info!(
+        dashboard = %format!("{base}/dashboard"),
         docs = %format!("{base}{API_PREFIX}/docs"),
         hourly = %format!("{base}{API_PREFIX}/hourly"),
         health = %format!("{base}/healthz"),
-        "GPU usage service ready (API and scheduled jobs); open the docs URL in a browser; Ctrl-C stops"
+        "GPU usage service ready (API and scheduled jobs); open the dashboard URL in a browser; Ctrl-C stops"
     );
 
     let served = app.run_until(process::stop_requested()).await;

@@ -2,6 +2,7 @@
 //! domain call, map to a response type. Registration lives here so the
 //! server and the OpenAPI document are built from the same list.
 
+pub mod dashboard;
 pub mod records;
 pub mod stats;
 pub mod system;
@@ -22,11 +23,18 @@ pub fn api(cfg: &mut ServiceConfig) {
         .service(triggers::list_backfills)
         .service(triggers::get_backfill)
         .service(system::engine_status)
+        .service(dashboard::whoami)
         .service(system::openapi_json)
         .service(system::docs);
 }
 
-/// Routes at the root: probes for orchestrators.
+/// Routes at the root: probes for orchestrators, the web dashboard.
 pub fn root(cfg: &mut ServiceConfig) {
-    cfg.service(system::healthz).service(system::readyz);
+    cfg.service(system::healthz)
+        .service(system::readyz)
+        .service(dashboard::root_redirect)
+        .service(dashboard::page)
+        .service(dashboard::app_js)
+        .service(dashboard::app_css)
+        .service(dashboard::vendor);
 }

@@ -13,6 +13,11 @@ use crate::support::{both_backends, spawn_app};
 const ROUTES: &[(&str, &str)] = &[
     ("get", "/healthz"),
     ("get", "/readyz"),
+    ("get", "/"),
+    ("get", "/dashboard"),
+    ("get", "/dashboard/app.js"),
+    ("get", "/dashboard/app.css"),
+    ("get", "/dashboard/vendor/{file}"),
     ("get", "/api/v1/gpu-usage/minute"),
     ("get", "/api/v1/gpu-usage/hourly"),
     ("get", "/api/v1/gpu-usage/daily"),
@@ -24,6 +29,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/gpu-usage/backfill"),
     ("get", "/api/v1/gpu-usage/backfill/{id}"),
     ("get", "/api/v1/gpu-usage/status"),
+    ("get", "/api/v1/gpu-usage/whoami"),
     ("get", "/api/v1/gpu-usage/openapi.json"),
     ("get", "/api/v1/gpu-usage/docs"),
 ];

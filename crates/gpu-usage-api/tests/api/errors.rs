@@ -81,7 +81,7 @@ async fn bad_query_parameters(db: TestDb) {
     expect_error(app.get("/nothing-here").await, 404, "no_route").await;
     let res = app
         .client
-        .get(format!("{}/", app.base))
+        .get(format!("{}/no-such-page", app.base))
         .send()
         .await
         .unwrap();
