@@ -16,6 +16,8 @@
 #   5. the domain crate (gpu-usage-core) has no actix-web in its tree
 #   6. cargo test --workspace --no-run, then cargo test --workspace
 #      (tests pick SQLite or MariaDB themselves)
+#   7. browser tests of the dashboard (scripts/browser-tests.sh: installs
+#      Debian's chromium and playwright-core from npm when missing)
 #
 # Every step runs even when an earlier one failed (except the tests when they
 # do not build), a summary closes the output, and the exit status is non-zero
@@ -50,7 +52,7 @@ done
 
 FAILED=()
 STEP=0
-STEPS=6
+STEPS=7
 STARTED=$SECONDS
 LOG_DIR=$(mktemp -d "${TMPDIR:-/tmp}/gpu-usage-test.XXXXXX")
 trap 'rm -rf "$LOG_DIR"' EXIT
@@ -191,5 +193,9 @@ if cargo test --workspace --no-run; then
 else
     fail "cargo test --no-run (the tests do not build)"
 fi
+
+# ---------------------------------------------------------------------------
+section "browser tests (dashboard, headless Chromium)"
+run_step "browser tests" "$ROOT/scripts/browser-tests.sh"
 
 summary_and_exit "$TOTALS"
