@@ -14,6 +14,44 @@
 
 pub use sea_orm_migration::prelude::*;
 
+/// The `Migration` of a file from its two steps, `async fn up(&SchemaManager)`
+/// and `async fn down(&SchemaManager)`, so every file holds only what it
+/// changes.
+macro_rules! migration {
+    ($up:path, $down:path) => {
+        #[derive(DeriveMigrationName)]
+        pub struct Migration;
+
+        #[async_trait::async_trait]
+        impl MigrationTrait for Migration {
+            async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+                $up(manager).await
+            }
+
+            async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+                $down(manager).await
+            }
+        }
+    };
+}
+
+/// A migration that creates `$table` from `$build(backend) -> (table,
+/// indexes)` and drops it on the way down.
+macro_rules! table_migration {
+    ($table:expr, $build:path) => {
+        async fn up(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
+            let (table, indexes) = $build(manager.get_database_backend());
+            $crate::schema_util::create_table_with_indexes(manager, $table, table, indexes).await
+        }
+
+        async fn down(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
+            $crate::schema_util::drop_table(manager, $table).await
+        }
+
+        migration!(up, down);
+    };
+}
+
 mod m20261129_000001_create_gpu_usage_records;
 mod m20261129_000002_create_gpu_usage_statistics_minute;
 mod m20261129_000003_create_gpu_usage_statistics_hourly;

@@ -7,34 +7,25 @@ use crate::schema_util::*;
 
 const TABLE: &str = "gpu_usage_rollup_pending";
 
-#[derive(DeriveMigrationName)]
-pub struct Migration;
-
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let backend = manager.get_database_backend();
-        let table = Table::create()
-            .table(Alias::new(TABLE))
-            .col(id("id"))
-            .col(string("level", 16).not_null())
-            .col(datetime_ms(backend, "range_start").not_null())
-            .col(datetime_ms(backend, "range_end").not_null())
-            .col(
-                datetime_ms(backend, "created_at")
-                    .not_null()
-                    .default(now_default(backend)),
-            )
-            .to_owned();
-        let indexes = vec![index(
-            TABLE,
-            "idx_pending_level_start",
-            &["level", "range_start"],
-        )];
-        create_table_with_indexes(manager, TABLE, table, indexes).await
-    }
-
-    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        drop_table(manager, TABLE).await
-    }
+fn table(backend: DbBackend) -> TableDef {
+    let table = Table::create()
+        .table(Alias::new(TABLE))
+        .col(id("id"))
+        .col(string("level", 16).not_null())
+        .col(datetime_ms(backend, "range_start").not_null())
+        .col(datetime_ms(backend, "range_end").not_null())
+        .col(
+            datetime_ms(backend, "created_at")
+                .not_null()
+                .default(now_default(backend)),
+        )
+        .to_owned();
+    let indexes = vec![index(
+        TABLE,
+        "idx_pending_level_start",
+        &["level", "range_start"],
+    )];
+    (table, indexes)
 }
+
+table_migration!(TABLE, table);

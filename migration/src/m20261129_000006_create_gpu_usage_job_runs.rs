@@ -6,33 +6,24 @@ use crate::schema_util::*;
 
 const TABLE: &str = "gpu_usage_job_runs";
 
-#[derive(DeriveMigrationName)]
-pub struct Migration;
-
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let backend = manager.get_database_backend();
-        let table = Table::create()
-            .table(Alias::new(TABLE))
-            .col(id("id"))
-            .col(string("job", 64).not_null())
-            .col(string("runner", 255).not_null())
-            .col(datetime_ms(backend, "started_at").not_null())
-            .col(datetime_ms(backend, "finished_at").null())
-            .col(string("outcome", 32).not_null())
-            .col(bigint("rows_written").not_null().default(0))
-            .col(text("detail").null())
-            .to_owned();
-        let indexes = vec![index(
-            TABLE,
-            "idx_job_runs_job_started",
-            &["job", "started_at"],
-        )];
-        create_table_with_indexes(manager, TABLE, table, indexes).await
-    }
-
-    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        drop_table(manager, TABLE).await
-    }
+fn table(backend: DbBackend) -> TableDef {
+    let table = Table::create()
+        .table(Alias::new(TABLE))
+        .col(id("id"))
+        .col(string("job", 64).not_null())
+        .col(string("runner", 255).not_null())
+        .col(datetime_ms(backend, "started_at").not_null())
+        .col(datetime_ms(backend, "finished_at").null())
+        .col(string("outcome", 32).not_null())
+        .col(bigint("rows_written").not_null().default(0))
+        .col(text("detail").null())
+        .to_owned();
+    let indexes = vec![index(
+        TABLE,
+        "idx_job_runs_job_started",
+        &["job", "started_at"],
+    )];
+    (table, indexes)
 }
+
+table_migration!(TABLE, table);

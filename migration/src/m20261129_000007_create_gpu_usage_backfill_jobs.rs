@@ -6,43 +6,34 @@ use crate::schema_util::*;
 
 const TABLE: &str = "gpu_usage_backfill_jobs";
 
-#[derive(DeriveMigrationName)]
-pub struct Migration;
-
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let backend = manager.get_database_backend();
-        let table = Table::create()
-            .table(Alias::new(TABLE))
-            .col(id("id"))
-            .col(datetime_ms(backend, "range_start").not_null())
-            .col(datetime_ms(backend, "range_end").not_null())
-            // minute, hourly, daily or all: which levels to rebuild.
-            .col(string("granularity", 16).not_null().default("all"))
-            .col(string("status", 32).not_null())
-            .col(datetime_ms(backend, "next_chunk_start").not_null())
-            .col(int("chunks_total").not_null())
-            .col(int("chunks_done").not_null().default(0))
-            .col(text("error").null())
-            .col(
-                datetime_ms(backend, "created_at")
-                    .not_null()
-                    .default(now_default(backend)),
-            )
-            .col(
-                datetime_ms(backend, "updated_at")
-                    .not_null()
-                    .default(now_default(backend)),
-            )
-            .col(datetime_ms(backend, "started_at").null())
-            .col(datetime_ms(backend, "finished_at").null())
-            .to_owned();
-        let indexes = vec![index(TABLE, "idx_backfill_status", &["status"])];
-        create_table_with_indexes(manager, TABLE, table, indexes).await
-    }
-
-    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        drop_table(manager, TABLE).await
-    }
+fn table(backend: DbBackend) -> TableDef {
+    let table = Table::create()
+        .table(Alias::new(TABLE))
+        .col(id("id"))
+        .col(datetime_ms(backend, "range_start").not_null())
+        .col(datetime_ms(backend, "range_end").not_null())
+        // minute, hourly, daily or all: which levels to rebuild.
+        .col(string("granularity", 16).not_null().default("all"))
+        .col(string("status", 32).not_null())
+        .col(datetime_ms(backend, "next_chunk_start").not_null())
+        .col(int("chunks_total").not_null())
+        .col(int("chunks_done").not_null().default(0))
+        .col(text("error").null())
+        .col(
+            datetime_ms(backend, "created_at")
+                .not_null()
+                .default(now_default(backend)),
+        )
+        .col(
+            datetime_ms(backend, "updated_at")
+                .not_null()
+                .default(now_default(backend)),
+        )
+        .col(datetime_ms(backend, "started_at").null())
+        .col(datetime_ms(backend, "finished_at").null())
+        .to_owned();
+    let indexes = vec![index(TABLE, "idx_backfill_status", &["status"])];
+    (table, indexes)
 }
+
+table_migration!(TABLE, table);

@@ -2,7 +2,10 @@
 //! tables cannot drift apart and both backends get the types they need.
 
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::sea_orm::DbBackend;
+pub use sea_orm_migration::sea_orm::DbBackend;
+
+/// A table and its secondary indexes, as one migration creates them.
+pub type TableDef = (TableCreateStatement, Vec<IndexCreateStatement>);
 
 pub fn id(name: &str) -> ColumnDef {
     ColumnDef::new(Alias::new(name))
@@ -130,11 +133,7 @@ pub enum StatsLevel {
     Daily,
 }
 
-pub fn statistics_table(
-    backend: DbBackend,
-    name: &str,
-    level: StatsLevel,
-) -> (TableCreateStatement, Vec<IndexCreateStatement>) {
+pub fn statistics_table(backend: DbBackend, name: &str, level: StatsLevel) -> TableDef {
     let mut table = Table::create();
     table.table(Alias::new(name)).col(id("id"));
     let mut bucket = match level {

@@ -20,6 +20,8 @@
 //! - [`error`]: the one mapping from `DomainError` (and actix's own
 //!   extractor and routing errors) to status codes and the JSON error shape.
 //! - [`auth`]: bearer tokens with roles read < ingest < admin.
+//! - [`metrics`]: request counts and latency, served at `/metrics` with
+//!   whatever else the process counts.
 //! - [`csv`]: CSV of any row type, from its serde and OpenAPI derives.
 //! - [`openapi`]: document metadata and the reference page.
 //! - [`state`]: what handlers share.
@@ -31,6 +33,7 @@
 pub mod auth;
 pub mod csv;
 pub mod error;
+pub mod metrics;
 pub mod openapi;
 pub mod params;
 pub mod routes;

@@ -5,7 +5,9 @@
 use std::net::{SocketAddr, TcpListener};
 use std::time::Instant;
 
-use actix_web::dev::{Server, ServerHandle, Service, ServiceFactory, ServiceRequest};
+use actix_web::dev::{
+    Server, ServerHandle, Service, ServiceFactory, ServiceRequest, ServiceResponse,
+};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::ErrorHandlers;
@@ -16,8 +18,11 @@ use sea_orm::DatabaseConnection;
 use tracing_actix_web::{RequestId, TracingLogger};
 use utoipa_actix_web::{AppExt, UtoipaApp};
 
+use gpu_usage_core::metrics::{Exposition, RegisterMetrics};
+
 use crate::API_PREFIX;
 use crate::error::{ApiError, json_error, normalize_error_body, path_error, query_error};
+use crate::metrics::HttpMetrics;
 use crate::openapi::{self, OpenApiJson};
 use crate::routes;
 use crate::state::{ApiOptions, AppState};
@@ -66,38 +71,28 @@ impl Application {
             );
         }
         let doc = web::Data::new(OpenApiJson(openapi_document().to_json()?));
+        let http = HttpMetrics::default();
+        let mut components: Vec<&dyn RegisterMetrics> = vec![&http];
+        components.extend(options.metrics.iter().map(|m| m.as_ref()));
+        let exposition = web::Data::new(Exposition::new(&components));
         let max_body = settings.api.max_body_bytes;
         let mut server = HttpServer::new(move || {
             let (app, _) = with_routes(App::new().into_utoipa_app()).split_for_parts();
+            let http = http.clone();
             app.app_data(state.clone())
                 .app_data(doc.clone())
-                .app_data(JsonConfig::default().limit(max_body).error_handler(json_error))
+                .app_data(exposition.clone())
+                .app_data(
+                    JsonConfig::default()
+                        .limit(max_body)
+                        .error_handler(json_error),
+                )
                 .app_data(QueryConfig::default().error_handler(query_error))
                 .app_data(PathConfig::default().error_handler(path_error))
                 .app_data(PayloadConfig::new(TRIGGER_BODY_LIMIT))
                 .default_service(web::to(no_route))
                 .wrap(ErrorHandlers::new().default_handler(normalize_error_body))
-                .wrap_fn(|req, srv| {
-                    let request_id = req.extensions().get::<RequestId>().map(ToString::to_string);
-                    let method = req.method().clone();
-                    let path = req.path().to_owned();
-                    let started = Instant::now();
-                    let response = srv.call(req);
-                    async move {
-                        let mut res = response.await?;
-                        if let Some(id) = request_id.and_then(|id| HeaderValue::from_str(&id).ok()) {
-                            res.headers_mut().insert(HeaderName::from_static("x-request-id"), id);
-                        }
-                        tracing::info!(
-                            %method,
-                            %path,
-                            status = res.status().as_u16(),
-                            elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-                            "request"
-                        );
-                        Ok(res)
-                    }
-                })
+                .wrap_fn(move |req, srv| observe(http.clone(), req, srv))
                 .wrap(TracingLogger::default())
         })
         // The binaries own signal handling (they also stop the in-process
@@ -154,6 +149,42 @@ impl Application {
     /// The future that serves; spawn it (tests do).
     pub fn into_server(self) -> Server {
         self.server
+    }
+}
+
+/// Every request: its id echoed in `x-request-id`, one structured log line,
+/// and the request metrics (by route pattern, never by raw path).
+fn observe<S, B>(
+    metrics: HttpMetrics,
+    req: ServiceRequest,
+    srv: &S,
+) -> impl std::future::Future<Output = Result<ServiceResponse<B>, actix_web::Error>> + use<S, B>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
+{
+    let request_id = req.extensions().get::<RequestId>().map(ToString::to_string);
+    let method = req.method().clone();
+    let path = req.path().to_owned();
+    let route = req.match_pattern();
+    let started = Instant::now();
+    let response = srv.call(req);
+    async move {
+        let mut res = response.await?;
+        if let Some(id) = request_id.and_then(|id| HeaderValue::from_str(&id).ok()) {
+            res.headers_mut()
+                .insert(HeaderName::from_static("x-request-id"), id);
+        }
+        let status = res.status().as_u16();
+        let took = started.elapsed();
+        metrics.observe(method.as_str(), route.as_deref(), status, took);
+        tracing::info!(
+            %method,
+            %path,
+            status,
+            elapsed_ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
+            "request"
+        );
+        Ok(res)
     }
 }
 

@@ -8,6 +8,7 @@ use gpu_usage_core::EngineConfig;
 use gpu_usage_core::aggregate::AggregateOptions;
 use gpu_usage_core::clock::{Clock, SystemClock};
 use gpu_usage_core::jobs::JobEnv;
+use gpu_usage_core::metrics::RegisterMetrics;
 use gpu_usage_core::settings::{ApiSettings, Settings};
 use sea_orm::DatabaseConnection;
 
@@ -24,6 +25,9 @@ pub struct ApiOptions {
     pub aggregate: AggregateOptions,
     /// HTTP worker threads; `None` = one per core.
     pub workers: Option<usize>,
+    /// Metrics of other components of the process, served with the API's
+    /// own at `/metrics` (the all-in-one binary adds the worker's).
+    pub metrics: Vec<Arc<dyn RegisterMetrics>>,
 }
 
 impl Default for ApiOptions {
@@ -32,6 +36,7 @@ impl Default for ApiOptions {
             clock: Arc::new(SystemClock),
             aggregate: AggregateOptions::default(),
             workers: None,
+            metrics: Vec::new(),
         }
     }
 }

@@ -24,6 +24,8 @@
 //! - [`locks`]: `GET_LOCK` on a dedicated MySQL connection, an in-process
 //!   lock on SQLite.
 //! - [`retention`]: batched deletes of expired rows, per table.
+//! - [`metrics`]: the Prometheus exposition and the scrape-time rollup
+//!   gauges.
 //! - [`job_runs`]: the record of every job execution.
 //! - [`backfill`]: tracked, resumable rebuilds of a range at every level.
 //!
@@ -42,6 +44,7 @@ pub mod job_runs;
 pub mod jobs;
 pub mod level;
 pub mod locks;
+pub mod metrics;
 pub mod process;
 pub mod query;
 pub mod record;

@@ -5,13 +5,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::{App, HttpResponse, HttpServer, dev::Server, web};
+use actix_web::http::header;
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, dev::Server, web};
+use gpu_usage_core::clock::Clock;
+use gpu_usage_core::metrics::{Exposition, wants_openmetrics};
 use gpu_usage_core::settings::RedisSettings;
-use gpu_usage_core::status;
 use sea_orm::DatabaseConnection;
 
-use crate::metrics::{Gauges, Metrics};
-use gpu_usage_core::clock::Clock;
+use crate::metrics::Metrics;
 
 /// Bounds every probe so a hung database or Redis cannot hang a scrape.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -27,10 +28,12 @@ pub struct AppState {
 /// Binds and returns the server (not yet running: await or spawn it) and
 /// the addresses it listens on (port 0 picks a free one).
 pub fn start(host: &str, port: u16, state: AppState) -> std::io::Result<(Server, Vec<SocketAddr>)> {
+    let exposition = web::Data::new(Exposition::new(&[state.metrics.as_ref()]));
     let data = web::Data::new(state);
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
+            .app_data(exposition.clone())
             .route("/healthz", web::get().to(healthz))
             .route("/readyz", web::get().to(readyz))
             .route("/metrics", web::get().to(metrics))
@@ -64,20 +67,24 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
-async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    let now = state.clock.now();
-    let mut gauges = Gauges::default();
-    match tokio::time::timeout(PROBE_TIMEOUT, status::rollup_status(&state.db, now)).await {
-        Ok(Ok(levels)) => gauges.rollup = levels,
-        _ => gauges.rollup_error = true,
-    }
+async fn metrics(
+    state: web::Data<AppState>,
+    exposition: web::Data<Exposition>,
+    req: HttpRequest,
+) -> HttpResponse {
     if let Some((pool, settings)) = &state.redis {
-        match tokio::time::timeout(PROBE_TIMEOUT, crate::stream::stream_lag(pool, settings)).await {
-            Ok(Ok(lag)) => gauges.stream = lag,
-            _ => gauges.stream_error = true,
-        }
+        let read = tokio::time::timeout(PROBE_TIMEOUT, crate::stream::stream_lag(pool, settings))
+            .await
+            .ok()
+            .and_then(Result::ok);
+        state.metrics.set_stream(read);
     }
-    HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(state.metrics.render(&gauges, now))
+    let accept = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok());
+    let (body, content_type) = exposition
+        .render(&state.db, state.clock.now(), wants_openmetrics(accept))
+        .await;
+    HttpResponse::Ok().content_type(content_type).body(body)
 }

@@ -1,47 +1,77 @@
-//! Counters kept in process and rendered in the Prometheus text format
-//! (exposition format 0.0.4) by hand: a few families, no registry crate.
+//! What this worker process counts, as Prometheus metrics (through
+//! `prometheus-client`; names are declared once, in [`Metrics::register`]).
 //!
-//! Counters are per process (Prometheus sums replicas); gauges that
-//! describe the shared database (rollup lag) or Redis (stream lag) are read
-//! at scrape time.
+//! Counters are per process (Prometheus sums replicas); the gauges that
+//! describe shared state — rollup lag (the database), stream lag (Redis) —
+//! are refreshed at scrape time by [`crate::http`].
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use gpu_usage_core::jobs::JobName;
-use gpu_usage_core::status::LevelStatus;
+use gpu_usage_core::jobs::{JobName, JobOutcome};
+use gpu_usage_core::metrics::Registry;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 
-use crate::jobs::JobOutcome;
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct JobLabels {
+    job: String,
+}
 
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    job: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StreamLabels {
+    stream: String,
+    group: String,
+}
+
+fn duration_histogram() -> Histogram {
+    // 10 ms to about 2 h.
+    Histogram::new(exponential_buckets(0.01, 3.0, 12))
+}
+
+/// The worker's metric handles; clones share the same values.
+#[derive(Clone)]
 pub struct Metrics {
-    inner: Mutex<Inner>,
+    runs: Family<OutcomeLabels, Counter>,
+    duration: Family<JobLabels, Histogram, fn() -> Histogram>,
+    rows: Family<JobLabels, Counter>,
+    lock_skips: Family<JobLabels, Counter>,
+    last_success: Family<JobLabels, Gauge>,
+    stream: Family<ResultLabels, Counter>,
+    stream_errors: Counter,
+    backfill_chunks: Counter,
+    stream_lag: Family<StreamLabels, Gauge>,
+    stream_pending: Family<StreamLabels, Gauge>,
+    stream_up: Gauge,
 }
 
-#[derive(Debug, Default)]
-struct Inner {
-    runs: BTreeMap<(&'static str, &'static str), u64>,
-    duration: BTreeMap<&'static str, (f64, u64)>,
-    rows: BTreeMap<&'static str, u64>,
-    lock_skips: BTreeMap<&'static str, u64>,
-    last_success: BTreeMap<&'static str, i64>,
-    stream: BTreeMap<&'static str, u64>,
-    stream_errors: u64,
-    backfill_chunks: u64,
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
-/// Values read at scrape time.
-#[derive(Debug, Default, Clone)]
-pub struct Gauges {
-    pub rollup: Vec<LevelStatus>,
-    pub rollup_error: bool,
-    pub stream: Option<StreamLag>,
-    pub stream_error: bool,
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
 }
 
+/// Stream lag and pending count of the consumer group, read at scrape time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamLag {
     pub stream: String,
@@ -55,14 +85,78 @@ pub struct StreamLag {
 
 impl Metrics {
     pub fn new() -> Self {
-        Self::default()
+        Self {
+            runs: Family::default(),
+            duration: Family::new_with_constructor(duration_histogram),
+            rows: Family::default(),
+            lock_skips: Family::default(),
+            last_success: Family::default(),
+            stream: Family::default(),
+            stream_errors: Counter::default(),
+            backfill_chunks: Counter::default(),
+            stream_lag: Family::default(),
+            stream_pending: Family::default(),
+            stream_up: Gauge::default(),
+        }
     }
 
-    fn with<R>(&self, f: impl FnOnce(&mut Inner) -> R) -> R {
-        // A panic while holding this lock cannot leave counters
-        // inconsistent in a way that matters; keep counting.
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        f(&mut inner)
+    /// Adds every metric to `r`, under its name and help text.
+    pub fn register(&self, r: &mut Registry) {
+        r.register(
+            "gpu_usage_job_runs",
+            "Job executions by job and outcome (skipped = another runner held the lock).",
+            self.runs.clone(),
+        );
+        r.register(
+            "gpu_usage_job_duration_seconds",
+            "Time spent in executed jobs.",
+            self.duration.clone(),
+        );
+        r.register(
+            "gpu_usage_job_rows_written",
+            "Rows written by jobs (statistics rows; deleted rows for cleanup).",
+            self.rows.clone(),
+        );
+        r.register(
+            "gpu_usage_job_lock_skips",
+            "Ticks skipped because another runner held the job's lock.",
+            self.lock_skips.clone(),
+        );
+        r.register(
+            "gpu_usage_job_last_success_timestamp_seconds",
+            "When this process last finished the job successfully.",
+            self.last_success.clone(),
+        );
+        r.register(
+            "gpu_usage_stream_entries",
+            "Redis stream entries by result.",
+            self.stream.clone(),
+        );
+        r.register(
+            "gpu_usage_stream_errors",
+            "Failed rounds of the Redis stream consumer.",
+            self.stream_errors.clone(),
+        );
+        r.register(
+            "gpu_usage_backfill_chunks",
+            "Backfill chunks (days) completed by this process.",
+            self.backfill_chunks.clone(),
+        );
+        r.register(
+            "gpu_usage_stream_lag",
+            "Stream entries not yet delivered to the consumer group.",
+            self.stream_lag.clone(),
+        );
+        r.register(
+            "gpu_usage_stream_pending",
+            "Stream entries delivered but not yet acknowledged.",
+            self.stream_pending.clone(),
+        );
+        r.register(
+            "gpu_usage_stream_up",
+            "1 when Redis answered at the last scrape (0 also when no stream is configured).",
+            self.stream_up.clone(),
+        );
     }
 
     pub fn job_finished(
@@ -72,306 +166,92 @@ impl Metrics {
         took: Duration,
         at: DateTime<Utc>,
     ) {
-        let name = job.as_str();
-        self.with(|m| {
-            *m.runs.entry((name, outcome.label())).or_default() += 1;
-            match outcome {
-                JobOutcome::Skipped | JobOutcome::Chained => {
-                    *m.lock_skips.entry(name).or_default() += 1;
-                }
-                JobOutcome::Ran { rows_written, .. } => {
-                    *m.rows.entry(name).or_default() += rows_written;
-                    m.last_success.insert(name, at.timestamp());
-                    let d = m.duration.entry(name).or_default();
-                    d.0 += took.as_secs_f64();
-                    d.1 += 1;
-                }
-                JobOutcome::NothingToDo => {
-                    m.last_success.insert(name, at.timestamp());
-                    let d = m.duration.entry(name).or_default();
-                    d.0 += took.as_secs_f64();
-                    d.1 += 1;
-                }
-                JobOutcome::Failed { .. } => {
-                    let d = m.duration.entry(name).or_default();
-                    d.0 += took.as_secs_f64();
-                    d.1 += 1;
-                }
+        let label = JobLabels {
+            job: job.to_string(),
+        };
+        self.runs
+            .get_or_create(&OutcomeLabels {
+                job: job.to_string(),
+                outcome: outcome.label().to_owned(),
+            })
+            .inc();
+        if outcome.is_skip() {
+            self.lock_skips.get_or_create(&label).inc();
+            return;
+        }
+        self.duration
+            .get_or_create(&label)
+            .observe(took.as_secs_f64());
+        match outcome {
+            JobOutcome::Ran { rows_written, .. } => {
+                self.rows.get_or_create(&label).inc_by(*rows_written);
+                self.last_success.get_or_create(&label).set(at.timestamp());
             }
-        });
+            JobOutcome::NothingToDo => {
+                self.last_success.get_or_create(&label).set(at.timestamp());
+            }
+            _ => {}
+        }
     }
 
     /// Stream entries by what became of them: `inserted`, `duplicate`,
     /// `dead_lettered`.
-    pub fn stream_entries(&self, result: &'static str, n: u64) {
+    pub fn stream_entries(&self, result: &str, n: u64) {
         if n > 0 {
-            self.with(|m| *m.stream.entry(result).or_default() += n);
+            let label = ResultLabels {
+                result: result.to_owned(),
+            };
+            self.stream.get_or_create(&label).inc_by(n);
         }
     }
 
     pub fn stream_error(&self) {
-        self.with(|m| m.stream_errors += 1);
+        self.stream_errors.inc();
     }
 
     pub fn backfill_chunk(&self) {
-        self.with(|m| m.backfill_chunks += 1);
+        self.backfill_chunks.inc();
     }
 
+    /// The stream gauges from a scrape-time read (`None`: Redis failed).
+    pub fn set_stream(&self, read: Option<Option<StreamLag>>) {
+        let Some(lag) = read else {
+            self.stream_up.set(0);
+            return;
+        };
+        self.stream_up.set(1);
+        if let Some(s) = lag {
+            let labels = StreamLabels {
+                stream: s.stream,
+                group: s.group,
+            };
+            let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+            if let Some(l) = s.lag {
+                self.stream_lag.get_or_create(&labels).set(gauge(l));
+            }
+            self.stream_pending
+                .get_or_create(&labels)
+                .set(gauge(s.pending));
+        }
+    }
+
+    /// Runs of `job` that ended as `outcome` (a [`JobOutcome::label`]).
     pub fn job_runs(&self, job: JobName, outcome: &str) -> u64 {
-        self.with(|m| {
-            m.runs
-                .iter()
-                .filter(|((j, o), _)| *j == job.as_str() && *o == outcome)
-                .map(|(_, n)| *n)
-                .sum()
-        })
+        self.runs
+            .get(&OutcomeLabels {
+                job: job.to_string(),
+                outcome: outcome.to_owned(),
+            })
+            .map(|c| c.get())
+            .unwrap_or(0)
     }
 
-    pub fn render(&self, gauges: &Gauges, now: DateTime<Utc>) -> String {
-        let mut out = String::with_capacity(4096);
-        self.with(|m| {
-            family(
-                &mut out,
-                "gpu_usage_job_runs_total",
-                "counter",
-                "Job executions by job and outcome (skipped = another runner held the lock).",
-            );
-            for ((job, outcome), n) in &m.runs {
-                sample(
-                    &mut out,
-                    "gpu_usage_job_runs_total",
-                    &[("job", job), ("outcome", outcome)],
-                    *n as f64,
-                );
-            }
-            family(
-                &mut out,
-                "gpu_usage_job_duration_seconds",
-                "summary",
-                "Time spent in executed jobs.",
-            );
-            for (job, (sum, count)) in &m.duration {
-                sample(
-                    &mut out,
-                    "gpu_usage_job_duration_seconds_sum",
-                    &[("job", job)],
-                    *sum,
-                );
-                sample(
-                    &mut out,
-                    "gpu_usage_job_duration_seconds_count",
-                    &[("job", job)],
-                    *count as f64,
-                );
-            }
-            family(
-                &mut out,
-                "gpu_usage_job_rows_written_total",
-                "counter",
-                "Rows written by jobs (statistics rows; deleted rows for cleanup).",
-            );
-            for (job, n) in &m.rows {
-                sample(
-                    &mut out,
-                    "gpu_usage_job_rows_written_total",
-                    &[("job", job)],
-                    *n as f64,
-                );
-            }
-            family(
-                &mut out,
-                "gpu_usage_job_lock_skips_total",
-                "counter",
-                "Ticks skipped because another runner held the job's lock.",
-            );
-            for (job, n) in &m.lock_skips {
-                sample(
-                    &mut out,
-                    "gpu_usage_job_lock_skips_total",
-                    &[("job", job)],
-                    *n as f64,
-                );
-            }
-            family(
-                &mut out,
-                "gpu_usage_job_last_success_timestamp_seconds",
-                "gauge",
-                "When this process last finished the job successfully.",
-            );
-            for (job, t) in &m.last_success {
-                sample(
-                    &mut out,
-                    "gpu_usage_job_last_success_timestamp_seconds",
-                    &[("job", job)],
-                    *t as f64,
-                );
-            }
-            family(
-                &mut out,
-                "gpu_usage_stream_entries_total",
-                "counter",
-                "Redis stream entries by result.",
-            );
-            for (result, n) in &m.stream {
-                sample(
-                    &mut out,
-                    "gpu_usage_stream_entries_total",
-                    &[("result", result)],
-                    *n as f64,
-                );
-            }
-            family(
-                &mut out,
-                "gpu_usage_stream_errors_total",
-                "counter",
-                "Failed rounds of the Redis stream consumer.",
-            );
-            sample(
-                &mut out,
-                "gpu_usage_stream_errors_total",
-                &[],
-                m.stream_errors as f64,
-            );
-            family(
-                &mut out,
-                "gpu_usage_backfill_chunks_total",
-                "counter",
-                "Backfill chunks (days) completed by this process.",
-            );
-            sample(
-                &mut out,
-                "gpu_usage_backfill_chunks_total",
-                &[],
-                m.backfill_chunks as f64,
-            );
-        });
-
-        family(
-            &mut out,
-            "gpu_usage_rollup_lag_seconds",
-            "gauge",
-            "How far behind now each level is complete (now - complete_through).",
-        );
-        for s in &gauges.rollup {
-            let lag = (now - s.complete_through).num_milliseconds().max(0) as f64 / 1000.0;
-            sample(
-                &mut out,
-                "gpu_usage_rollup_lag_seconds",
-                &[("level", s.level.as_str())],
-                lag,
-            );
-        }
-        family(
-            &mut out,
-            "gpu_usage_rollup_pending_ranges",
-            "gauge",
-            "Ranges queued for recomputation per level.",
-        );
-        for s in &gauges.rollup {
-            sample(
-                &mut out,
-                "gpu_usage_rollup_pending_ranges",
-                &[("level", s.level.as_str())],
-                s.pending_ranges as f64,
-            );
-        }
-        family(
-            &mut out,
-            "gpu_usage_rollup_status_up",
-            "gauge",
-            "1 when the rollup status could be read at this scrape.",
-        );
-        sample(
-            &mut out,
-            "gpu_usage_rollup_status_up",
-            &[],
-            if gauges.rollup_error { 0.0 } else { 1.0 },
-        );
-
-        if let Some(s) = &gauges.stream {
-            let labels = [("stream", s.stream.as_str()), ("group", s.group.as_str())];
-            family(
-                &mut out,
-                "gpu_usage_stream_lag",
-                "gauge",
-                "Stream entries not yet delivered to the consumer group.",
-            );
-            if let Some(lag) = s.lag {
-                sample(&mut out, "gpu_usage_stream_lag", &labels, lag as f64);
-            }
-            family(
-                &mut out,
-                "gpu_usage_stream_pending",
-                "gauge",
-                "Stream entries delivered but not yet acknowledged.",
-            );
-            sample(
-                &mut out,
-                "gpu_usage_stream_pending",
-                &labels,
-                s.pending as f64,
-            );
-        }
-        if gauges.stream.is_some() || gauges.stream_error {
-            family(
-                &mut out,
-                "gpu_usage_stream_up",
-                "gauge",
-                "1 when Redis answered at this scrape.",
-            );
-            sample(
-                &mut out,
-                "gpu_usage_stream_up",
-                &[],
-                if gauges.stream_error { 0.0 } else { 1.0 },
-            );
-        }
-        out
+    /// These metrics alone, in the Prometheus text format (tests).
+    pub fn render(&self) -> String {
+        let mut r = Registry::default();
+        self.register(&mut r);
+        gpu_usage_core::metrics::render(&r, false).0
     }
-}
-
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {}", escape_help(help));
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-}
-
-fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: f64) {
-    out.push_str(name);
-    if !labels.is_empty() {
-        out.push('{');
-        for (i, (k, v)) in labels.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            let _ = write!(out, "{k}=\"{}\"", escape_label(v));
-        }
-        out.push('}');
-    }
-    let _ = writeln!(out, " {}", format_value(value));
-}
-
-fn format_value(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".to_owned()
-    } else if v.is_infinite() {
-        if v > 0.0 {
-            "+Inf".to_owned()
-        } else {
-            "-Inf".to_owned()
-        }
-    } else {
-        format!("{v}")
-    }
-}
-
-fn escape_label(v: &str) -> String {
-    v.replace('\\', r"\\")
-        .replace('"', "\\\"")
-        .replace('\n', r"\n")
-}
-
-fn escape_help(v: &str) -> String {
-    v.replace('\\', r"\\").replace('\n', r"\n")
 }
 
 #[cfg(test)]
@@ -398,53 +278,30 @@ mod tests {
             now,
         );
         m.stream_entries("inserted", 3);
-        let gauges = Gauges {
-            stream: Some(StreamLag {
-                stream: "s\"x".into(),
-                group: "g".into(),
-                lag: Some(4),
-                pending: 1,
-            }),
-            ..Default::default()
-        };
-        let text = m.render(&gauges, now);
-        assert!(
-            text.contains(
-                "gpu_usage_job_runs_total{job=\"rollup_minute\",outcome=\"succeeded\"} 1\n"
-            ),
-            "{text}"
-        );
-        assert!(
-            text.contains(
-                "gpu_usage_job_runs_total{job=\"rollup_minute\",outcome=\"skipped\"} 1\n"
-            ),
-            "{text}"
-        );
-        assert!(
-            text.contains("gpu_usage_job_rows_written_total{job=\"rollup_minute\"} 12\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("gpu_usage_job_lock_skips_total{job=\"rollup_minute\"} 1\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("gpu_usage_job_duration_seconds_sum{job=\"rollup_minute\"} 0.25\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("gpu_usage_stream_lag{stream=\"s\\\"x\",group=\"g\"} 4\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("gpu_usage_stream_entries_total{result=\"inserted\"} 3\n"),
-            "{text}"
-        );
-        for line in text.lines() {
-            assert!(
-                line.starts_with('#') || line.split(' ').count() == 2,
-                "bad line {line:?}"
-            );
+        m.set_stream(Some(Some(StreamLag {
+            stream: "s\"x".into(),
+            group: "g".into(),
+            lag: Some(4),
+            pending: 1,
+        })));
+        let text = m.render();
+        for needle in [
+            "gpu_usage_job_runs_total{job=\"rollup_minute\",outcome=\"succeeded\"} 1\n",
+            "gpu_usage_job_runs_total{job=\"rollup_minute\",outcome=\"skipped\"} 1\n",
+            "gpu_usage_job_rows_written_total{job=\"rollup_minute\"} 12\n",
+            "gpu_usage_job_lock_skips_total{job=\"rollup_minute\"} 1\n",
+            "gpu_usage_job_duration_seconds_sum{job=\"rollup_minute\"} 0.25\n",
+            "gpu_usage_stream_lag{stream=\"s\\\"x\",group=\"g\"} 4\n",
+            "gpu_usage_stream_entries_total{result=\"inserted\"} 3\n",
+        ] {
+            assert!(text.contains(needle), "missing {needle:?} in\n{text}");
         }
+        assert_eq!(m.job_runs(JobName::MinuteRollup, "succeeded"), 1);
+    }
+}
+
+impl gpu_usage_core::metrics::RegisterMetrics for Metrics {
+    fn register(&self, r: &mut Registry) {
+        Metrics::register(self, r);
     }
 }

@@ -271,7 +271,7 @@ async fn the_consumer_loop_stores_what_arrives_and_stops_on_shutdown() {
         assert!(Instant::now() < deadline, "records not stored");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let text = ctx.metrics.render(&Default::default(), clock.now());
+    let text = ctx.metrics.render();
     assert!(
         text.contains("gpu_usage_stream_entries_total{result=\"inserted\"} 5"),
         "{text}"

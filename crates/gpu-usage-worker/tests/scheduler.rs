@@ -471,10 +471,7 @@ async fn the_backfill_poller_runs_queued_jobs() {
         assert!(Instant::now() < deadline, "backfill not done: {j:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let text = bg
-        .context()
-        .metrics
-        .render(&Default::default(), clock.now());
+    let text = bg.context().metrics.render();
     assert!(
         text.contains("gpu_usage_backfill_chunks_total 3\n"),
         "{text}"

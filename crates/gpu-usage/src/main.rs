@@ -11,7 +11,9 @@ use anyhow::Context;
 use gpu_usage_api::{API_PREFIX, ApiOptions, Application, bind};
 use gpu_usage_core::settings::{Settings, redact_url};
 use gpu_usage_core::{db, process, telemetry};
+use gpu_usage_worker::{BackgroundOptions, Metrics};
 use secrecy::ExposeSecret;
+use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -42,8 +44,18 @@ async fn main() -> anyhow::Result<()> {
 
     let listener = bind(&settings.api)
         .with_context(|| format!("binding {}:{}", settings.api.host, settings.api.port))?;
-    let app = Application::build(&settings, pool.clone(), listener, ApiOptions::default())?;
-    let background = gpu_usage_worker::spawn_scheduler(&settings, pool.clone())
+    // One process, one /metrics: the API serves the worker's metrics too.
+    let metrics = Arc::new(Metrics::new());
+    let api_options = ApiOptions {
+        metrics: vec![metrics.clone()],
+        ..ApiOptions::default()
+    };
+    let app = Application::build(&settings, pool.clone(), listener, api_options)?;
+    let worker_options = BackgroundOptions {
+        metrics,
+        ..BackgroundOptions::default()
+    };
+    let background = gpu_usage_worker::spawn_with(&settings, pool.clone(), worker_options)
         .context("starting the scheduled jobs")?;
 
     let base = format!("http://{}", app.local_addr());

@@ -32,6 +32,7 @@ pub fn api(cfg: &mut ServiceConfig) {
 pub fn root(cfg: &mut ServiceConfig) {
     cfg.service(system::healthz)
         .service(system::readyz)
+        .service(system::metrics)
         .service(dashboard::root_redirect)
         .service(dashboard::page)
         .service(dashboard::app_js)

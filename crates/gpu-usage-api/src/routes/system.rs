@@ -2,8 +2,9 @@
 
 use std::time::Duration;
 
-use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, get, web};
+use actix_web::http::{StatusCode, header};
+use actix_web::{HttpRequest, HttpResponse, get, web};
+use gpu_usage_core::metrics::{Exposition, wants_openmetrics};
 use gpu_usage_core::{job_runs, status};
 
 use crate::auth::Reader;
@@ -50,6 +51,31 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
             ))
         }
     }
+}
+
+/// Prometheus metrics of this process: requests by route and status and
+/// their latency, rollup lag per level (and, in the all-in-one binary, the
+/// worker's job and stream metrics). Prometheus text format, or OpenMetrics
+/// when asked for in `Accept`. Unauthenticated like `/healthz`: keep it
+/// behind the network boundary.
+#[utoipa::path(
+    tag = "system",
+    responses((status = 200, description = "Metrics", content_type = "text/plain", body = String))
+)]
+#[get("/metrics")]
+pub async fn metrics(
+    state: web::Data<AppState>,
+    exposition: web::Data<Exposition>,
+    req: HttpRequest,
+) -> HttpResponse {
+    let accept = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok());
+    let (body, content_type) = exposition
+        .render(&state.db, state.now(), wants_openmetrics(accept))
+        .await;
+    HttpResponse::Ok().content_type(content_type).body(body)
 }
 
 /// Per-level completeness and lag, and the last run of every job.

@@ -13,6 +13,7 @@ use crate::support::{both_backends, spawn_app};
 const ROUTES: &[(&str, &str)] = &[
     ("get", "/healthz"),
     ("get", "/readyz"),
+    ("get", "/metrics"),
     ("get", "/"),
     ("get", "/dashboard"),
     ("get", "/dashboard/app.js"),

@@ -8,6 +8,7 @@ mod auth;
 mod dashboard;
 mod docs;
 mod errors;
+mod metrics;
 mod outage;
 mod reads;
 mod triggers;

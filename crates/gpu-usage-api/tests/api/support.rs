@@ -67,6 +67,7 @@ pub fn options() -> ApiOptions {
             lock_wait: std::time::Duration::from_millis(200),
             ..AggregateOptions::default()
         },
+        metrics: Vec::new(),
     }
 }
 
