@@ -254,6 +254,12 @@ impl Metrics {
     }
 }
 
+impl gpu_usage_core::metrics::RegisterMetrics for Metrics {
+    fn register(&self, r: &mut Registry) {
+        Metrics::register(self, r);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -297,11 +303,5 @@ mod tests {
             assert!(text.contains(needle), "missing {needle:?} in\n{text}");
         }
         assert_eq!(m.job_runs(JobName::MinuteRollup, "succeeded"), 1);
-    }
-}
-
-impl gpu_usage_core::metrics::RegisterMetrics for Metrics {
-    fn register(&self, r: &mut Registry) {
-        Metrics::register(self, r);
     }
 }
