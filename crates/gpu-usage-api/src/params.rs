@@ -13,44 +13,71 @@ use gpu_usage_core::types::{
 };
 use gpu_usage_core::{DomainError, Result};
 use serde::Deserialize;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type};
 use utoipa::{IntoParams, ToSchema};
 
-/// Scope kinds, for the documentation.
-#[derive(ToSchema)]
-#[schema(rename_all = "snake_case")]
-#[allow(dead_code)]
-pub enum ScopeTypeParam {
-    Global,
-    Endpoint,
-    Spec,
+/// What a timestamp parameter must look like: RFC 3339 with an offset,
+/// years 1970 to 9998 (what DATETIME holds once a range is widened to whole
+/// days), seconds 00 to 59.
+const TIME_PATTERN: &str = r"^(19[7-9][0-9]|[2-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])-[0-9]{2}-[0-9]{2}T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]+)?(Z|z|[+-][0-9]{2}:[0-9]{2})$";
+
+/// A timestamp parameter as it arrives, parsed by [`time`]; documented
+/// with its format and pattern.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct TimeText(pub String);
+
+impl From<&str> for TimeText {
+    fn from(s: &str) -> Self {
+        TimeText(s.to_owned())
+    }
 }
 
-/// Query of `GET /minute`, `/hourly`, `/daily`.
+impl utoipa::PartialSchema for TimeText {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+            .pattern(Some(TIME_PATTERN))
+            .examples(["2026-01-01T00:00:00Z"])
+            .into()
+    }
+}
+
+impl ToSchema for TimeText {}
+
+/// Query of `GET /minute`, `/hourly`, `/daily`. A parameter given is never
+/// empty: `x=` is refused (omit it for its default).
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct StatsParams {
-    /// `global` (default), `endpoint` or `spec`.
-    #[param(value_type = Option<ScopeTypeParam>, inline)]
+    /// Default `global`.
+    #[param(value_type = Option<ScopeType>, inline)]
     pub scope_type: Option<String>,
     /// One endpoint or spec name. Omitted: every value of the scope type.
     /// Must be omitted for `global`.
+    #[param(min_length = 1, max_length = 255)]
     pub scope_value: Option<String>,
-    /// RFC 3339 with an offset, e.g. `2026-01-01T00:00:00Z`. Inclusive.
-    /// Default: `end_time` minus 1 hour (minute), 24 hours (hourly) or 30
-    /// days (daily). A daily query includes the day holding `start_time`.
-    #[param(value_type = Option<String>, format = DateTime)]
-    pub start_time: Option<String>,
-    /// RFC 3339 with an offset. Exclusive. Default: now.
-    #[param(value_type = Option<String>, format = DateTime)]
-    pub end_time: Option<String>,
+    /// Inclusive. Default: `end_time` minus 1 hour (minute), 24 hours
+    /// (hourly) or 30 days (daily). A daily query includes the day holding
+    /// `start_time`. Before `end_time`, at most `api.max_range_days` (400)
+    /// days before it.
+    #[param(inline)]
+    pub start_time: Option<TimeText>,
+    /// Exclusive. Default: now.
+    #[param(inline)]
+    pub end_time: Option<TimeText>,
     /// Rows per page, 1 to `api.max_limit` (50000 by default); default
     /// `api.default_limit` (5000).
-    #[param(value_type = Option<u64>, minimum = 1)]
+    #[param(value_type = Option<u64>, minimum = 1, maximum = 50000)]
     pub limit: Option<String>,
-    /// `next_cursor` of the previous page.
+    /// `next_cursor` of the previous page of the same query.
+    #[param(min_length = 1)]
     pub cursor: Option<String>,
-    /// `json` (default) or `csv`; overrides the Accept header.
+    /// Overrides the Accept header. Default JSON.
+    #[param(value_type = Option<Format>, inline)]
     pub format: Option<String>,
 }
 
@@ -59,50 +86,72 @@ pub struct StatsParams {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct RecordsParams {
-    /// RFC 3339; filters `completed_at`, inclusive. Default: `end_time`
-    /// minus 24 hours.
-    #[param(value_type = Option<String>, format = DateTime)]
-    pub start_time: Option<String>,
-    /// RFC 3339; exclusive. Default: now.
-    #[param(value_type = Option<String>, format = DateTime)]
-    pub end_time: Option<String>,
+    /// Filters `completed_at`, inclusive. Default: `end_time` minus 24
+    /// hours.
+    #[param(inline)]
+    pub start_time: Option<TimeText>,
+    /// Exclusive. Default: now.
+    #[param(inline)]
+    pub end_time: Option<TimeText>,
+    #[param(min_length = 1, max_length = 255)]
     pub endpoint: Option<String>,
     /// Spec name (`spec` is accepted too).
     #[serde(alias = "spec")]
+    #[param(min_length = 1, max_length = 255)]
     pub spec_name: Option<String>,
-    /// `COMPLETED` or `FAILED` (any letter case).
+    /// Any letter case.
+    #[param(value_type = Option<TaskStatus>, inline)]
     pub status: Option<String>,
-    #[param(value_type = Option<u64>, minimum = 1)]
+    #[param(value_type = Option<u64>, minimum = 1, maximum = 50000)]
     pub limit: Option<String>,
+    #[param(min_length = 1)]
     pub cursor: Option<String>,
 }
 
-/// Query (or JSON body) of `POST /aggregate`.
+/// Query (or JSON body) of `POST /aggregate`. Each parameter once: in the
+/// query string or in the body, not both.
 #[derive(Debug, Default, Deserialize, IntoParams, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct AggregateParams {
-    /// `minute`, `hourly`, `daily` or `all` (`hour` and `day` are accepted
-    /// too). Default `all`: minute, then hourly, then daily.
+    /// Default `all`: minute, then hourly, then daily (`hour` and `day` are
+    /// accepted for `hourly` and `daily`).
+    #[param(value_type = Option<Levels>, inline)]
+    #[schema(value_type = Option<Levels>)]
     pub granularity: Option<String>,
-    /// RFC 3339. Default: `end_time` minus 24 hours.
-    #[param(value_type = Option<String>, format = DateTime)]
-    pub start_time: Option<String>,
-    /// RFC 3339. Default: now.
-    #[param(value_type = Option<String>, format = DateTime)]
-    pub end_time: Option<String>,
+    /// Default: `end_time` minus 24 hours.
+    #[param(inline)]
+    #[schema(inline)]
+    pub start_time: Option<TimeText>,
+    /// Default: now.
+    #[param(inline)]
+    #[schema(inline)]
+    pub end_time: Option<TimeText>,
 }
 
-/// Query (or JSON body) of `POST /backfill`. Give both times or neither
-/// (neither = everything still retained).
+/// Query (or JSON body) of `POST /backfill`. Both times or neither
+/// (neither = everything still retained); each parameter once, in the
+/// query string or in the body.
 #[derive(Debug, Default, Deserialize, IntoParams, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct BackfillParams {
-    #[param(value_type = Option<String>, format = DateTime)]
-    pub start_time: Option<String>,
-    #[param(value_type = Option<String>, format = DateTime)]
-    pub end_time: Option<String>,
+    #[param(inline)]
+    #[schema(inline)]
+    pub start_time: Option<TimeText>,
+    #[param(inline)]
+    #[schema(inline)]
+    pub end_time: Option<TimeText>,
+    /// The original service's page size for re-reading records. Accepted
+    /// and ignored: this service rebuilds whole days in bounded chunks.
+    #[param(value_type = Option<u64>, minimum = 1)]
+    #[schema(value_type = Option<u64>, minimum = 1)]
+    pub batch_size: Option<String>,
+    /// The original service's cap on records to process (0 = no cap).
+    /// Accepted and ignored: a backfill always covers its whole range.
+    #[param(value_type = Option<u64>, minimum = 0)]
+    #[schema(value_type = Option<u64>, minimum = 0)]
+    pub max_tasks: Option<String>,
 }
 
 /// Query of `GET /backfill`.
@@ -115,22 +164,34 @@ pub struct ListParams {
     pub limit: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The representation of a statistics page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ToSchema)]
+#[schema(rename_all = "lowercase")]
 pub enum Format {
     Json,
     Csv,
 }
 
-/// Empty values count as absent: form-built query strings send `x=`.
-fn given(v: Option<String>) -> Option<String> {
-    v.filter(|s| !s.trim().is_empty())
+/// A parameter's value, or `None` when it is absent. An empty value is
+/// refused rather than read as "absent": a client that sends `limit=`
+/// meant something, and silently applying the default hides its bug.
+fn present(field: &str, v: Option<String>) -> Result<Option<String>> {
+    match v {
+        Some(s) if s.trim().is_empty() => Err(DomainError::invalid(
+            field,
+            "is empty; omit the parameter for its default",
+        )),
+        other => Ok(other),
+    }
 }
 
 /// RFC 3339 with an offset. A `+` offset that arrived unencoded in a query
 /// string has been decoded to a space; put it back rather than refuse a
 /// timestamp the client clearly meant.
-pub fn time(field: &'static str, v: Option<String>) -> Result<Option<DateTime<Utc>>> {
-    let Some(s) = given(v) else { return Ok(None) };
+pub fn time(field: &'static str, v: Option<TimeText>) -> Result<Option<DateTime<Utc>>> {
+    let Some(s) = present(field, v.map(|t| t.0))? else {
+        return Ok(None);
+    };
     let s = s.trim();
     let repaired = match s.rsplit_once(' ') {
         Some((head, offset))
@@ -147,8 +208,8 @@ pub fn time(field: &'static str, v: Option<String>) -> Result<Option<DateTime<Ut
 
 /// Both ends with defaults: end = now, start = end − `window`.
 pub fn range(
-    start: Option<String>,
-    end: Option<String>,
+    start: Option<TimeText>,
+    end: Option<TimeText>,
     window: TimeDelta,
     now: DateTime<Utc>,
     max: TimeDelta,
@@ -169,7 +230,7 @@ pub fn range(
 }
 
 pub fn limit(v: Option<String>, default: u64, max: u64) -> Result<u64> {
-    let Some(s) = given(v) else {
+    let Some(s) = present("limit", v)? else {
         return Ok(default.clamp(1, max.max(1)));
     };
     match s.trim().parse::<u64>() {
@@ -196,11 +257,11 @@ impl StatsParams {
         now: DateTime<Utc>,
         api: &ApiSettings,
     ) -> Result<(StatsQuery, Option<Format>)> {
-        let scope_type = match given(self.scope_type) {
+        let scope_type = match present("scope_type", self.scope_type)? {
             Some(s) => s.parse::<ScopeType>()?,
             None => ScopeType::Global,
         };
-        let scope = ScopeFilter::new(scope_type, given(self.scope_value))?;
+        let scope = ScopeFilter::new(scope_type, present("scope_value", self.scope_value)?)?;
         let range = range(
             self.start_time,
             self.end_time,
@@ -209,14 +270,16 @@ impl StatsParams {
             api.max_range(),
         )?;
         let limit = limit(self.limit, api.default_limit, api.max_limit)?;
-        let format = given(self.format).map(|f| parse_format(&f)).transpose()?;
+        let format = present("format", self.format)?
+            .map(|f| parse_format(&f))
+            .transpose()?;
         Ok((
             StatsQuery {
                 scope,
                 range,
                 page: PageRequest {
                     limit,
-                    cursor: given(self.cursor),
+                    cursor: present("cursor", self.cursor)?,
                 },
             },
             format,
@@ -237,20 +300,20 @@ impl RecordsParams {
             now,
             api.max_range(),
         )?;
-        let status = given(self.status)
+        let status = present("status", self.status)?
             .map(|s| s.parse::<TaskStatus>())
             .transpose()?;
         let limit = limit(self.limit, api.default_limit, api.max_limit)?;
         Ok((
             RecordFilter {
                 range,
-                endpoint: given(self.endpoint),
-                spec_name: given(self.spec_name),
+                endpoint: present("endpoint", self.endpoint)?,
+                spec_name: present("spec_name", self.spec_name)?,
                 status,
             },
             PageRequest {
                 limit,
-                cursor: given(self.cursor),
+                cursor: present("cursor", self.cursor)?,
             },
         ))
     }
@@ -263,13 +326,13 @@ impl AggregateParams {
         let Some(b) = body else { return Ok(self) };
         Ok(AggregateParams {
             granularity: pick("granularity", self.granularity, b.granularity)?,
-            start_time: pick("start_time", self.start_time, b.start_time)?,
-            end_time: pick("end_time", self.end_time, b.end_time)?,
+            start_time: pick_time("start_time", self.start_time, b.start_time)?,
+            end_time: pick_time("end_time", self.end_time, b.end_time)?,
         })
     }
 
     pub fn parse(self, now: DateTime<Utc>, api: &ApiSettings) -> Result<(Levels, TimeRange)> {
-        let levels = match given(self.granularity) {
+        let levels = match present("granularity", self.granularity)? {
             None => Levels::All,
             Some(g) => g.parse::<Levels>()?,
         };
@@ -288,13 +351,26 @@ impl BackfillParams {
     pub fn merge(self, body: Option<BackfillParams>) -> Result<BackfillParams> {
         let Some(b) = body else { return Ok(self) };
         Ok(BackfillParams {
-            start_time: pick("start_time", self.start_time, b.start_time)?,
-            end_time: pick("end_time", self.end_time, b.end_time)?,
+            start_time: pick_time("start_time", self.start_time, b.start_time)?,
+            end_time: pick_time("end_time", self.end_time, b.end_time)?,
+            batch_size: pick("batch_size", self.batch_size, b.batch_size)?,
+            max_tasks: pick("max_tasks", self.max_tasks, b.max_tasks)?,
         })
     }
 
     /// `None` = no times given: the caller backfills everything retained.
     pub fn parse(self, api: &ApiSettings) -> Result<Option<TimeRange>> {
+        // Checked so a nonsense value is still refused, then ignored.
+        limit(self.batch_size, 1, u64::MAX)
+            .map_err(|_| DomainError::invalid("batch_size", "must be a positive integer"))?;
+        if let Some(m) = present("max_tasks", self.max_tasks)?
+            && m.trim().parse::<u64>().is_err()
+        {
+            return Err(DomainError::invalid(
+                "max_tasks",
+                "must be an integer, 0 or more",
+            ));
+        }
         let start = time("start_time", self.start_time)?;
         let end = time("end_time", self.end_time)?;
         match (start, end) {
@@ -331,13 +407,21 @@ impl ListParams {
 }
 
 fn pick(field: &str, query: Option<String>, body: Option<String>) -> Result<Option<String>> {
-    match (given(query), given(body)) {
+    match (present(field, query)?, present(field, body)?) {
         (Some(_), Some(_)) => Err(DomainError::invalid(
             field,
             "given both in the query string and in the body; give it once",
         )),
         (q, b) => Ok(q.or(b)),
     }
+}
+
+fn pick_time(
+    field: &str,
+    query: Option<TimeText>,
+    body: Option<TimeText>,
+) -> Result<Option<TimeText>> {
+    Ok(pick(field, query.map(|t| t.0), body.map(|t| t.0))?.map(TimeText))
 }
 
 fn parse_format(f: &str) -> Result<Format> {
@@ -417,11 +501,12 @@ mod tests {
         assert_eq!(q.scope, ScopeFilter::global());
         assert_eq!(q.page.limit, 5000);
         assert_eq!(f, None);
+        // An empty value is not "absent": refused, naming the parameter.
         let p = StatsParams {
             scope_value: Some(String::new()),
             ..Default::default()
         };
-        assert!(p.parse(Granularity::Minute, now(), &api()).is_ok());
+        assert!(p.parse(Granularity::Minute, now(), &api()).is_err());
         for bad in [
             StatsParams {
                 scope_type: Some("worker".into()),
@@ -513,7 +598,7 @@ mod tests {
             ..Default::default()
         }))
         .unwrap();
-        assert_eq!(merged.start_time.as_deref(), Some("x"));
+        assert_eq!(merged.start_time, Some("x".into()));
         assert!(
             AggregateParams {
                 granularity: Some("minute".into()),
@@ -543,10 +628,64 @@ mod tests {
         assert!(
             BackfillParams {
                 start_time: Some("2026-01-01T00:00:00Z".into()),
-                end_time: None
+                ..Default::default()
             }
             .parse(&api())
             .is_err()
         );
+    }
+
+    #[test]
+    fn empty_values_are_refused_naming_the_parameter() {
+        for (field, params) in [
+            (
+                "limit",
+                StatsParams {
+                    limit: Some(String::new()),
+                    ..Default::default()
+                },
+            ),
+            (
+                "start_time",
+                StatsParams {
+                    start_time: Some("".into()),
+                    ..Default::default()
+                },
+            ),
+            (
+                "scope_type",
+                StatsParams {
+                    scope_type: Some(" ".into()),
+                    ..Default::default()
+                },
+            ),
+            (
+                "cursor",
+                StatsParams {
+                    cursor: Some(String::new()),
+                    ..Default::default()
+                },
+            ),
+        ] {
+            match params.parse(Granularity::Hourly, now(), &api()) {
+                Err(DomainError::Invalid { field: f, .. }) => assert_eq!(f, field),
+                other => panic!("{field}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_original_pages_backfill_knobs_are_accepted() {
+        let p = BackfillParams {
+            batch_size: Some("1000".into()),
+            max_tasks: Some("0".into()),
+            ..Default::default()
+        };
+        assert_eq!(p.parse(&api()).unwrap(), None);
+        let bad = BackfillParams {
+            batch_size: Some("0".into()),
+            ..Default::default()
+        };
+        assert!(bad.parse(&api()).is_err());
     }
 }

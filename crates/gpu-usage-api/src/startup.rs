@@ -5,14 +5,15 @@
 use std::net::{SocketAddr, TcpListener};
 use std::time::Instant;
 
+use actix_web::dev::ResourceDef;
 use actix_web::dev::{
     Server, ServerHandle, Service, ServiceFactory, ServiceRequest, ServiceResponse,
 };
 use actix_web::http::StatusCode;
-use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::ErrorHandlers;
 use actix_web::web::{self, JsonConfig, PathConfig, PayloadConfig, QueryConfig};
-use actix_web::{App, HttpMessage, HttpResponse, HttpServer};
+use actix_web::{App, HttpMessage, HttpRequest, HttpResponse, HttpServer, ResponseError};
 use gpu_usage_core::settings::{ApiSettings, Settings};
 use sea_orm::DatabaseConnection;
 use tracing_actix_web::{RequestId, TracingLogger};
@@ -70,7 +71,9 @@ impl Application {
                 "no API token configured: every endpoint is open to local callers"
             );
         }
-        let doc = web::Data::new(OpenApiJson(openapi_document().to_json()?));
+        let document = openapi_document();
+        let known = web::Data::new(KnownRoutes::from_document(&document));
+        let doc = web::Data::new(OpenApiJson(document.to_json()?));
         let http = HttpMetrics::default();
         let mut components: Vec<&dyn RegisterMetrics> = vec![&http];
         components.extend(options.metrics.iter().map(|m| m.as_ref()));
@@ -81,6 +84,7 @@ impl Application {
             let http = http.clone();
             app.app_data(state.clone())
                 .app_data(doc.clone())
+                .app_data(known.clone())
                 .app_data(exposition.clone())
                 .app_data(
                     JsonConfig::default()
@@ -209,10 +213,58 @@ where
         .service(utoipa_actix_web::scope(API_PREFIX).configure(routes::api))
 }
 
-async fn no_route() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::new(
-        StatusCode::NOT_FOUND,
-        "no_route",
-        "no such route",
-    ))
+/// Every served path with its methods, from the same registration list as
+/// the routes themselves (the OpenAPI document), for telling "wrong method"
+/// (405 with `Allow`) from "no such path" (404).
+pub struct KnownRoutes(Vec<(ResourceDef, Vec<&'static str>)>);
+
+impl KnownRoutes {
+    fn from_document(doc: &utoipa::openapi::OpenApi) -> Self {
+        let methods = |item: &utoipa::openapi::PathItem| {
+            [
+                ("GET", item.get.is_some()),
+                ("POST", item.post.is_some()),
+                ("PUT", item.put.is_some()),
+                ("PATCH", item.patch.is_some()),
+                ("DELETE", item.delete.is_some()),
+            ]
+            .into_iter()
+            .filter_map(|(m, present)| present.then_some(m))
+            .collect::<Vec<_>>()
+        };
+        Self(
+            doc.paths
+                .paths
+                .iter()
+                .map(|(path, item)| (ResourceDef::new(path.as_str()), methods(item)))
+                .collect(),
+        )
+    }
+
+    /// The methods `path` is served for; empty when it is not served at all.
+    fn allowed(&self, path: &str) -> Vec<&'static str> {
+        self.0
+            .iter()
+            .filter(|(def, _)| def.is_match(path))
+            .flat_map(|(_, m)| m.iter().copied())
+            .collect()
+    }
+}
+
+async fn no_route(req: HttpRequest, known: web::Data<KnownRoutes>) -> HttpResponse {
+    let allowed = known.allowed(req.path());
+    if allowed.is_empty() {
+        return ApiError::new(StatusCode::NOT_FOUND, "no_route", "no such route").error_response();
+    }
+    let allow = allowed.join(", ");
+    let mut res = ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{} is not served here; allowed: {allow}", req.method()),
+    )
+    .error_response();
+    if let Ok(v) = HeaderValue::from_str(&allow) {
+        res.headers_mut().insert(header::ALLOW, v);
+    }
+    res
 }

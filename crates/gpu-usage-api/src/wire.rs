@@ -65,7 +65,47 @@ pub struct JobAccepted {
     pub status: String,
     /// Poll this for progress.
     pub status_url: String,
+    /// The levels and the range asked for, as in the inline answer.
+    pub granularity: Levels,
+    pub start_time: DateTime<Utc>,
+    pub end_time: DateTime<Utc>,
     pub job: BackfillJob,
+    /// The original service's figures, which it reported after running the
+    /// backfill inside the request. Here the job is only queued when this
+    /// answer is sent, so they are 0 (and `errors` empty); the job's
+    /// progress is at `status_url`.
+    #[serde(rename = "totalTasksProcessed")]
+    pub total_tasks_processed: u64,
+    #[serde(rename = "recordsCreated")]
+    pub records_created: u64,
+    #[serde(rename = "recordsSkipped")]
+    pub records_skipped: u64,
+    /// Seconds spent inside this request (0: nothing ran yet).
+    pub duration: f64,
+    pub errors: Vec<String>,
+}
+
+impl JobAccepted {
+    pub fn new(
+        job: BackfillJob,
+        granularity: Levels,
+        (start_time, end_time): (DateTime<Utc>, DateTime<Utc>),
+        status_url: String,
+    ) -> Self {
+        Self {
+            status: "accepted".to_owned(),
+            status_url,
+            granularity,
+            start_time,
+            end_time,
+            job,
+            total_tasks_processed: 0,
+            records_created: 0,
+            records_skipped: 0,
+            duration: 0.0,
+            errors: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]

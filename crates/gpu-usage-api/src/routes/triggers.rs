@@ -11,6 +11,7 @@ use std::pin::Pin;
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest, HttpResponse, get, post, web};
+use chrono::{DateTime, Utc};
 use gpu_usage_core::aggregate::{self as manual, Aggregation};
 use gpu_usage_core::backfill;
 use gpu_usage_core::types::Levels;
@@ -69,7 +70,7 @@ pub async fn aggregate(
             end_time: range.end(),
             levels: reports,
         })),
-        Aggregation::Queued(job) => Ok(accepted(job)),
+        Aggregation::Queued(job) => Ok(accepted(job, levels, (range.start(), range.end()))),
     }
 }
 
@@ -116,7 +117,8 @@ pub async fn start_backfill(
         &state.engine.retention,
     )
     .await?;
-    Ok(accepted(job))
+    let asked = (job.start_time, job.end_time);
+    Ok(accepted(job, Levels::All, asked))
 }
 
 /// One backfill job: state, progress and error.
@@ -165,15 +167,16 @@ pub async fn list_backfills(
     Ok(HttpResponse::Ok().json(BackfillListResponse { data: jobs }))
 }
 
-fn accepted(job: BackfillJob) -> HttpResponse {
+/// 202 with the job and the range it was asked for.
+fn accepted(
+    job: BackfillJob,
+    granularity: Levels,
+    range: (DateTime<Utc>, DateTime<Utc>),
+) -> HttpResponse {
     let status_url = format!("{API_PREFIX}/backfill/{}", job.id);
     HttpResponse::Accepted()
         .insert_header((header::LOCATION, status_url.clone()))
-        .json(JobAccepted {
-            status: "accepted".to_owned(),
-            status_url,
-            job,
-        })
+        .json(JobAccepted::new(job, granularity, range, status_url))
 }
 
 /// The raw body of a trigger, bounded by the app's `PayloadConfig`, with

@@ -86,13 +86,41 @@ async fn bad_query_parameters(db: TestDb) {
         .await
         .unwrap();
     expect_error(res, 404, "no_route").await;
-    // A GET-only path under POST is no route either, still in JSON.
-    expect_error(
-        app.request(Method::POST, "/hourly").send().await.unwrap(),
-        404,
-        "no_route",
-    )
-    .await;
+    // A wrong method on a served path is 405 with the methods it has.
+    let res = app.request(Method::POST, "/hourly").send().await.unwrap();
+    assert_eq!(res.headers()["allow"], "GET");
+    expect_error(res, 405, "method_not_allowed").await;
+    for path in [
+        "/healthz",
+        "/readyz",
+        "/api/v1/gpu-usage/status",
+        "/api/v1/gpu-usage/backfill",
+    ] {
+        let res = app
+            .client
+            .request(Method::TRACE, format!("{}{path}", app.base))
+            .send()
+            .await
+            .unwrap();
+        let allow = res.headers()["allow"].to_str().unwrap().to_owned();
+        expect_error(res, 405, "method_not_allowed").await;
+        let expected = if path.ends_with("/backfill") {
+            "GET, POST"
+        } else {
+            "GET"
+        };
+        assert_eq!(allow, expected, "{path}");
+    }
+    let res = app
+        .client
+        .request(
+            Method::TRACE,
+            format!("{}/api/v1/gpu-usage/backfill/7", app.base),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["allow"], "GET");
     app.finish().await;
 }
 both_backends!(bad_query_parameters);

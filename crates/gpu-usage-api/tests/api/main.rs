@@ -12,3 +12,4 @@ mod metrics;
 mod outage;
 mod reads;
 mod triggers;
+mod waverless;

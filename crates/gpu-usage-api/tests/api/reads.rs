@@ -487,11 +487,25 @@ async fn defaults_and_empty_results(db: TestDb) {
         assert_eq!(body["summary"]["peak_time_bucket"], Value::Null);
         assert_eq!(body["next_cursor"], Value::Null);
     }
-    // Only start given: end defaults to now. Empty values count as absent.
+    // Only start given: end defaults to now.
     let body = app
-        .get_json("/hourly?start_time=2026-01-02T00:00:00Z&scope_value=&end_time=")
+        .get_json("/hourly?start_time=2026-01-02T00:00:00Z")
         .await;
     assert_eq!(body["end_time"], "2026-01-02T12:00:00Z");
+    // An empty value is not "absent": refused, naming the parameter.
+    for (query, field) in [
+        ("start_time=2026-01-02T00:00:00Z&end_time=", "end_time"),
+        ("scope_type=endpoint&scope_value=", "scope_value"),
+        ("limit=", "limit"),
+    ] {
+        let body = crate::support::expect_error(
+            app.get(&format!("/hourly?{query}")).await,
+            400,
+            "invalid_parameter",
+        )
+        .await;
+        assert_eq!(body["field"], field, "{body}");
+    }
     // Any offset is accepted and answered in UTC; an unencoded `+` too.
     let body = app
         .get_json(
