@@ -166,6 +166,15 @@ impl From<DomainError> for ApiError {
                 err.retry_after_secs = Some(5);
                 err
             }
+            DomainError::Contention => {
+                let mut err = ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "contention",
+                    e_text(&DomainError::Contention),
+                );
+                err.retry_after_secs = Some(1);
+                err
+            }
             DomainError::NothingToBackfill => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "nothing_to_backfill",

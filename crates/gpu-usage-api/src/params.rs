@@ -18,9 +18,9 @@ use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, Schema, SchemaFormat, 
 use utoipa::{IntoParams, ToSchema};
 
 /// What a timestamp parameter must look like: RFC 3339 with an offset,
-/// years 1970 to 9998 (what DATETIME holds once a range is widened to whole
-/// days), seconds 00 to 59.
-const TIME_PATTERN: &str = r"^(19[7-9][0-9]|[2-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])-[0-9]{2}-[0-9]{2}T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]+)?(Z|z|[+-][0-9]{2}:[0-9]{2})$";
+/// years 1970 to 2037 (`gpu_usage_core::types::FIRST_YEAR`..`LAST_YEAR`),
+/// seconds 00 to 59.
+const TIME_PATTERN: &str = r"^(19[7-9][0-9]|20[0-2][0-9]|203[0-7])-[0-9]{2}-[0-9]{2}T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]+)?(Z|z|[+-][0-9]{2}:[0-9]{2})$";
 
 /// A timestamp parameter as it arrives, parsed by [`time`]; documented
 /// with its format and pattern.

@@ -26,6 +26,11 @@ pub enum DomainError {
     #[error("job {job} lost its lock while running; it stopped and its work will be redone")]
     LockLost { job: String },
 
+    /// Concurrent writers kept colliding (deadlocks, lock-wait timeouts)
+    /// after retries; nothing was stored. Retry shortly.
+    #[error("the database is busy with conflicting writes; nothing was stored, try again")]
+    Contention,
+
     /// A backfill of "everything retained" was asked for, and nothing is.
     #[error("no start_time/end_time given and no retained data to rebuild")]
     NothingToBackfill,
@@ -86,6 +91,19 @@ impl DomainError {
 
     pub fn not_found(what: impl Into<String>) -> Self {
         DomainError::NotFound { what: what.into() }
+    }
+}
+
+impl DomainError {
+    /// A deadlock or lock-wait timeout: the transaction was rolled back and
+    /// can run again.
+    pub fn is_retryable_conflict(&self) -> bool {
+        match self {
+            DomainError::Database(e) | DomainError::Unavailable(e) => {
+                crate::db::is_retryable_conflict(e)
+            }
+            _ => false,
+        }
     }
 }
 

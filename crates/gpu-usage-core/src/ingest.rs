@@ -157,23 +157,47 @@ pub async fn store(
         received,
         ..Default::default()
     };
-    // Each record is judged against the stored record with its task_id or,
-    // for a task new to the database, against its first copy in the batch.
     let ids: Vec<String> = valid.iter().map(|(_, r)| r.task_id.clone()).collect();
-    let mut reference: HashMap<String, Record> = existing(db, ids).await?;
+    let stored = existing(db, ids).await?;
+    let new_records = judge(valid, stored, &mut report);
+    if new_records.is_empty() {
+        return Ok(report);
+    }
+    let attempted = new_records.len();
+    let inserted = insert_with_retry(db, &new_records, now).await?;
+    report.inserted = inserted;
+    let lost = attempted - inserted.min(attempted);
+    if lost > 0 {
+        // Someone else stored some of these tasks first: theirs is kept, and
+        // ours is a duplicate or, if it differs, a conflict.
+        let ids = new_records.iter().map(|(_, r)| r.task_id.clone()).collect();
+        let stored = existing(db, ids).await?;
+        let before = report.conflicts.len();
+        for (i, r) in &new_records {
+            if let Some(s) = stored.get(&r.task_id) {
+                push_conflict(&mut report, *i, r, s);
+            }
+        }
+        report.duplicates += lost.saturating_sub(report.conflicts.len() - before);
+        report.conflicts.sort_by_key(|c| c.index);
+    }
+    Ok(report)
+}
+
+/// Sorts a batch against the stored records: each record is judged against
+/// the stored one with its task_id or, for a task new to the database,
+/// against its first copy in the batch. Returns the records to insert.
+fn judge(
+    valid: Vec<(usize, Record)>,
+    mut reference: HashMap<String, Record>,
+    report: &mut IngestReport,
+) -> Vec<(usize, Record)> {
     let mut new_records = Vec::new();
     for (i, r) in valid {
         match reference.get(&r.task_id) {
             Some(known) => {
-                let fields = r.differences(known);
-                if fields.is_empty() {
+                if !push_conflict(report, i, &r, known) {
                     report.duplicates += 1;
-                } else {
-                    report.conflicts.push(Conflict {
-                        index: i,
-                        task_id: r.task_id,
-                        fields,
-                    });
                 }
             }
             None => {
@@ -183,15 +207,60 @@ pub async fn store(
         }
     }
     report.conflicts.sort_by_key(|c| c.index);
-    if new_records.is_empty() {
-        return Ok(report);
-    }
+    new_records
+}
 
+/// Reports `r` as a conflict with `known` if they differ; `false` when they
+/// are the same record.
+fn push_conflict(report: &mut IngestReport, index: usize, r: &Record, known: &Record) -> bool {
+    let fields = r.differences(known);
+    if fields.is_empty() {
+        return false;
+    }
+    report.conflicts.push(Conflict {
+        index,
+        task_id: r.task_id.clone(),
+        fields,
+    });
+    true
+}
+
+/// Deadlocks and lock-wait timeouts between batches inserting overlapping
+/// new task_ids in different orders are expected under InnoDB; the loser's
+/// transaction was rolled back, so it is run again, a few times, and then
+/// reported as contention (503 with Retry-After, never 500).
+const INSERT_ATTEMPTS: u32 = 6;
+
+async fn insert_with_retry(
+    db: &(impl ConnectionTrait + TransactionTrait),
+    new_records: &[(usize, Record)],
+    now: DateTime<Utc>,
+) -> Result<usize> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match insert_batch(db, new_records, now).await {
+            Err(e) if e.is_retryable_conflict() && attempt < INSERT_ATTEMPTS => {
+                tracing::debug!(attempt, error = %e, "ingest conflicted; retrying");
+                let pause = 10 * u64::from(attempt) * u64::from(attempt);
+                tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+            }
+            Err(e) if e.is_retryable_conflict() => return Err(DomainError::Contention),
+            other => return other,
+        }
+    }
+}
+
+/// The new records and the minutes they touch, in one transaction.
+async fn insert_batch(
+    db: &(impl ConnectionTrait + TransactionTrait),
+    new_records: &[(usize, Record)],
+    now: DateTime<Utc>,
+) -> Result<usize> {
     let touched: Vec<TimeRange> = new_records
         .iter()
         .filter_map(|(_, r)| r.touched())
         .collect();
-    let attempted = new_records.len();
     let txn = db.begin().await?;
     let mut inserted = 0usize;
     for chunk in new_records.chunks(500) {
@@ -203,31 +272,7 @@ pub async fn store(
     }
     pending::mark(&txn, Granularity::Minute, touched, now).await?;
     txn.commit().await?;
-    report.inserted = inserted;
-    let lost = attempted - inserted.min(attempted);
-    if lost > 0 {
-        // Someone else stored some of these tasks first: theirs is kept, and
-        // ours is a duplicate or, if it differs, a conflict.
-        let ids = new_records.iter().map(|(_, r)| r.task_id.clone()).collect();
-        let stored = existing(db, ids).await?;
-        let mut conflicts = 0;
-        for (i, r) in &new_records {
-            if let Some(s) = stored.get(&r.task_id) {
-                let fields = r.differences(s);
-                if !fields.is_empty() {
-                    conflicts += 1;
-                    report.conflicts.push(Conflict {
-                        index: *i,
-                        task_id: r.task_id.clone(),
-                        fields,
-                    });
-                }
-            }
-        }
-        report.conflicts.sort_by_key(|c| c.index);
-        report.duplicates += lost.saturating_sub(conflicts);
-    }
-    Ok(report)
+    Ok(inserted)
 }
 
 /// Inserts records whose task_id may meanwhile exist, returning how many

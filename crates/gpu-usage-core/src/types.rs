@@ -401,6 +401,10 @@ pub fn to_millis(t: DateTime<Utc>) -> DateTime<Utc> {
     t.duration_trunc(TimeDelta::milliseconds(1)).unwrap_or(t)
 }
 
+/// The years a timestamp may fall in (UTC).
+pub const FIRST_YEAR: i32 = 1970;
+pub const LAST_YEAR: i32 = 2037;
+
 /// Parse an RFC 3339 timestamp with an explicit offset into UTC, truncated to
 /// milliseconds. Naive timestamps are refused: their zone would be a guess.
 pub fn parse_utc(field: &'static str, s: &str) -> Result<DateTime<Utc>, DomainError> {
@@ -419,13 +423,14 @@ pub fn parse_utc(field: &'static str, s: &str) -> Result<DateTime<Utc>, DomainEr
         ));
     }
     let t = to_millis(t.with_timezone(&Utc));
-    // MySQL's DATETIME ends at 9999-12-31 and rounding a range outward to
-    // whole days must stay inside it; nothing this service accounts for
-    // predates 1970.
-    if t.year() < 1970 || t.year() >= 9999 {
+    // The MySQL driver carries instants as TIMESTAMP, which ends at
+    // 2038-01-19 (later ones arrive as NULL); ranges are widened to whole
+    // days and reads look a week past their end, so the last accepted year
+    // is 2037. Nothing this service accounts for predates 1970.
+    if !(FIRST_YEAR..=LAST_YEAR).contains(&t.year()) {
         return Err(DomainError::invalid(
             field,
-            format!("{s:?} is outside the supported years 1970 to 9998"),
+            format!("{s:?} is outside the supported years {FIRST_YEAR} to {LAST_YEAR}"),
         ));
     }
     Ok(t)
@@ -526,6 +531,8 @@ mod tests {
         assert!(parse_utc("t", "2026-01-01T10:00:00").is_err());
         assert!(parse_utc("t", "yesterday").is_err());
         assert!(parse_utc("t", "9999-12-31T00:00:00Z").is_err());
+        assert!(parse_utc("t", "2038-01-01T00:00:00Z").is_err());
+        assert!(parse_utc("t", "2037-12-31T23:59:59Z").is_ok());
         assert!(parse_utc("t", "0001-01-01T00:00:00Z").is_err());
         let leap = parse_utc("completed_at", "2026-01-01T10:03:60.5Z").unwrap_err();
         assert!(leap.to_string().contains("second 60"), "{leap}");

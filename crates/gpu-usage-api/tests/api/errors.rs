@@ -360,3 +360,39 @@ async fn bad_bodies_change_nothing(db: TestDb) {
     app.finish().await;
 }
 both_backends!(bad_bodies_change_nothing);
+
+/// Times the database cannot hold, or that no range limit allows, are a
+/// 400 naming the parameter; no input gives a 5xx.
+async fn far_times_are_refused_not_failed(db: TestDb) {
+    let app = crate::support::spawn_app(db).await;
+    for (path, field) in [
+        ("/aggregate?end_time=3293-08-31T14:26:51Z", "end_time"),
+        (
+            "/aggregate?start_time=2038-01-18T00:00:00Z&end_time=2038-01-18T12:00:00Z",
+            "end_time",
+        ),
+        (
+            "/backfill?start_time=3293-08-30T00:00:00Z&end_time=3293-08-31T00:00:00Z",
+            "start_time",
+        ),
+    ] {
+        let res = app
+            .request(Method::POST, path)
+            .header("content-type", "application/json")
+            .body("null")
+            .send()
+            .await
+            .unwrap();
+        let body = expect_error(res, 400, "invalid_parameter").await;
+        assert_eq!(body["field"], field, "{path}: {body}");
+    }
+    for path in [
+        "/hourly?start_time=2037-12-30T00:00:00Z&end_time=2037-12-31T23:59:59Z",
+        "/daily?start_time=2037-12-01T00:00:00Z&end_time=2037-12-31T23:59:59Z",
+    ] {
+        let res = app.get(path).await;
+        assert_eq!(res.status(), 200, "{path}");
+    }
+    app.finish().await;
+}
+both_backends!(far_times_are_refused_not_failed);
