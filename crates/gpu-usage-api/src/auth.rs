@@ -17,7 +17,6 @@ use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
 
 use crate::error::ApiError;
-use crate::state::AppState;
 
 struct Token {
     name: String,
@@ -163,7 +162,7 @@ impl<R: Requirement> FromRequest for Authorized<R> {
     type Future = Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let Some(state) = req.app_data::<web::Data<AppState>>() else {
+        let Some(auth) = req.app_data::<web::Data<Auth>>() else {
             return ready(Err(ApiError::new(
                 actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
@@ -171,9 +170,7 @@ impl<R: Requirement> FromRequest for Authorized<R> {
             )));
         };
         ready(
-            state
-                .auth
-                .check(req.headers().get(AUTHORIZATION), R::ROLE)
+            auth.check(req.headers().get(AUTHORIZATION), R::ROLE)
                 .map(|caller| {
                     tracing::debug!(caller = %caller.name, "authorized");
                     Authorized {

@@ -68,10 +68,6 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, code, message)
     }
 
-    pub fn invalid(field: &str, message: impl Into<String>) -> Self {
-        DomainError::invalid(field, message).into()
-    }
-
     pub fn unauthorized(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
     }
@@ -117,118 +113,117 @@ impl std::fmt::Display for ApiError {
     }
 }
 
+/// The one mapping of domain errors to HTTP: status, stable code, and
+/// whether the client should retry (`Retry-After` seconds). Transient
+/// failures are 503 with a retry hint; our own failures 500 without
+/// detail (the cause goes to the log, where hosts and users may be named).
 impl From<DomainError> for ApiError {
     fn from(e: DomainError) -> Self {
+        let retry = |mut err: ApiError, secs: u32| {
+            err.retry_after_secs = Some(secs);
+            err
+        };
+        let message = e.to_string();
         match e {
-            DomainError::Invalid { field, message } => {
-                // Batch-level problems (empty, too many records) concern the body.
-                let code = if field == "body" || field == "records" {
-                    "invalid_body"
-                } else {
-                    "invalid_parameter"
-                };
-                let mut err = ApiError::bad_request(code, format!("invalid {field}: {message}"));
-                err.body.field = Some(field);
-                err
+            DomainError::Invalid { field, message } => invalid(field, message),
+            DomainError::InvalidRecords(problems) => invalid_records(problems),
+            DomainError::NotFound { .. } => {
+                ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
             }
-            DomainError::InvalidRecords(problems) => {
-                let mut err = ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "invalid_records",
-                    format!(
-                        "{} invalid record(s) in the batch; nothing was stored",
-                        gpu_usage_core::error::invalid_records(&problems)
-                    ),
-                );
-                err.body.problems = Some(problems);
-                err
-            }
-            DomainError::NotFound { what } => ApiError::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                format!("{what} not found"),
-            ),
-            DomainError::Busy { job } => {
-                let mut err = ApiError::new(
+            DomainError::Busy { job } => retry(
+                ApiError::new(
                     StatusCode::CONFLICT,
                     "busy",
                     format!("job {job} is running elsewhere; nothing was done, try again shortly"),
-                );
-                err.retry_after_secs = Some(5);
-                err
-            }
-            DomainError::LockLost { job } => {
-                let mut err = ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "lock_lost",
-                    format!("job {job} lost its lock while running; try again"),
-                );
-                err.retry_after_secs = Some(5);
-                err
-            }
-            DomainError::Contention => {
-                let mut err = ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "contention",
-                    e_text(&DomainError::Contention),
-                );
-                err.retry_after_secs = Some(1);
-                err
-            }
+                ),
+                5,
+            ),
+            DomainError::LockLost { .. } => retry(
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "lock_lost", message),
+                5,
+            ),
+            DomainError::Contention => retry(
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "contention", message),
+                1,
+            ),
             DomainError::NothingToBackfill => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "nothing_to_backfill",
-                e_text(&DomainError::NothingToBackfill),
+                message,
             ),
             DomainError::Incomplete {
                 failed,
                 completed,
                 source,
-            } => {
-                tracing::error!(level = %failed, error = %source, "aggregation failed");
-                let not_run: Vec<_> = gpu_usage_core::types::Granularity::ALL
-                    .into_iter()
-                    .filter(|g| *g > failed)
-                    .collect();
-                ApiError::from(*source).with_details(serde_json::json!({
-                    "failed_level": failed,
-                    "completed": completed,
-                    "not_run": not_run,
-                }))
-            }
-            e @ (DomainError::Panicked(_) | DomainError::Partial(_)) => {
-                tracing::error!(error = %e, "a job failed");
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "internal error",
-                )
-            }
+            } => incomplete(failed, completed, *source),
             DomainError::Unavailable(source) => {
-                // The cause stays in the log: it can name hosts and users.
                 tracing::error!(error = %source, "database unavailable");
-                let mut err = ApiError::new(
+                let err = ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "unavailable",
                     "the database is unavailable; try again later",
                 );
-                err.retry_after_secs = Some(5);
-                err
+                retry(err, 5)
             }
-            DomainError::Database(source) => {
-                tracing::error!(error = %source, "database error");
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "internal error",
-                )
+            e @ (DomainError::Database(_) | DomainError::Panicked(_) | DomainError::Partial(_)) => {
+                ApiError::internal(error_chain(&e))
             }
         }
     }
 }
 
-fn e_text(e: &DomainError) -> String {
-    e.to_string()
+fn invalid(field: String, message: String) -> ApiError {
+    // Batch-level problems (empty, too many records) concern the body.
+    let code = if field == "body" || field == "records" {
+        "invalid_body"
+    } else {
+        "invalid_parameter"
+    };
+    let mut err = ApiError::bad_request(code, format!("invalid {field}: {message}"));
+    err.body.field = Some(field);
+    err
+}
+
+fn invalid_records(problems: Vec<gpu_usage_core::error::RecordProblem>) -> ApiError {
+    let mut err = ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_records",
+        format!(
+            "{} invalid record(s) in the batch; nothing was stored",
+            gpu_usage_core::error::invalid_records(&problems)
+        ),
+    );
+    err.body.problems = Some(problems);
+    err
+}
+
+/// The failed level's own error, with which levels completed before it.
+fn incomplete(
+    failed: gpu_usage_core::types::Granularity,
+    completed: Vec<gpu_usage_core::rollup::RollupReport>,
+    source: DomainError,
+) -> ApiError {
+    tracing::error!(level = %failed, error = %source, "aggregation failed");
+    let not_run: Vec<_> = gpu_usage_core::types::Granularity::ALL
+        .into_iter()
+        .filter(|g| *g > failed)
+        .collect();
+    ApiError::from(source).with_details(serde_json::json!({
+        "failed_level": failed,
+        "completed": completed,
+        "not_run": not_run,
+    }))
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
 }
 
 impl ResponseError for ApiError {

@@ -22,6 +22,7 @@ use utoipa_actix_web::{AppExt, UtoipaApp};
 use gpu_usage_core::metrics::{Exposition, RegisterMetrics};
 
 use crate::API_PREFIX;
+use crate::auth::Auth;
 use crate::error::{ApiError, json_error, normalize_error_body, path_error, query_error};
 use crate::metrics::HttpMetrics;
 use crate::openapi::{self, OpenApiJson};
@@ -62,7 +63,8 @@ impl Application {
     ) -> Result<Self, StartupError> {
         let addr = listener.local_addr()?;
         let state = web::Data::new(AppState::new(settings, db, &options));
-        if state.auth.is_open() {
+        let auth = web::Data::new(Auth::from_settings(&settings.api));
+        if auth.is_open() {
             if !addr.ip().is_loopback() {
                 return Err(StartupError::Unprotected(addr));
             }
@@ -83,6 +85,7 @@ impl Application {
             let (app, _) = with_routes(App::new().into_utoipa_app()).split_for_parts();
             let http = http.clone();
             app.app_data(state.clone())
+                .app_data(auth.clone())
                 .app_data(doc.clone())
                 .app_data(known.clone())
                 .app_data(exposition.clone())

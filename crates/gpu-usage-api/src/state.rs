@@ -12,8 +12,6 @@ use gpu_usage_core::metrics::RegisterMetrics;
 use gpu_usage_core::settings::{ApiSettings, Settings};
 use sea_orm::DatabaseConnection;
 
-use crate::auth::Auth;
-
 /// Knobs of the HTTP layer that are not (yet) in [`Settings`].
 #[derive(Clone)]
 pub struct ApiOptions {
@@ -46,7 +44,6 @@ pub struct AppState {
     pub db: DatabaseConnection,
     pub api: ApiSettings,
     pub engine: EngineConfig,
-    pub auth: Auth,
     /// Manual rollups run through the same job runner as the worker's,
     /// recorded as runs of `api:<instance>`.
     pub jobs: JobEnv,
@@ -68,7 +65,6 @@ impl AppState {
             db,
             api: settings.api.clone(),
             engine: EngineConfig::from_settings(settings),
-            auth: Auth::from_settings(&settings.api),
             aggregate: options.aggregate,
         }
     }

@@ -38,41 +38,16 @@ pub const CHUNK_LEN: TimeDelta = TimeDelta::days(1);
 /// job, normally for seconds) before leaving the job for the next poll.
 pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(30);
 
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    Serialize,
-    sea_orm::EnumIter,
-    sea_orm::DeriveActiveEnum,
-    utoipa::ToSchema,
-)]
-#[serde(rename_all = "snake_case")]
-#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(32))")]
-pub enum BackfillStatus {
-    #[sea_orm(string_value = "pending")]
-    Pending,
-    #[sea_orm(string_value = "running")]
-    Running,
-    #[sea_orm(string_value = "succeeded")]
-    Succeeded,
-    #[sea_orm(string_value = "failed")]
-    Failed,
+stored_enum! {
+    pub enum BackfillStatus {
+        Pending = "pending",
+        Running = "running",
+        Succeeded = "succeeded",
+        Failed = "failed",
+    }
 }
 
 impl BackfillStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BackfillStatus::Pending => "pending",
-            BackfillStatus::Running => "running",
-            BackfillStatus::Succeeded => "succeeded",
-            BackfillStatus::Failed => "failed",
-        }
-    }
-
     pub fn is_active(self) -> bool {
         Self::ACTIVE.contains(&self)
     }

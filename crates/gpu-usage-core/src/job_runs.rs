@@ -6,7 +6,6 @@
 //! job's rows never overlap; the multi-replica tests check exactly that.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
@@ -21,42 +20,15 @@ use crate::error::{DomainError, Result};
 use crate::jobs::JobName;
 use crate::locks::JobLock;
 
-/// How a job execution ended (or that it has not yet).
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    Serialize,
-    sea_orm::EnumIter,
-    sea_orm::DeriveActiveEnum,
-    utoipa::ToSchema,
-)]
-#[serde(rename_all = "snake_case")]
-#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(32))")]
-pub enum RunOutcome {
-    #[sea_orm(string_value = "running")]
-    Running,
-    #[sea_orm(string_value = "succeeded")]
-    Succeeded,
-    #[sea_orm(string_value = "failed")]
-    Failed,
-    /// Left `running` by a runner that died; found by the next holder of the
-    /// job's lock.
-    #[sea_orm(string_value = "abandoned")]
-    Abandoned,
-}
-
-impl RunOutcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunOutcome::Running => "running",
-            RunOutcome::Succeeded => "succeeded",
-            RunOutcome::Failed => "failed",
-            RunOutcome::Abandoned => "abandoned",
-        }
+stored_enum! {
+    /// How a job execution ended (or that it has not yet).
+    pub enum RunOutcome {
+        Running = "running",
+        Succeeded = "succeeded",
+        Failed = "failed",
+        /// Left `running` by a runner that died; found by the next holder of
+        /// the job's lock.
+        Abandoned = "abandoned",
     }
 }
 
@@ -64,12 +36,6 @@ impl RunOutcome {
 impl PartialEq<&str> for RunOutcome {
     fn eq(&self, other: &&str) -> bool {
         self.as_str() == *other
-    }
-}
-
-impl fmt::Display for RunOutcome {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

@@ -21,60 +21,19 @@ use crate::job_runs::{self, RunOutcome};
 use crate::locks::{self, JobLock};
 use crate::types::Granularity;
 
-/// Every job that must not run twice at once.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    serde::Serialize,
-    sea_orm::EnumIter,
-    sea_orm::DeriveActiveEnum,
-    utoipa::ToSchema,
-)]
-#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(64))")]
-pub enum JobName {
-    #[serde(rename = "rollup_minute")]
-    #[sea_orm(string_value = "rollup_minute")]
-    MinuteRollup,
-    #[serde(rename = "rollup_hourly")]
-    #[sea_orm(string_value = "rollup_hourly")]
-    HourlyRollup,
-    #[serde(rename = "rollup_daily")]
-    #[sea_orm(string_value = "rollup_daily")]
-    DailyRollup,
-    #[serde(rename = "cleanup")]
-    #[sea_orm(string_value = "cleanup")]
-    Cleanup,
-    /// Claiming and running tracked backfill jobs.
-    #[serde(rename = "backfill")]
-    #[sea_orm(string_value = "backfill")]
-    Backfill,
+stored_enum! {
+    /// Every job that must not run twice at once.
+    pub enum JobName {
+        MinuteRollup = "rollup_minute",
+        HourlyRollup = "rollup_hourly",
+        DailyRollup = "rollup_daily",
+        Cleanup = "cleanup",
+        /// Claiming and running tracked backfill jobs.
+        Backfill = "backfill",
+    }
 }
 
 impl JobName {
-    pub const ALL: [JobName; 5] = [
-        JobName::MinuteRollup,
-        JobName::HourlyRollup,
-        JobName::DailyRollup,
-        JobName::Cleanup,
-        JobName::Backfill,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobName::MinuteRollup => "rollup_minute",
-            JobName::HourlyRollup => "rollup_hourly",
-            JobName::DailyRollup => "rollup_daily",
-            JobName::Cleanup => "cleanup",
-            JobName::Backfill => "backfill",
-        }
-    }
-
     /// The periodic rollup job of a level.
     pub fn rollup(level: Granularity) -> JobName {
         match level {
@@ -92,12 +51,6 @@ impl JobName {
             JobName::DailyRollup => Some(Granularity::Daily),
             JobName::Cleanup | JobName::Backfill => None,
         }
-    }
-}
-
-impl fmt::Display for JobName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

@@ -33,6 +33,9 @@
 //! (plus `TransactionTrait` where it opens its own transactions) and, where
 //! time matters, an explicit `now`, so tests never sleep.
 
+#[macro_use]
+mod macros;
+
 pub mod aggregate;
 pub mod backfill;
 pub mod clock;

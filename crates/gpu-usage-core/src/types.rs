@@ -3,68 +3,42 @@
 
 use chrono::{DateTime, Datelike, Duration, DurationRound, NaiveDate, TimeDelta, Timelike, Utc};
 use sea_orm::sea_query::StringLen;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::fmt;
 use std::str::FromStr;
 
 use crate::error::DomainError;
 
-/// Kind of statistics scope.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    Serialize,
-    Deserialize,
-    sea_orm::EnumIter,
-    sea_orm::DeriveActiveEnum,
-    utoipa::ToSchema,
-)]
-#[serde(rename_all = "snake_case")]
-#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(50))")]
-pub enum ScopeType {
-    #[sea_orm(string_value = "global")]
-    Global,
-    #[sea_orm(string_value = "endpoint")]
-    Endpoint,
-    #[sea_orm(string_value = "spec")]
-    Spec,
-}
-
-impl ScopeType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ScopeType::Global => "global",
-            ScopeType::Endpoint => "endpoint",
-            ScopeType::Spec => "spec",
-        }
-    }
-}
-
-impl fmt::Display for ScopeType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+stored_enum! {
+    /// Kind of statistics scope.
+    pub enum ScopeType {
+        Global = "global",
+        Endpoint = "endpoint",
+        Spec = "spec",
     }
 }
 
 impl FromStr for ScopeType {
     type Err = DomainError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "global" => Ok(ScopeType::Global),
-            "endpoint" => Ok(ScopeType::Endpoint),
-            "spec" => Ok(ScopeType::Spec),
-            other => Err(DomainError::invalid(
-                "scope_type",
-                format!("unknown scope_type {other:?}; expected global, endpoint or spec"),
-            )),
-        }
+        ScopeType::from_text(s).ok_or_else(|| unknown("scope_type", s, &ScopeType::ALL))
     }
+}
+
+/// "unknown x; expected a, b or c", for a parameter that takes one of
+/// `values`.
+fn unknown<T: fmt::Display>(field: &str, got: &str, values: &[T]) -> DomainError {
+    let names: Vec<String> = values.iter().map(ToString::to_string).collect();
+    let expected = match names.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    };
+    let got = got.trim().to_ascii_lowercase();
+    DomainError::invalid(
+        field,
+        format!("unknown {field} {got:?}; expected {expected}"),
+    )
 }
 
 /// One concrete scope: the key of a statistics row besides its bucket.
@@ -158,45 +132,16 @@ impl ScopeFilter {
     }
 }
 
-/// Statistics level.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    Serialize,
-    Deserialize,
-    sea_orm::EnumIter,
-    sea_orm::DeriveActiveEnum,
-    utoipa::ToSchema,
-)]
-#[serde(rename_all = "snake_case")]
-#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
-pub enum Granularity {
-    #[sea_orm(string_value = "minute")]
-    Minute,
-    #[sea_orm(string_value = "hourly")]
-    Hourly,
-    #[sea_orm(string_value = "daily")]
-    Daily,
+stored_enum! {
+    /// Statistics level.
+    pub enum Granularity {
+        Minute = "minute",
+        Hourly = "hourly",
+        Daily = "daily",
+    }
 }
 
 impl Granularity {
-    pub const ALL: [Granularity; 3] =
-        [Granularity::Minute, Granularity::Hourly, Granularity::Daily];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Granularity::Minute => "minute",
-            Granularity::Hourly => "hourly",
-            Granularity::Daily => "daily",
-        }
-    }
-
     pub fn bucket_len(self) -> TimeDelta {
         match self {
             Granularity::Minute => TimeDelta::minutes(1),
@@ -245,54 +190,30 @@ impl Granularity {
     }
 }
 
-impl fmt::Display for Granularity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 impl FromStr for Granularity {
     type Err = DomainError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "minute" => Ok(Granularity::Minute),
-            // The original API spelled these hour/day.
-            "hourly" | "hour" => Ok(Granularity::Hourly),
-            "daily" | "day" => Ok(Granularity::Daily),
-            other => Err(DomainError::invalid(
-                "granularity",
-                format!("unknown granularity {other:?}; expected minute, hourly, daily or all"),
-            )),
-        }
+        // The original API spelled hourly and daily `hour` and `day`.
+        let alias = match s.trim().to_ascii_lowercase().as_str() {
+            "hour" => Some(Granularity::Hourly),
+            "day" => Some(Granularity::Daily),
+            _ => None,
+        };
+        alias
+            .or_else(|| Granularity::from_text(s))
+            .ok_or_else(|| unknown("granularity", s, &Levels::ALL))
     }
 }
 
-/// Which levels a recomputation covers: one of them, or every level (run
-/// finest first, because each is built from the one below).
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    Serialize,
-    Deserialize,
-    sea_orm::EnumIter,
-    sea_orm::DeriveActiveEnum,
-    utoipa::ToSchema,
-)]
-#[serde(rename_all = "snake_case")]
-#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
-pub enum Levels {
-    #[sea_orm(string_value = "all")]
-    All,
-    #[sea_orm(string_value = "minute")]
-    Minute,
-    #[sea_orm(string_value = "hourly")]
-    Hourly,
-    #[sea_orm(string_value = "daily")]
-    Daily,
+stored_enum! {
+    /// Which levels a recomputation covers: one of them, or every level (run
+    /// finest first, because each is built from the one below).
+    pub enum Levels {
+        All = "all",
+        Minute = "minute",
+        Hourly = "hourly",
+        Daily = "daily",
+    }
 }
 
 impl Levels {
@@ -303,15 +224,6 @@ impl Levels {
             Levels::Minute => &[Granularity::Minute],
             Levels::Hourly => &[Granularity::Hourly],
             Levels::Daily => &[Granularity::Daily],
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Levels::All => "all",
-            Levels::Minute => "minute",
-            Levels::Hourly => "hourly",
-            Levels::Daily => "daily",
         }
     }
 }
@@ -326,12 +238,6 @@ impl From<Granularity> for Levels {
     }
 }
 
-impl fmt::Display for Levels {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 impl FromStr for Levels {
     type Err = DomainError;
     /// `all`, or a granularity (with the original API's `hour`/`day`).
@@ -343,41 +249,11 @@ impl FromStr for Levels {
     }
 }
 
-/// Outcome of a finished task.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    Serialize,
-    Deserialize,
-    sea_orm::EnumIter,
-    sea_orm::DeriveActiveEnum,
-    utoipa::ToSchema,
-)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(50))")]
-pub enum TaskStatus {
-    #[sea_orm(string_value = "COMPLETED")]
-    Completed,
-    #[sea_orm(string_value = "FAILED")]
-    Failed,
-}
-
-impl TaskStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TaskStatus::Completed => "COMPLETED",
-            TaskStatus::Failed => "FAILED",
-        }
-    }
-}
-
-impl fmt::Display for TaskStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+stored_enum! {
+    /// Outcome of a finished task.
+    pub enum TaskStatus {
+        Completed = "COMPLETED",
+        Failed = "FAILED",
     }
 }
 
@@ -385,14 +261,13 @@ impl FromStr for TaskStatus {
     type Err = DomainError;
     /// Any letter case is accepted; the stored form is upper case.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_uppercase().as_str() {
-            "COMPLETED" => Ok(TaskStatus::Completed),
-            "FAILED" => Ok(TaskStatus::Failed),
-            other => Err(DomainError::invalid(
+        TaskStatus::from_text(s).ok_or_else(|| {
+            let got = s.trim().to_ascii_uppercase();
+            DomainError::invalid(
                 "status",
-                format!("unknown status {other:?}; expected COMPLETED or FAILED"),
-            )),
-        }
+                format!("unknown status {got:?}; expected COMPLETED or FAILED"),
+            )
+        })
     }
 }
 

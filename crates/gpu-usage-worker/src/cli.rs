@@ -165,42 +165,19 @@ async fn run_backfill(
     end: Option<String>,
     granularity: &str,
 ) -> anyhow::Result<ExitCode> {
-    let db = &env.db;
-    let now = env.now();
-    let range = match (start, end) {
-        (Some(s), Some(e)) => TimeRange::new(parse_utc("start", &s)?, parse_utc("end", &e)?)?,
-        (Some(s), None) => TimeRange::new(parse_utc("start", &s)?, now)?,
-        (None, None) => backfill::retained_range(db, now, &settings.retention)
-            .await?
-            .ok_or_else(|| anyhow!("no records are retained: nothing to backfill"))?,
-        (None, Some(_)) => bail!("--end needs --start (give neither for all retained data)"),
-    };
+    let range = backfill_range(settings, env, start, end).await?;
     let levels = granularity.parse::<Levels>()?;
-    let engine = EngineConfig::from_settings(settings);
-    let job = backfill::create(db, range, levels, now).await?;
+    let job = backfill::create(&env.db, range, levels, env.now()).await?;
     eprintln!(
         "backfill job {}: {} .. {} ({}), {} day chunk(s)",
         job.id, job.start_time, job.end_time, levels, job.chunks_total
     );
-
-    let bar = ProgressBar::new(u64::try_from(job.chunks_total).unwrap_or(0));
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} days {msg}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    bar.enable_steady_tick(Duration::from_millis(200));
+    let bar = progress_bar(&job);
     let show = |j: &BackfillJob| {
         bar.set_position(u64::try_from(j.chunks_done).unwrap_or(0));
-        bar.set_message(format!(
-            "{} (next {})",
-            j.status.as_str(),
-            j.next_chunk_start
-        ));
+        bar.set_message(format!("{} (next {})", j.status, j.next_chunk_start));
     };
     show(&job);
-
     let stop = Arc::new(AtomicBool::new(false));
     let stop_on_signal = stop.clone();
     let signal_task = tokio::spawn(async move {
@@ -213,39 +190,86 @@ async fn run_backfill(
         on_progress: &show,
         ..RunOptions::default()
     };
-    let finished = loop {
-        match backfill::run_job(env, job.id, &engine, &opts).await? {
-            Some(j) if j.is_finished() => break Some(j),
-            Some(_) if stop_fn() => break None,
+    let engine = EngineConfig::from_settings(settings);
+    let finished = follow(env, job.id, &engine, &opts, &show).await?;
+    signal_task.abort();
+    bar.finish_and_clear();
+    report_backfill(env, job.id, finished).await
+}
+
+/// `--start`/`--end`, or everything retained when neither is given.
+async fn backfill_range(
+    settings: &Settings,
+    env: &JobEnv,
+    start: Option<String>,
+    end: Option<String>,
+) -> anyhow::Result<TimeRange> {
+    let now = env.now();
+    Ok(match (start, end) {
+        (Some(s), Some(e)) => TimeRange::new(parse_utc("start", &s)?, parse_utc("end", &e)?)?,
+        (Some(s), None) => TimeRange::new(parse_utc("start", &s)?, now)?,
+        (None, None) => backfill::retained_range(&env.db, now, &settings.retention)
+            .await?
+            .ok_or_else(|| anyhow!("no records are retained: nothing to backfill"))?,
+        (None, Some(_)) => bail!("--end needs --start (give neither for all retained data)"),
+    })
+}
+
+fn progress_bar(job: &BackfillJob) -> ProgressBar {
+    let bar = ProgressBar::new(u64::try_from(job.chunks_total).unwrap_or(0));
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} days {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
+/// Runs the job here, or follows a worker that runs it, until it finishes
+/// (`Some`) or a stop is requested (`None`).
+async fn follow(
+    env: &JobEnv,
+    id: i64,
+    engine: &EngineConfig,
+    opts: &RunOptions<'_>,
+    show: &dyn Fn(&BackfillJob),
+) -> anyhow::Result<Option<BackfillJob>> {
+    loop {
+        match backfill::run_job(env, id, engine, opts).await? {
+            Some(j) if j.is_finished() => return Ok(Some(j)),
+            Some(_) if (opts.stop)() => return Ok(None),
             // A rollup lock stayed busy; try again shortly.
             Some(_) => tokio::time::sleep(Duration::from_secs(2)).await,
             // Another runner (a worker) holds the backfill lock, or already
             // finished this job: follow the job's record.
             None => {
-                let j = backfill::get(db, job.id).await?;
+                let j = backfill::get(&env.db, id).await?;
                 show(&j);
                 if j.is_finished() {
-                    break Some(j);
+                    return Ok(Some(j));
                 }
-                if stop_fn() {
-                    break None;
+                if (opts.stop)() {
+                    return Ok(None);
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
-    };
-    signal_task.abort();
-    bar.finish_and_clear();
+    }
+}
+
+async fn report_backfill(
+    env: &JobEnv,
+    id: i64,
+    finished: Option<BackfillJob>,
+) -> anyhow::Result<ExitCode> {
     match finished {
         None => {
-            let j = backfill::get(db, job.id).await?;
+            let j = backfill::get(&env.db, id).await?;
             eprintln!(
                 "interrupted: backfill job {} stays {} at {} ({}/{} days); a worker resumes it",
-                j.id,
-                j.status.as_str(),
-                j.next_chunk_start,
-                j.chunks_done,
-                j.chunks_total
+                j.id, j.status, j.next_chunk_start, j.chunks_done, j.chunks_total
             );
             Ok(ExitCode::from(130))
         }
@@ -260,7 +284,7 @@ async fn run_backfill(
             eprintln!(
                 "backfill job {} {}: {}",
                 j.id,
-                j.status.as_str(),
+                j.status,
                 j.error.as_deref().unwrap_or("no error recorded")
             );
             Ok(ExitCode::FAILURE)

@@ -18,9 +18,8 @@ use actix_web::{HttpRequest, HttpResponse, get, web};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::auth::{Reader, role_name};
+use crate::auth::{Auth, Reader, role_name};
 use crate::error::{ApiError, ErrorBody};
-use crate::state::AppState;
 
 /// An embedded file.
 struct Asset {
@@ -197,8 +196,8 @@ pub struct WhoAmIResponse {
     security((), ("bearer" = []))
 )]
 #[get("/whoami")]
-pub async fn whoami(auth: Reader, state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
-    let mode = if state.auth.is_open() {
+pub async fn whoami(auth: Reader, tokens: web::Data<Auth>, req: HttpRequest) -> HttpResponse {
+    let mode = if tokens.is_open() {
         "open"
     } else if req.headers().contains_key(header::AUTHORIZATION) {
         "token"
