@@ -11,7 +11,10 @@
 -- columns, indexes, engines and collations.
 --
 -- Safe to run again: tables are created only if missing and migration rows
--- are inserted only if missing. It never alters an existing table.
+-- are inserted only if missing. It never alters an existing table: it
+-- creates each table as the migrations leave it, with the columns later
+-- migrations add appended in the order they add them. A database created
+-- from an older copy of this file is brought up to date by `migration up`.
 --
 -- Create the database first, with a binary utf8mb4 default, for example:
 --   CREATE DATABASE waverless CHARACTER SET utf8mb4 COLLATE utf8mb4_bin;
@@ -48,7 +51,8 @@ CREATE TABLE IF NOT EXISTS `gpu_usage_records` (
   KEY `idx_created_at` (`created_at`)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 
--- m20261129_000002_create_gpu_usage_statistics_minute
+-- m20261129_000002_create_gpu_usage_statistics_minute, with the capacity
+-- columns of m20261201_000010 appended
 CREATE TABLE IF NOT EXISTS `gpu_usage_statistics_minute` (
   `id` BIGINT NOT NULL AUTO_INCREMENT,
   `time_bucket` DATETIME NOT NULL,
@@ -67,6 +71,16 @@ CREATE TABLE IF NOT EXISTS `gpu_usage_statistics_minute` (
   `period_end` DATETIME(3) NOT NULL,
   `updated_at` DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
   `scope_value_key` VARCHAR(255) GENERATED ALWAYS AS (COALESCE(`scope_value`, '__GLOBAL__')) STORED,
+  `available_gpu_ms` BIGINT NOT NULL DEFAULT 0,
+  `idle_gpu_ms` BIGINT NOT NULL DEFAULT 0,
+  `overused_minutes` INT NOT NULL DEFAULT 0,
+  `available_gpu_hours` DECIMAL(16, 6) NOT NULL DEFAULT 0,
+  `utilization_rate` DECIMAL(14, 4) NULL,
+  `idle_gpu_hours` DECIMAL(16, 6) NOT NULL DEFAULT 0,
+  `capacity_complete` BOOL NULL,
+  `peak_gpus_in_use` INT NOT NULL DEFAULT 0,
+  `peak_gpus_available` INT NOT NULL DEFAULT 0,
+  `available_gpu_seconds` DECIMAL(18, 3) NOT NULL DEFAULT 0,
   PRIMARY KEY (`id`),
   UNIQUE KEY `uk_time_scope` (`time_bucket`, `scope_type`, `scope_value_key`),
   KEY `idx_time_bucket` (`time_bucket`),
@@ -74,7 +88,8 @@ CREATE TABLE IF NOT EXISTS `gpu_usage_statistics_minute` (
   KEY `idx_updated_at` (`updated_at`)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 
--- m20261129_000003_create_gpu_usage_statistics_hourly
+-- m20261129_000003_create_gpu_usage_statistics_hourly, with the capacity
+-- columns of m20261201_000011 appended
 CREATE TABLE IF NOT EXISTS `gpu_usage_statistics_hourly` (
   `id` BIGINT NOT NULL AUTO_INCREMENT,
   `time_bucket` DATETIME NOT NULL,
@@ -94,6 +109,15 @@ CREATE TABLE IF NOT EXISTS `gpu_usage_statistics_hourly` (
   `period_end` DATETIME(3) NOT NULL,
   `updated_at` DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
   `scope_value_key` VARCHAR(255) GENERATED ALWAYS AS (COALESCE(`scope_value`, '__GLOBAL__')) STORED,
+  `available_gpu_ms` BIGINT NOT NULL DEFAULT 0,
+  `idle_gpu_ms` BIGINT NOT NULL DEFAULT 0,
+  `overused_minutes` INT NOT NULL DEFAULT 0,
+  `available_gpu_hours` DECIMAL(16, 6) NOT NULL DEFAULT 0,
+  `utilization_rate` DECIMAL(14, 4) NULL,
+  `idle_gpu_hours` DECIMAL(16, 6) NOT NULL DEFAULT 0,
+  `capacity_complete` BOOL NULL,
+  `peak_gpus_in_use` INT NOT NULL DEFAULT 0,
+  `peak_gpus_available` INT NOT NULL DEFAULT 0,
   PRIMARY KEY (`id`),
   UNIQUE KEY `uk_time_scope` (`time_bucket`, `scope_type`, `scope_value_key`),
   KEY `idx_time_bucket` (`time_bucket`),
@@ -101,7 +125,8 @@ CREATE TABLE IF NOT EXISTS `gpu_usage_statistics_hourly` (
   KEY `idx_updated_at` (`updated_at`)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 
--- m20261129_000004_create_gpu_usage_statistics_daily
+-- m20261129_000004_create_gpu_usage_statistics_daily, with the capacity
+-- columns of m20261201_000012 appended (and its utilization_rate widened)
 CREATE TABLE IF NOT EXISTS `gpu_usage_statistics_daily` (
   `id` BIGINT NOT NULL AUTO_INCREMENT,
   `time_bucket` DATE NOT NULL,
@@ -118,11 +143,18 @@ CREATE TABLE IF NOT EXISTS `gpu_usage_statistics_daily` (
   `peak_hour` DATETIME NULL,
   `peak_gpu_hours` DECIMAL(16, 6) NULL,
   `available_gpu_hours` DECIMAL(16, 6) NULL,
-  `utilization_rate` DECIMAL(7, 4) NULL,
+  `utilization_rate` DECIMAL(14, 4) NULL,
   `period_start` DATETIME(3) NOT NULL,
   `period_end` DATETIME(3) NOT NULL,
   `updated_at` DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
   `scope_value_key` VARCHAR(255) GENERATED ALWAYS AS (COALESCE(`scope_value`, '__GLOBAL__')) STORED,
+  `available_gpu_ms` BIGINT NOT NULL DEFAULT 0,
+  `idle_gpu_ms` BIGINT NOT NULL DEFAULT 0,
+  `overused_minutes` INT NOT NULL DEFAULT 0,
+  `idle_gpu_hours` DECIMAL(16, 6) NOT NULL DEFAULT 0,
+  `capacity_complete` BOOL NULL,
+  `peak_gpus_in_use` INT NOT NULL DEFAULT 0,
+  `peak_gpus_available` INT NOT NULL DEFAULT 0,
   PRIMARY KEY (`id`),
   UNIQUE KEY `uk_time_scope` (`time_bucket`, `scope_type`, `scope_value_key`),
   KEY `idx_time_bucket` (`time_bucket`),
@@ -185,6 +217,29 @@ CREATE TABLE IF NOT EXISTS `gpu_usage_retention_horizons` (
   PRIMARY KEY (`table_name`)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 
+-- m20261201_000009_create_gpu_usage_worker_sessions: intervals GPU workers
+-- were up and billable (capacity).
+CREATE TABLE IF NOT EXISTS `gpu_usage_worker_sessions` (
+  `id` BIGINT NOT NULL AUTO_INCREMENT,
+  `worker_id` VARCHAR(255) NOT NULL,
+  `endpoint` VARCHAR(255) NOT NULL,
+  `spec_name` VARCHAR(255) NULL,
+  `gpu_type` VARCHAR(100) NULL,
+  `gpu_count` INT NOT NULL,
+  `started_at` DATETIME(3) NOT NULL,
+  `ended_at` DATETIME(3) NULL,
+  `last_seen` DATETIME(3) NOT NULL,
+  `counted_until` DATETIME(3) NOT NULL,
+  `created_at` DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
+  `updated_at` DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
+  PRIMARY KEY (`id`),
+  UNIQUE KEY `uk_worker_started` (`worker_id`, `started_at`),
+  KEY `idx_sessions_started_at` (`started_at`),
+  KEY `idx_sessions_counted_until` (`counted_until`),
+  KEY `idx_sessions_ended_at` (`ended_at`),
+  KEY `idx_sessions_endpoint` (`endpoint`)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+
 -- The migration CLI's bookkeeping table, as sea-orm-migration 2.0 creates it
 -- (no table options: it takes the database's defaults, as the CLI's does).
 CREATE TABLE IF NOT EXISTS `seaql_migrations` (
@@ -201,4 +256,8 @@ INSERT IGNORE INTO `seaql_migrations` (`version`, `applied_at`) VALUES
   ('m20261129_000005_create_gpu_usage_rollup_pending', UNIX_TIMESTAMP()),
   ('m20261129_000006_create_gpu_usage_job_runs', UNIX_TIMESTAMP()),
   ('m20261129_000007_create_gpu_usage_backfill_jobs', UNIX_TIMESTAMP()),
-  ('m20261129_000008_create_gpu_usage_retention_horizons', UNIX_TIMESTAMP());
+  ('m20261129_000008_create_gpu_usage_retention_horizons', UNIX_TIMESTAMP()),
+  ('m20261201_000009_create_gpu_usage_worker_sessions', UNIX_TIMESTAMP()),
+  ('m20261201_000010_add_capacity_to_statistics_minute', UNIX_TIMESTAMP()),
+  ('m20261201_000011_add_capacity_to_statistics_hourly', UNIX_TIMESTAMP()),
+  ('m20261201_000012_add_capacity_to_statistics_daily', UNIX_TIMESTAMP());

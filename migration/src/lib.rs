@@ -60,6 +60,10 @@ mod m20261129_000005_create_gpu_usage_rollup_pending;
 mod m20261129_000006_create_gpu_usage_job_runs;
 mod m20261129_000007_create_gpu_usage_backfill_jobs;
 mod m20261129_000008_create_gpu_usage_retention_horizons;
+mod m20261201_000009_create_gpu_usage_worker_sessions;
+mod m20261201_000010_add_capacity_to_statistics_minute;
+mod m20261201_000011_add_capacity_to_statistics_hourly;
+mod m20261201_000012_add_capacity_to_statistics_daily;
 mod schema_util;
 
 pub struct Migrator;
@@ -76,6 +80,10 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000006_create_gpu_usage_job_runs::Migration),
             Box::new(m20261129_000007_create_gpu_usage_backfill_jobs::Migration),
             Box::new(m20261129_000008_create_gpu_usage_retention_horizons::Migration),
+            Box::new(m20261201_000009_create_gpu_usage_worker_sessions::Migration),
+            Box::new(m20261201_000010_add_capacity_to_statistics_minute::Migration),
+            Box::new(m20261201_000011_add_capacity_to_statistics_hourly::Migration),
+            Box::new(m20261201_000012_add_capacity_to_statistics_daily::Migration),
         ]
     }
 }

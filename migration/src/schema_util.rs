@@ -205,3 +205,112 @@ pub fn statistics_table(backend: DbBackend, name: &str, level: StatsLevel) -> Ta
     ];
     (table.to_owned(), indexes)
 }
+
+pub fn boolean(name: &str) -> ColumnDef {
+    ColumnDef::new(Alias::new(name)).boolean().to_owned()
+}
+
+/// What every level gains for capacity and utilisation, in the order the
+/// columns are appended: exact GPU-milliseconds available and idle, the
+/// number of minutes where tasks used more than was available (which
+/// decides `capacity_complete`), the decimals derived from them, and peak
+/// concurrency. Daily rows already had `available_gpu_hours` and
+/// `utilization_rate`.
+fn capacity_columns(level: StatsLevel) -> Vec<ColumnDef> {
+    let mut cols = vec![
+        bigint("available_gpu_ms").not_null().default(0).to_owned(),
+        bigint("idle_gpu_ms").not_null().default(0).to_owned(),
+        int("overused_minutes").not_null().default(0).to_owned(),
+    ];
+    if level != StatsLevel::Daily {
+        cols.push(
+            decimal("available_gpu_hours", 16, 6)
+                .not_null()
+                .default(0)
+                .to_owned(),
+        );
+        cols.push(decimal("utilization_rate", 14, 4).null().to_owned());
+    }
+    cols.push(
+        decimal("idle_gpu_hours", 16, 6)
+            .not_null()
+            .default(0)
+            .to_owned(),
+    );
+    cols.push(boolean("capacity_complete").null().to_owned());
+    cols.push(int("peak_gpus_in_use").not_null().default(0).to_owned());
+    cols.push(int("peak_gpus_available").not_null().default(0).to_owned());
+    if level == StatsLevel::Minute {
+        cols.push(
+            decimal("available_gpu_seconds", 18, 3)
+                .not_null()
+                .default(0)
+                .to_owned(),
+        );
+    }
+    cols
+}
+
+fn column_name(c: &ColumnDef) -> String {
+    c.get_column_name()
+}
+
+/// Adds the capacity columns in one `ALTER TABLE` on MySQL (one DDL
+/// statement: MySQL commits DDL implicitly), one per column on SQLite
+/// (which alters one column at a time, inside the migration's
+/// transaction). Daily rates widen to DECIMAL(14,4): incomplete capacity
+/// reports can push a rate far above 1. SQLite's types are affinities, so
+/// the widening is a no-op there.
+pub async fn add_capacity_columns(
+    manager: &SchemaManager<'_>,
+    table: &str,
+    level: StatsLevel,
+) -> Result<(), DbErr> {
+    let columns = capacity_columns(level);
+    if manager.get_database_backend() == DbBackend::Sqlite {
+        for mut c in columns {
+            let alter = Table::alter()
+                .table(Alias::new(table))
+                .add_column(&mut c)
+                .to_owned();
+            manager.alter_table(alter).await?;
+        }
+        return Ok(());
+    }
+    let mut alter = Table::alter();
+    alter.table(Alias::new(table));
+    for mut c in columns {
+        alter.add_column(&mut c);
+    }
+    if level == StatsLevel::Daily {
+        alter.modify_column(&mut decimal("utilization_rate", 14, 4).null().to_owned());
+    }
+    manager.alter_table(alter).await
+}
+
+pub async fn drop_capacity_columns(
+    manager: &SchemaManager<'_>,
+    table: &str,
+    level: StatsLevel,
+) -> Result<(), DbErr> {
+    let names: Vec<String> = capacity_columns(level).iter().map(column_name).collect();
+    if manager.get_database_backend() == DbBackend::Sqlite {
+        for name in names {
+            let alter = Table::alter()
+                .table(Alias::new(table))
+                .drop_column(Alias::new(name))
+                .to_owned();
+            manager.alter_table(alter).await?;
+        }
+        return Ok(());
+    }
+    let mut alter = Table::alter();
+    alter.table(Alias::new(table));
+    for name in names {
+        alter.drop_column(Alias::new(name));
+    }
+    if level == StatsLevel::Daily {
+        alter.modify_column(&mut decimal("utilization_rate", 7, 4).null().to_owned());
+    }
+    manager.alter_table(alter).await
+}

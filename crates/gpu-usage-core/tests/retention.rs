@@ -70,6 +70,7 @@ async fn add_minute(db: &DatabaseConnection, bucket: DateTime<Utc>) {
         period_start: Set(bucket),
         period_end: Set(bucket + TimeDelta::minutes(1)),
         updated_at: Set(bucket),
+        ..Default::default()
     })
     .exec(db)
     .await
@@ -95,6 +96,7 @@ async fn add_hour(db: &DatabaseConnection, bucket: DateTime<Utc>) {
         period_start: Set(bucket),
         period_end: Set(bucket + TimeDelta::hours(1)),
         updated_at: Set(bucket),
+        ..Default::default()
     })
     .exec(db)
     .await
@@ -122,6 +124,7 @@ async fn add_day(db: &DatabaseConnection, day: DateTime<Utc>) {
         period_start: Set(day),
         period_end: Set(day + TimeDelta::days(1)),
         updated_at: Set(day),
+        ..Default::default()
     })
     .exec(db)
     .await

@@ -23,7 +23,7 @@ use secrecy::ExposeSecret;
 const SCHEMA_SQL: &str = include_str!("../../../scripts/gpu_usage_schema.sql");
 
 /// The tables the migrations create, plus the CLI's bookkeeping table.
-const TABLES: [&str; 9] = [
+const TABLES: [&str; 10] = [
     "gpu_usage_backfill_jobs",
     "gpu_usage_job_runs",
     "gpu_usage_records",
@@ -32,6 +32,7 @@ const TABLES: [&str; 9] = [
     "gpu_usage_statistics_daily",
     "gpu_usage_statistics_hourly",
     "gpu_usage_statistics_minute",
+    "gpu_usage_worker_sessions",
     "seaql_migrations",
 ];
 
@@ -349,7 +350,7 @@ fn script_lists_every_migration_file() {
         .map(|n| n.trim_end_matches(".rs").to_owned())
         .collect();
     files.sort();
-    assert_eq!(files.len(), 8, "{files:?}");
+    assert_eq!(files.len(), 12, "{files:?}");
     assert_eq!(
         migration_names(),
         files,
@@ -615,6 +616,15 @@ async fn sqlite_migrations_go_down_and_up_again() {
     indexes.push(("gpu_usage_rollup_pending", "idx_pending_level_start"));
     indexes.push(("gpu_usage_job_runs", "idx_job_runs_job_started"));
     indexes.push(("gpu_usage_backfill_jobs", "idx_backfill_status"));
+    for index in [
+        "uk_worker_started",
+        "idx_sessions_started_at",
+        "idx_sessions_counted_until",
+        "idx_sessions_ended_at",
+        "idx_sessions_endpoint",
+    ] {
+        indexes.push(("gpu_usage_worker_sessions", index));
+    }
     for (table, index) in &indexes {
         let prefix = format!("index|{table}_{index}|{table}|");
         assert!(
@@ -626,7 +636,7 @@ async fn sqlite_migrations_go_down_and_up_again() {
         .iter()
         .filter(|r| r.contains("CREATE UNIQUE INDEX"))
         .collect();
-    assert_eq!(uniques.len(), 4, "{uniques:#?}");
+    assert_eq!(uniques.len(), 5, "{uniques:#?}");
     assert_eq!(
         first.iter().filter(|r| r.starts_with("index|")).count(),
         indexes.len(),

@@ -174,8 +174,11 @@ async fn minute_daily_and_scopes(db: TestDb) {
     assert_num(&rows[0], "avg_gpu_count", 4.67);
     assert_eq!(rows[0]["peak_hour"], "2026-01-01T10:00:00Z");
     assert_num(&rows[0], "peak_gpu_hours", 4.0);
-    assert_eq!(rows[0]["available_gpu_hours"], Value::Null);
+    // No worker sessions reported: nothing available (0, by the capacity
+    // rules), so no rate and no completeness verdict.
+    assert_num(&rows[0], "available_gpu_hours", 0.0);
     assert_eq!(rows[0]["utilization_rate"], Value::Null);
+    assert_eq!(rows[0]["capacity_complete"], Value::Null);
     assert_eq!(rows[1]["time_bucket"], "2026-01-02T00:00:00Z");
     assert_num(&rows[1], "total_tasks", 1.0);
     assert_num(&rows[1], "total_gpu_hours", 0.5);
@@ -396,7 +399,8 @@ async fn csv_output(db: TestDb) {
     assert_eq!(
         lines[0],
         "time_bucket,scope_type,scope_value,total_tasks,completed_tasks,failed_tasks,total_gpu_hours,\
-avg_gpu_count,max_gpu_count,peak_minute,peak_gpu_hours,period_start,period_end,updated_at"
+avg_gpu_count,max_gpu_count,peak_minute,peak_gpu_hours,available_gpu_hours,utilization_rate,\
+idle_gpu_hours,capacity_complete,peak_gpus_in_use,peak_gpus_available,period_start,period_end,updated_at"
     );
     assert_eq!(lines.len(), 5, "{text}");
     assert!(
@@ -461,7 +465,7 @@ avg_gpu_count,max_gpu_count,peak_minute,peak_gpu_hours,period_start,period_end,u
     );
     assert!(
         text.contains(
-            "2026-01-01T00:00:00Z,global,,3,2,1,5.567778,4.67,8,2026-01-01T10:00:00Z,4,,,"
+            "2026-01-01T00:00:00Z,global,,3,2,1,5.567778,4.67,8,2026-01-01T10:00:00Z,4,0,,0,,"
         ),
         "{text}"
     );

@@ -1,7 +1,11 @@
-//! SeaORM entities, one module per table (SPEC §2 plus the service's own
-//! bookkeeping tables). They are storage types only: never request or
-//! response types. The generated `scope_value_key` column is deliberately
-//! absent: the database computes it and the application must never write it.
+//! SeaORM entities, one module per table: the usage records, the three
+//! statistics levels (declared through [`statistics`]'s macro), worker
+//! sessions (capacity), and the service's own bookkeeping tables. They are
+//! storage types: what is read and written on the wire is declared beside
+//! the domain types that use them.
+
+#[macro_use]
+mod statistics;
 
 pub mod backfill_job;
 pub mod job_run;
@@ -11,3 +15,4 @@ pub mod rollup_pending;
 pub mod statistics_daily;
 pub mod statistics_hourly;
 pub mod statistics_minute;
+pub mod worker_session;

@@ -1,33 +1,13 @@
-use sea_orm::entity::prelude::*;
-
-use crate::types::ScopeType;
-
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-#[sea_orm(table_name = "gpu_usage_statistics_minute")]
-pub struct Model {
-    #[sea_orm(primary_key)]
-    pub id: i64,
-    pub time_bucket: DateTimeUtc,
-    pub scope_type: ScopeType,
-    pub scope_value: Option<String>,
-    pub total_tasks: i32,
-    pub completed_tasks: i32,
-    pub failed_tasks: i32,
-    #[sea_orm(column_type = "Decimal(Some((18, 3)))")]
-    pub total_gpu_seconds: Decimal,
-    #[sea_orm(column_type = "Decimal(Some((16, 6)))")]
-    pub total_gpu_hours: Decimal,
-    #[sea_orm(column_type = "Decimal(Some((10, 2)))")]
-    pub avg_gpu_count: Decimal,
-    pub max_gpu_count: i32,
-    pub gpu_milliseconds: i64,
-    pub gpu_count_sum: i64,
-    pub period_start: DateTimeUtc,
-    pub period_end: DateTimeUtc,
-    pub updated_at: DateTimeUtc,
+statistics_entity! {
+    /// One minute of one scope (`gpu_usage_statistics_minute`).
+    table = "gpu_usage_statistics_minute",
+    bucket = DateTimeUtc,
+    {
+        #[sea_orm(column_type = "Decimal(Some((18, 3)))")]
+        pub total_gpu_seconds: Decimal,
+        #[sea_orm(column_type = "Decimal(Some((18, 3)))")]
+        pub available_gpu_seconds: Decimal,
+        #[sea_orm(column_type = "Decimal(Some((16, 6)))")]
+        pub available_gpu_hours: Decimal,
+    }
 }
-
-#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-pub enum Relation {}
-
-impl ActiveModelBehavior for ActiveModel {}

@@ -90,6 +90,14 @@ pub trait StatsColumn: ColumnTrait + Copy + Send + Sync + 'static {
     const PERIOD_START: Self;
     const PERIOD_END: Self;
     const UPDATED_AT: Self;
+    const AVAILABLE_GPU_MS: Self;
+    const IDLE_GPU_MS: Self;
+    const OVERUSED_MINUTES: Self;
+    const IDLE_GPU_HOURS: Self;
+    const UTILIZATION_RATE: Self;
+    const CAPACITY_COMPLETE: Self;
+    const PEAK_GPUS_IN_USE: Self;
+    const PEAK_GPUS_AVAILABLE: Self;
 }
 
 /// The column names are the same in every statistics table, so one
@@ -112,6 +120,14 @@ macro_rules! stats_columns {
             const PERIOD_START: Self = Self::PeriodStart;
             const PERIOD_END: Self = Self::PeriodEnd;
             const UPDATED_AT: Self = Self::UpdatedAt;
+            const AVAILABLE_GPU_MS: Self = Self::AvailableGpuMs;
+            const IDLE_GPU_MS: Self = Self::IdleGpuMs;
+            const OVERUSED_MINUTES: Self = Self::OverusedMinutes;
+            const IDLE_GPU_HOURS: Self = Self::IdleGpuHours;
+            const UTILIZATION_RATE: Self = Self::UtilizationRate;
+            const CAPACITY_COMPLETE: Self = Self::CapacityComplete;
+            const PEAK_GPUS_IN_USE: Self = Self::PeakGpusInUse;
+            const PEAK_GPUS_AVAILABLE: Self = Self::PeakGpusAvailable;
         }
     )*};
 }
@@ -135,10 +151,18 @@ impl Level for Minute {
     type Column = statistics_minute::Column;
     type Bucket = DateTime<Utc>;
     type Row = MinuteRow;
-    const SPECIFIC: &'static [Self::Column] = &[statistics_minute::Column::TotalGpuSeconds];
+    const SPECIFIC: &'static [Self::Column] = &[
+        statistics_minute::Column::TotalGpuSeconds,
+        statistics_minute::Column::AvailableGpuSeconds,
+        statistics_minute::Column::AvailableGpuHours,
+    ];
 
     fn specific_values(acc: &Accum) -> Vec<Value> {
-        vec![compute::gpu_seconds(acc.gpu_ms).into()]
+        vec![
+            compute::gpu_seconds(acc.gpu_ms).into(),
+            compute::gpu_seconds(acc.avail_ms).into(),
+            compute::gpu_hours(acc.avail_ms).into(),
+        ]
     }
 }
 
@@ -151,10 +175,13 @@ impl Level for Hourly {
     const SPECIFIC: &'static [Self::Column] = &[
         statistics_hourly::Column::PeakMinute,
         statistics_hourly::Column::PeakGpuHours,
+        statistics_hourly::Column::AvailableGpuHours,
     ];
 
     fn specific_values(acc: &Accum) -> Vec<Value> {
-        peak_values(acc)
+        let mut v = peak_values(acc);
+        v.push(compute::gpu_hours(acc.avail_ms).into());
+        v
     }
 }
 
@@ -168,14 +195,11 @@ impl Level for Daily {
         statistics_daily::Column::PeakHour,
         statistics_daily::Column::PeakGpuHours,
         statistics_daily::Column::AvailableGpuHours,
-        statistics_daily::Column::UtilizationRate,
     ];
 
     fn specific_values(acc: &Accum) -> Vec<Value> {
         let mut v = peak_values(acc);
-        // Capacity is not known to this service yet.
-        v.push(Value::Decimal(None));
-        v.push(Value::Decimal(None));
+        v.push(Some(compute::gpu_hours(acc.avail_ms)).into());
         v
     }
 

@@ -1,7 +1,7 @@
 //! Statistics pages of any level, and the summary of the whole range.
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func, Order};
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func, Order, SimpleExpr};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
     QuerySelect,
@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use super::cursor::StatsCursor;
 use super::{PageRequest, sum_i64, take_page};
 use crate::error::Result;
-use crate::level::values::{Average, Hours, Seconds};
+use crate::level::values::{Average, Hours, Rate, Seconds};
 use crate::level::{Level, Row, StatsColumn};
 use crate::rollup::compute;
 use crate::types::{Granularity, ScopeFilter, TimeRange};
@@ -60,6 +60,20 @@ pub struct Summary {
     pub peak_time_bucket: Option<DateTime<Utc>>,
     #[schema(value_type = Option<f64>)]
     pub peak_gpu_hours: Option<Hours>,
+    /// Σ available GPU time over the matching rows.
+    #[schema(value_type = f64)]
+    pub available_gpu_hours: Hours,
+    #[schema(value_type = f64)]
+    pub idle_gpu_hours: Hours,
+    /// Σ used ÷ Σ available (never a mean of rates); null when nothing was
+    /// available.
+    #[schema(value_type = Option<f64>)]
+    pub utilization_rate: Option<Rate>,
+    /// Null when nothing was available; else false when some row with
+    /// capacity reported used more than was available.
+    pub capacity_complete: Option<bool>,
+    pub peak_gpus_in_use: i64,
+    pub peak_gpus_available: i64,
     /// Daily reads only: `total_gpu_hours` ÷ the number of matching daily
     /// rows (`total`), 0 without rows.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -158,6 +172,37 @@ struct Totals {
     gpu_ms: i64,
     gpu_count_sum: i64,
     max_gpu_count: i64,
+    avail_ms: i64,
+    idle_ms: i64,
+    /// Over-capacity minutes of rows that had capacity reported.
+    overused_with_capacity: i64,
+    peak_in_use: i64,
+    peak_available: i64,
+}
+
+/// `MAX(col)` as a 64-bit integer, 0 over no rows.
+fn max_i64(col: impl ColumnTrait) -> SimpleExpr {
+    Func::coalesce([Expr::col(col).max(), Expr::val(0)]).into()
+}
+
+/// Σ over the rows that had capacity reported of their over-capacity
+/// minutes: the summary's `capacity_complete` is the AND of the rows' flags
+/// that are not NULL.
+fn overused_with_capacity<L: Level>(b: sea_orm::DbBackend) -> SimpleExpr {
+    type C<L> = <L as Level>::Column;
+    let case: SimpleExpr = Expr::case(
+        Expr::col(C::<L>::AVAILABLE_GPU_MS).gt(0),
+        Expr::col(C::<L>::OVERUSED_MINUTES),
+    )
+    .finally(Expr::val(0))
+    .into();
+    let sum: SimpleExpr = Func::coalesce([case.sum(), Expr::val(0)]).into();
+    match b {
+        sea_orm::DbBackend::MySql => {
+            Func::cast_as(sum, sea_orm::sea_query::Alias::new("SIGNED")).into()
+        }
+        _ => sum,
+    }
 }
 
 async fn summarize<L: Level>(
@@ -174,13 +219,12 @@ async fn summarize<L: Level>(
         .column_as(sum_i64(b, C::<L>::FAILED_TASKS), "failed_tasks")
         .column_as(sum_i64(b, C::<L>::GPU_MILLISECONDS), "gpu_ms")
         .column_as(sum_i64(b, C::<L>::GPU_COUNT_SUM), "gpu_count_sum")
-        .column_as(
-            Expr::from(Func::coalesce([
-                Expr::col(C::<L>::MAX_GPU_COUNT).max(),
-                Expr::val(0),
-            ])),
-            "max_gpu_count",
-        )
+        .column_as(max_i64(C::<L>::MAX_GPU_COUNT), "max_gpu_count")
+        .column_as(sum_i64(b, C::<L>::AVAILABLE_GPU_MS), "avail_ms")
+        .column_as(sum_i64(b, C::<L>::IDLE_GPU_MS), "idle_ms")
+        .column_as(overused_with_capacity::<L>(b), "overused_with_capacity")
+        .column_as(max_i64(C::<L>::PEAK_GPUS_IN_USE), "peak_in_use")
+        .column_as(max_i64(C::<L>::PEAK_GPUS_AVAILABLE), "peak_available")
         .filter(filter.clone())
         .into_model::<Totals>()
         .one(db)
@@ -204,6 +248,11 @@ async fn summarize<L: Level>(
         .one(db)
         .await?;
     let total_gpu_hours = Hours::new(compute::gpu_hours(totals.gpu_ms));
+    let capacity = compute::Accum {
+        gpu_ms: totals.gpu_ms,
+        avail_ms: totals.avail_ms,
+        ..Default::default()
+    };
     let n = u64::try_from(totals.n).unwrap_or(0);
     let summary = Summary {
         total_tasks: totals.total_tasks,
@@ -218,6 +267,12 @@ async fn summarize<L: Level>(
         max_gpu_count: totals.max_gpu_count,
         peak_time_bucket: peak.map(|(t, _)| t.into()),
         peak_gpu_hours: peak.map(|(_, ms)| Hours::new(compute::gpu_hours(ms))),
+        available_gpu_hours: Hours::new(compute::gpu_hours(totals.avail_ms)),
+        idle_gpu_hours: Hours::new(compute::gpu_hours(totals.idle_ms)),
+        utilization_rate: capacity.utilization().map(Rate::new),
+        capacity_complete: (totals.avail_ms > 0).then_some(totals.overused_with_capacity == 0),
+        peak_gpus_in_use: totals.peak_in_use,
+        peak_gpus_available: totals.peak_available,
         avg_gpu_hours_per_day: (L::GRANULARITY == Granularity::Daily).then(|| {
             Hours::new(if n == 0 {
                 rust_decimal::Decimal::ZERO

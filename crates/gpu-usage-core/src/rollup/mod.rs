@@ -248,12 +248,7 @@ async fn build(
     source: Source,
     cfg: &EngineConfig,
 ) -> Result<Buckets> {
-    let max_task = cfg.ingest.max_task_duration();
     Ok(match (level, source) {
-        (Granularity::Minute, _) => {
-            let records = store::read_records(db, chunk, max_task).await?;
-            compute::minutes_from_records(&records, chunk)
-        }
         (Granularity::Hourly, Source::Finer) => compute::fold(
             &store::read_buckets::<Minute>(db, chunk).await?,
             Granularity::Hourly,
@@ -262,20 +257,19 @@ async fn build(
             &store::read_buckets::<Hourly>(db, chunk).await?,
             Granularity::Daily,
         ),
-        (Granularity::Hourly, Source::Records) => {
+        // From the records (and sessions) themselves: minute rows, folded
+        // up to the level.
+        (_, _) => {
+            let max_task = cfg.ingest.max_task_duration();
             let records = store::read_records(db, chunk, max_task).await?;
-            compute::fold(
-                &compute::minutes_from_records(&records, chunk),
-                Granularity::Hourly,
-            )
-        }
-        (Granularity::Daily, Source::Records) => {
-            let records = store::read_records(db, chunk, max_task).await?;
-            let minutes = compute::minutes_from_records(&records, chunk);
-            compute::fold(
-                &compute::fold(&minutes, Granularity::Hourly),
-                Granularity::Daily,
-            )
+            let sessions = store::read_sessions(db, chunk).await?;
+            let mut buckets = compute::minutes_from_sources(&records, &sessions, chunk);
+            for coarser in [Granularity::Hourly, Granularity::Daily] {
+                if coarser <= level {
+                    buckets = compute::fold(&buckets, coarser);
+                }
+            }
+            buckets
         }
     })
 }

@@ -13,9 +13,9 @@ use sea_orm::{
     QueryFilter, QueryOrder, QuerySelect, TransactionSession, TransactionTrait, Value,
 };
 
-use super::compute::{self, Accum, Buckets, RecordSlice};
+use super::compute::{self, Accum, Buckets, RecordSlice, SessionSlice};
 use super::pending;
-use crate::entities::record;
+use crate::entities::{record, worker_session};
 use crate::level::{Level, StatsColumn};
 use crate::types::{Scope, ScopeType, TimeRange};
 
@@ -51,6 +51,30 @@ pub async fn read_records(
         .await
 }
 
+/// Sessions that make GPU time available inside `range`:
+/// `started_at < end AND counted_until > start`.
+pub async fn read_sessions(
+    db: &impl ConnectionTrait,
+    range: TimeRange,
+) -> Result<Vec<SessionSlice>, DbErr> {
+    use worker_session::Column as C;
+    worker_session::Entity::find()
+        .select_only()
+        .columns([
+            C::Endpoint,
+            C::SpecName,
+            C::GpuCount,
+            C::StartedAt,
+            C::CountedUntil,
+        ])
+        .filter(C::StartedAt.lt(range.end()))
+        .filter(C::CountedUntil.gt(range.start()))
+        .order_by_asc(C::StartedAt)
+        .into_model::<SessionSlice>()
+        .all(db)
+        .await
+}
+
 /// The additive columns of a statistics row, the input of folding.
 #[derive(Debug, FromQueryResult)]
 struct StatSlice {
@@ -63,6 +87,11 @@ struct StatSlice {
     gpu_milliseconds: i64,
     gpu_count_sum: i64,
     max_gpu_count: i32,
+    available_gpu_ms: i64,
+    idle_gpu_ms: i64,
+    overused_minutes: i32,
+    peak_gpus_in_use: i32,
+    peak_gpus_available: i32,
 }
 
 impl StatSlice {
@@ -79,6 +108,11 @@ impl StatSlice {
                 gpu_count_sum: self.gpu_count_sum,
                 max_gpu_count: self.max_gpu_count,
                 peak: None,
+                avail_ms: self.available_gpu_ms,
+                idle_ms: self.idle_gpu_ms,
+                overused_minutes: i64::from(self.overused_minutes),
+                peak_in_use: i64::from(self.peak_gpus_in_use),
+                peak_available: i64::from(self.peak_gpus_available),
             },
         ))
     }
@@ -103,6 +137,11 @@ pub async fn read_buckets<L: Level>(
             C::<L>::GPU_MILLISECONDS,
             C::<L>::GPU_COUNT_SUM,
             C::<L>::MAX_GPU_COUNT,
+            C::<L>::AVAILABLE_GPU_MS,
+            C::<L>::IDLE_GPU_MS,
+            C::<L>::OVERUSED_MINUTES,
+            C::<L>::PEAK_GPUS_IN_USE,
+            C::<L>::PEAK_GPUS_AVAILABLE,
         ])
         .filter(within::<L>(range))
         .order_by_asc(C::<L>::TIME_BUCKET)
@@ -173,6 +212,14 @@ async fn insert_rows<L: Level>(
         C::<L>::PERIOD_START,
         C::<L>::PERIOD_END,
         C::<L>::UPDATED_AT,
+        C::<L>::AVAILABLE_GPU_MS,
+        C::<L>::IDLE_GPU_MS,
+        C::<L>::OVERUSED_MINUTES,
+        C::<L>::IDLE_GPU_HOURS,
+        C::<L>::UTILIZATION_RATE,
+        C::<L>::CAPACITY_COMPLETE,
+        C::<L>::PEAK_GPUS_IN_USE,
+        C::<L>::PEAK_GPUS_AVAILABLE,
     ];
     let mut insert = Query::insert();
     insert
@@ -180,7 +227,7 @@ async fn insert_rows<L: Level>(
         .columns(columns.into_iter().chain(L::SPECIFIC.iter().copied()));
     let len = L::bucket_len();
     for ((at, scope), a) in rows {
-        let common: [Value; 14] = [
+        let common: [Value; 22] = [
             L::bucket_value(*at),
             scope.scope_type().as_str().into(),
             scope.value().map(str::to_owned).into(),
@@ -195,6 +242,14 @@ async fn insert_rows<L: Level>(
             (*at).into(),
             (*at + len).into(),
             now.into(),
+            a.avail_ms.into(),
+            a.idle_ms.into(),
+            count(a.overused_minutes).into(),
+            compute::gpu_hours(a.idle_ms).into(),
+            a.utilization().into(),
+            a.capacity_complete().into(),
+            count(a.peak_in_use).into(),
+            count(a.peak_available).into(),
         ];
         let values = common
             .into_iter()

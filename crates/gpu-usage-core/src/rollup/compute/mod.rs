@@ -1,8 +1,12 @@
-//! The accounting arithmetic, pure and in memory (SPEC §3).
+//! The accounting arithmetic, pure and in memory.
 //!
-//! Everything is integer: GPU time in GPU-milliseconds, gpu_count sums for
-//! task-weighted averages. Decimals are produced only when a row is written,
-//! so recombining minute → hour → day never accumulates rounding.
+//! Everything is integer: GPU time (used and available) in
+//! GPU-milliseconds, gpu_count sums for task-weighted averages, counts of
+//! over-capacity minutes, peak concurrency in GPUs. Decimals are produced
+//! only when a row is written, so recombining minute → hour → day never
+//! accumulates rounding.
+
+mod concurrency;
 
 use std::collections::BTreeMap;
 
@@ -10,6 +14,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use rust_decimal::{Decimal, RoundingStrategy};
 
 use crate::types::{Granularity, Scope, TaskStatus, TimeRange};
+use concurrency::Steps;
 
 /// The fields of a record the rollups need.
 #[derive(Debug, Clone, PartialEq, Eq, sea_orm::FromQueryResult)]
@@ -22,7 +27,18 @@ pub struct RecordSlice {
     pub status: TaskStatus,
 }
 
-/// Additive quantities of one (bucket, scope).
+/// The fields of a worker session the rollups need: the GPUs it made
+/// available over `[started_at, counted_until)`.
+#[derive(Debug, Clone, PartialEq, Eq, sea_orm::FromQueryResult)]
+pub struct SessionSlice {
+    pub endpoint: String,
+    pub spec_name: Option<String>,
+    pub gpu_count: i32,
+    pub started_at: DateTime<Utc>,
+    pub counted_until: DateTime<Utc>,
+}
+
+/// Additive (and max-able) quantities of one (bucket, scope).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Accum {
     pub total_tasks: i64,
@@ -34,6 +50,16 @@ pub struct Accum {
     /// Finer bucket with the most GPU time (earliest on ties) and its time;
     /// `None` when the bucket holds no GPU time. Unused at minute level.
     pub peak: Option<(DateTime<Utc>, i64)>,
+    /// GPU time the sessions made available.
+    pub avail_ms: i64,
+    /// Σ over minutes of max(available − used, 0): idle in one minute is
+    /// not cancelled by overuse in another.
+    pub idle_ms: i64,
+    /// Minutes where tasks used more than was available.
+    pub overused_minutes: i64,
+    /// Most GPUs used, and available, at one instant.
+    pub peak_in_use: i64,
+    pub peak_available: i64,
 }
 
 impl Accum {
@@ -59,6 +85,27 @@ impl Accum {
         if finer.gpu_ms > 0 && self.peak.is_none_or(|(_, best)| finer.gpu_ms > best) {
             self.peak = Some((at, finer.gpu_ms));
         }
+        self.avail_ms += finer.avail_ms;
+        self.idle_ms += finer.idle_ms;
+        self.overused_minutes += finer.overused_minutes;
+        self.peak_in_use = self.peak_in_use.max(finer.peak_in_use);
+        self.peak_available = self.peak_available.max(finer.peak_available);
+    }
+
+    /// used / available of the same bucket (a ratio of the sums), 4
+    /// decimals rounded half away from zero; `None` when nothing was
+    /// available. Never clamped: above 1 means incomplete capacity reports.
+    pub fn utilization(&self) -> Option<Decimal> {
+        (self.avail_ms > 0).then(|| {
+            (Decimal::from(self.gpu_ms) / Decimal::from(self.avail_ms))
+                .round_dp_with_strategy(4, RoundingStrategy::MidpointAwayFromZero)
+        })
+    }
+
+    /// `None` when no capacity was reported; else whether no minute used
+    /// more than was available.
+    pub fn capacity_complete(&self) -> Option<bool> {
+        (self.avail_ms > 0).then_some(self.overused_minutes == 0)
     }
 
     pub fn avg_gpu_count(&self) -> Decimal {
@@ -91,14 +138,18 @@ pub fn gpu_seconds(gpu_ms: i64) -> Decimal {
 /// visits finer buckets in time order.
 pub type Buckets = BTreeMap<(DateTime<Utc>, Scope), Accum>;
 
-/// Minute buckets inside `range` (minute-aligned) from records:
-/// GPU time by overlap, task figures in the minute holding `completed_at`.
-pub fn minutes_from_records<'a>(
-    records: impl IntoIterator<Item = &'a RecordSlice>,
+/// Minute buckets inside `range` (minute-aligned) from records and
+/// sessions: GPU time used and available by overlap, task figures in the
+/// minute holding `completed_at`, idle time, overuse and peak concurrency
+/// per minute.
+pub fn minutes_from_sources(
+    records: &[RecordSlice],
+    sessions: &[SessionSlice],
     range: TimeRange,
 ) -> Buckets {
     let mut out = Buckets::new();
-    let minute = TimeDelta::minutes(1);
+    let mut in_use: BTreeMap<Scope, Steps> = BTreeMap::new();
+    let mut available: BTreeMap<Scope, Steps> = BTreeMap::new();
     for r in records {
         let scopes: Vec<Scope> = Scope::of_record(&r.endpoint, r.spec_name.as_deref()).collect();
         let done = Granularity::Minute.floor(r.completed_at);
@@ -109,24 +160,86 @@ pub fn minutes_from_records<'a>(
                     .add_completion(r.gpu_count, r.status);
             }
         }
-        if r.gpu_count <= 0 || r.started_at >= r.completed_at {
-            continue;
-        }
-        let from = Granularity::Minute.floor(r.started_at.max(range.start()));
-        let to = r.completed_at.min(range.end());
-        let mut m = from;
-        while m < to {
-            let overlap = (r.completed_at.min(m + minute) - r.started_at.max(m)).num_milliseconds();
-            if overlap > 0 {
-                let gpu_ms = overlap * i64::from(r.gpu_count);
-                for s in &scopes {
-                    out.entry((m, s.clone())).or_default().gpu_ms += gpu_ms;
-                }
-            }
-            m += minute;
-        }
+        spread(
+            &mut out,
+            &mut in_use,
+            &scopes,
+            (r.started_at, r.completed_at),
+            r.gpu_count,
+            range,
+            |a, ms| a.gpu_ms += ms,
+        );
+    }
+    for s in sessions {
+        let scopes: Vec<Scope> = Scope::of_record(&s.endpoint, s.spec_name.as_deref()).collect();
+        spread(
+            &mut out,
+            &mut available,
+            &scopes,
+            (s.started_at, s.counted_until),
+            s.gpu_count,
+            range,
+            |a, ms| a.avail_ms += ms,
+        );
+    }
+    set_peaks(&mut out, in_use, |a, p| a.peak_in_use = p);
+    set_peaks(&mut out, available, |a, p| a.peak_available = p);
+    for acc in out.values_mut() {
+        acc.idle_ms = (acc.avail_ms - acc.gpu_ms).max(0);
+        acc.overused_minutes = i64::from(acc.gpu_ms > acc.avail_ms);
     }
     out
+}
+
+/// Adds `gpus × |interval ∩ minute|` to every minute of `range` the
+/// interval overlaps (with `add`), and its steps to the scopes' sweeps.
+fn spread(
+    out: &mut Buckets,
+    steps: &mut BTreeMap<Scope, Steps>,
+    scopes: &[Scope],
+    (start, end): (DateTime<Utc>, DateTime<Utc>),
+    gpus: i32,
+    range: TimeRange,
+    add: impl Fn(&mut Accum, i64),
+) {
+    if gpus <= 0 || start >= end {
+        return;
+    }
+    let (from, to) = (start.max(range.start()), end.min(range.end()));
+    if from >= to {
+        return;
+    }
+    for s in scopes {
+        steps.entry(s.clone()).or_default().add(
+            from.timestamp_millis(),
+            to.timestamp_millis(),
+            i64::from(gpus),
+        );
+    }
+    let minute = TimeDelta::minutes(1);
+    let mut m = Granularity::Minute.floor(from);
+    while m < to {
+        let overlap = (end.min(m + minute) - start.max(m)).num_milliseconds();
+        if overlap > 0 {
+            let ms = overlap * i64::from(gpus);
+            for s in scopes {
+                add(out.entry((m, s.clone())).or_default(), ms);
+            }
+        }
+        m += minute;
+    }
+}
+
+fn set_peaks(out: &mut Buckets, steps: BTreeMap<Scope, Steps>, set: impl Fn(&mut Accum, i64)) {
+    for (scope, s) in steps {
+        for (minute_ms, peak) in s.minute_peaks() {
+            if let Some(at) = DateTime::<Utc>::from_timestamp_millis(minute_ms)
+                && let Some(acc) = out.get_mut(&(at, scope.clone()))
+            {
+                set(acc, peak);
+            }
+        }
+    }
 }
 
 /// Folds finer buckets into `level` buckets: sums, max, task-weighted
@@ -168,7 +281,7 @@ mod tests {
     #[test]
     fn spreads_gpu_time_by_overlap() {
         let r = rec("2026-01-01T10:00:30Z", "2026-01-01T10:02:15.500Z", 2);
-        let b = minutes_from_records([&r], day());
+        let b = minutes_from_sources(&[r], &[], day());
         let g = |m: &str| b[&(parse_utc("m", m).unwrap(), Scope::Global)].clone();
         assert_eq!(g("2026-01-01T10:00:00Z").gpu_ms, 60_000);
         assert_eq!(g("2026-01-01T10:01:00Z").gpu_ms, 120_000);
@@ -182,7 +295,7 @@ mod tests {
     fn zero_length_and_cpu_tasks_only_count_completions() {
         let a = rec("2026-01-01T10:00:00Z", "2026-01-01T10:00:00Z", 4);
         let c = rec("2026-01-01T09:00:00Z", "2026-01-01T10:00:00Z", 0);
-        let b = minutes_from_records([&a, &c], day());
+        let b = minutes_from_sources(&[a, c], &[], day());
         assert_eq!(b.len(), 3);
         let g = &b[&(
             parse_utc("m", "2026-01-01T10:00:00Z").unwrap(),
@@ -199,7 +312,7 @@ mod tests {
     #[test]
     fn clips_to_range_and_folds_with_earliest_peak() {
         let r = rec("2025-12-31T23:59:00Z", "2026-01-01T00:02:00Z", 1);
-        let b = minutes_from_records([&r], day());
+        let b = minutes_from_sources(&[r], &[], day());
         let total: i64 = b
             .iter()
             .filter(|((_, s), _)| *s == Scope::Global)
