@@ -22,7 +22,8 @@ pub struct ErrorBody {
     #[schema(example = "invalid start_time: \"yesterday\" is not an RFC 3339 timestamp")]
     pub error: String,
     /// Stable machine-readable kind: `invalid_parameter`, `invalid_body`,
-    /// `invalid_records`, `payload_too_large`, `unsupported_media_type`,
+    /// `invalid_records`, `invalid_sessions`, `invalid_heartbeats`,
+    /// `payload_too_large`, `unsupported_media_type`,
     /// `unauthorized`, `forbidden`, `not_found`, `no_route`, `busy`,
     /// `nothing_to_backfill`, `unavailable`, `internal`.
     #[schema(example = "invalid_parameter")]
@@ -126,7 +127,10 @@ impl From<DomainError> for ApiError {
         let message = e.to_string();
         match e {
             DomainError::Invalid { field, message } => invalid(field, message),
-            DomainError::InvalidRecords(problems) => invalid_records(problems),
+            DomainError::InvalidRecords(problems) => invalid_items("records", message, problems),
+            DomainError::InvalidReports { what, problems } => {
+                invalid_items(what, message, problems)
+            }
             DomainError::NotFound { .. } => {
                 ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
             }
@@ -184,14 +188,13 @@ fn invalid(field: String, message: String) -> ApiError {
     err
 }
 
-fn invalid_records(problems: Vec<gpu_usage_core::error::RecordProblem>) -> ApiError {
+/// A rejected batch: 422 with every problem; the code names the items
+/// (`invalid_records`, `invalid_sessions`, `invalid_heartbeats`).
+fn invalid_items(what: &str, message: String, problems: Vec<RecordProblem>) -> ApiError {
     let mut err = ApiError::new(
         StatusCode::UNPROCESSABLE_ENTITY,
-        "invalid_records",
-        format!(
-            "{} invalid record(s) in the batch; nothing was stored",
-            gpu_usage_core::error::invalid_records(&problems)
-        ),
+        &format!("invalid_{what}"),
+        message,
     );
     err.body.problems = Some(problems);
     err

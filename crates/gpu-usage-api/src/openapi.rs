@@ -14,7 +14,7 @@ pub struct OpenApiJson(pub String);
     info(
         title = "GPU usage accounting API",
         description = "Minute, hourly and daily GPU usage statistics per scope (global, endpoint, spec), \
-raw usage records, ingest, and recomputation triggers.\n\n\
+raw usage records, ingest, worker capacity (sessions and heartbeats), and recomputation triggers.\n\n\
 Times are RFC 3339; responses are in UTC with a `Z`. Ranges are half-open `[start_time, end_time)`. \
 Every quantity is a JSON number. Errors are `{\"error\": \"...\", \"code\": \"...\"}`.\n\n\
 Auth: `Authorization: Bearer <token>`. Roles nest: read < ingest < admin. Reads may be open to \
@@ -25,6 +25,7 @@ loopback address only) every endpoint is open."
     tags(
         (name = "statistics", description = "Rolled-up usage per minute, hour and UTC day"),
         (name = "records", description = "Raw finished-task usage records"),
+        (name = "capacity", description = "Worker sessions and heartbeats: the GPUs workers made available"),
         (name = "triggers", description = "Recomputation on demand (admin)"),
         (name = "system", description = "Probes, engine status, this documentation"),
     )

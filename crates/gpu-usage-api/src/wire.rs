@@ -8,12 +8,15 @@
 use chrono::{DateTime, Utc};
 use gpu_usage_core::DomainError;
 use gpu_usage_core::backfill::BackfillJob;
+use gpu_usage_core::capacity::{Heartbeat, HeartbeatJson, Session, SessionJson};
+use gpu_usage_core::fields::Invalid;
 use gpu_usage_core::job_runs::JobRunSummary;
-use gpu_usage_core::query::{Summary, UsageRecord};
-use gpu_usage_core::record::{InvalidRecord, Record, RecordJson};
+use gpu_usage_core::query::Summary;
+use gpu_usage_core::record::{Record, RecordJson};
 use gpu_usage_core::rollup::RollupReport;
 use gpu_usage_core::status::LevelStatus;
 use gpu_usage_core::types::Levels;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -35,10 +38,11 @@ pub struct StatsResponse<T: ToSchema> {
     pub limit: u64,
 }
 
-/// A page of records, ascending by (completed_at, id).
+/// A page of a list ascending by (time, id): records by completed_at,
+/// worker sessions by started_at.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct RecordsResponse {
-    pub data: Vec<UsageRecord>,
+pub struct ListResponse<T: ToSchema> {
+    pub data: Vec<T>,
     pub total: u64,
     pub start_time: DateTime<Utc>,
     pub end_time: DateTime<Utc>,
@@ -132,41 +136,66 @@ pub struct BackfillListResponse {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum IngestBody {
-    Many(Vec<BatchItem>),
+    Many(Vec<RecordJson>),
     One(Box<RecordJson>),
 }
 
-/// An element of a batch, parsed on its own so a non-object is reported
-/// at its position rather than failing the whole body.
+/// The body of `POST /workers/sessions`: one session object, or an array.
 #[derive(Debug, Deserialize, ToSchema)]
-#[schema(value_type = RecordJson)]
-pub struct BatchItem(serde_json::Value);
+#[serde(untagged)]
+pub enum SessionsBody {
+    Many(Vec<SessionJson>),
+    One(Box<SessionJson>),
+}
+
+/// The body of `POST /workers/heartbeats`: one heartbeat, or an array.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum HeartbeatsBody {
+    Many(Vec<HeartbeatJson>),
+    One(Box<HeartbeatJson>),
+}
 
 impl IngestBody {
-    /// Each item parsed into a record or the reasons it is not one.
-    pub fn parse(
-        body: serde_json::Value,
-    ) -> Result<Vec<Result<Record, InvalidRecord>>, DomainError> {
-        let items = match serde_json::from_value(body) {
-            Ok(IngestBody::One(r)) => vec![Record::try_from(*r)],
-            Ok(IngestBody::Many(items)) => items.into_iter().map(|i| item(i.0)).collect(),
-            Err(_) => {
-                return Err(DomainError::invalid(
-                    "body",
-                    "expected a record object or an array of record objects",
-                ));
-            }
-        };
-        Ok(items)
+    pub fn parse(body: serde_json::Value) -> Result<Vec<Result<Record, Invalid>>, DomainError> {
+        parse_batch::<RecordJson, Record>(body, "record")
     }
 }
 
-fn item(v: serde_json::Value) -> Result<Record, InvalidRecord> {
-    match serde_json::from_value::<RecordJson>(v) {
-        Ok(r) => Record::try_from(r),
-        Err(_) => Err(InvalidRecord {
-            task_id: None,
-            problems: vec![("record".to_owned(), "expected a JSON object".to_owned())],
-        }),
+impl SessionsBody {
+    pub fn parse(body: serde_json::Value) -> Result<Vec<Result<Session, Invalid>>, DomainError> {
+        parse_batch::<SessionJson, Session>(body, "session")
+    }
+}
+
+impl HeartbeatsBody {
+    pub fn parse(body: serde_json::Value) -> Result<Vec<Result<Heartbeat, Invalid>>, DomainError> {
+        parse_batch::<HeartbeatJson, Heartbeat>(body, "heartbeat")
+    }
+}
+
+/// Each item of a batch body (one object or an array of them) parsed on
+/// its own into `T` or the reasons it is not one, so a non-object is
+/// reported at its position rather than failing the whole body. `what`
+/// names an item in errors (`record`, `session`, `heartbeat`).
+pub fn parse_batch<J, T>(
+    body: serde_json::Value,
+    what: &str,
+) -> Result<Vec<Result<T, Invalid>>, DomainError>
+where
+    J: DeserializeOwned,
+    T: TryFrom<J, Error = Invalid>,
+{
+    let parse = |v: serde_json::Value| match serde_json::from_value::<J>(v) {
+        Ok(j) => T::try_from(j),
+        Err(_) => Err(Invalid::malformed(what, "expected a JSON object")),
+    };
+    match body {
+        serde_json::Value::Array(items) => Ok(items.into_iter().map(parse).collect()),
+        v @ serde_json::Value::Object(_) => Ok(vec![parse(v)]),
+        _ => Err(DomainError::invalid(
+            "body",
+            format!("expected a {what} object or an array of {what} objects"),
+        )),
     }
 }

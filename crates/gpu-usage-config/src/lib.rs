@@ -20,6 +20,8 @@ pub struct Settings {
     pub worker: WorkerSettings,
     pub ingest: IngestSettings,
     pub retention: RetentionSettings,
+    #[serde(default)]
+    pub capacity: CapacitySettings,
     pub redis: RedisSettings,
     pub log: LogSettings,
 }
@@ -50,6 +52,12 @@ impl Settings {
             return bad(
                 "ingest",
                 "max_batch and max_task_duration_hours must be at least 1",
+            );
+        }
+        if self.capacity.heartbeat_interval_secs < 1 || self.capacity.missed_heartbeats < 1 {
+            return bad(
+                "capacity",
+                "heartbeat_interval_secs and missed_heartbeats must be at least 1",
             );
         }
         let w = &self.worker;
@@ -269,6 +277,37 @@ impl Default for IngestSettings {
             max_batch: 10_000,
             max_task_duration_hours: 168,
             clock_skew_secs: 300,
+        }
+    }
+}
+
+/// How worker heartbeats keep sessions open.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CapacitySettings {
+    /// How often workers heartbeat; an open session counts this far past
+    /// its latest heartbeat.
+    pub heartbeat_interval_secs: i64,
+    /// A session whose latest heartbeat is more than this many intervals
+    /// old is ended, at that heartbeat plus one interval.
+    pub missed_heartbeats: i64,
+}
+
+impl CapacitySettings {
+    pub fn interval(&self) -> TimeDelta {
+        TimeDelta::seconds(self.heartbeat_interval_secs)
+    }
+
+    /// Silence longer than this ends a session.
+    pub fn silence_limit(&self) -> TimeDelta {
+        self.interval() * i32::try_from(self.missed_heartbeats).unwrap_or(i32::MAX)
+    }
+}
+
+impl Default for CapacitySettings {
+    fn default() -> Self {
+        Self {
+            heartbeat_interval_secs: 30,
+            missed_heartbeats: 3,
         }
     }
 }

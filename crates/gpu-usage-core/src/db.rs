@@ -104,6 +104,38 @@ pub async fn database_name(db: &DatabaseConnection) -> Result<String, DbErr> {
     }
 }
 
+/// Deadlocks and lock-wait timeouts between writers touching the same rows
+/// in different orders are expected under InnoDB (and "database is locked"
+/// under SQLite); the loser's transaction was rolled back, so it is run
+/// again, a few times, and then reported as contention (503 with
+/// Retry-After, never 500).
+const WRITE_ATTEMPTS: u32 = 6;
+
+/// Runs `work` (one transaction) until it does not collide, at most
+/// [`WRITE_ATTEMPTS`] times.
+/// (A closure returning a future rather than an async closure: the futures
+/// of async closures are not `Send` for every lifetime, which spawned tasks
+/// need.)
+pub async fn retrying<T, F, Fut>(mut work: F) -> crate::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = crate::Result<T>>,
+{
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match work().await {
+            Err(e) if e.is_retryable_conflict() && attempt < WRITE_ATTEMPTS => {
+                tracing::debug!(attempt, error = %e, "write conflicted; retrying");
+                let pause = 10 * u64::from(attempt) * u64::from(attempt);
+                tokio::time::sleep(Duration::from_millis(pause)).await;
+            }
+            Err(e) if e.is_retryable_conflict() => return Err(crate::DomainError::Contention),
+            other => return other,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

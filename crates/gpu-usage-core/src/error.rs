@@ -14,6 +14,16 @@ pub enum DomainError {
     #[error("{} invalid record(s) in the batch; nothing was stored", invalid_records(.0))]
     InvalidRecords(Vec<RecordProblem>),
 
+    /// A batch of worker sessions or heartbeats with invalid items:
+    /// rejected whole, every problem listed (`task_id` unset, `worker_id`
+    /// naming the worker).
+    #[error("{} invalid {what} in the batch; nothing was stored", invalid_records(.problems))]
+    InvalidReports {
+        /// `sessions` or `heartbeats`.
+        what: &'static str,
+        problems: Vec<RecordProblem>,
+    },
+
     #[error("{what} not found")]
     NotFound { what: String },
 
@@ -63,12 +73,17 @@ pub enum DomainError {
     Database(#[source] DbErr),
 }
 
-/// One problem with one record of an ingest batch.
+/// One problem with one item of an ingest batch (a record, a worker
+/// session, a heartbeat).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct RecordProblem {
     /// Position in the batch, from 0.
     pub index: usize,
+    /// The record's task_id (records only; null when it had none).
     pub task_id: Option<String>,
+    /// The worker of a session or heartbeat (absent for records).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker_id: Option<String>,
     pub field: String,
     pub message: String,
 }

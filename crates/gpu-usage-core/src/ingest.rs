@@ -55,12 +55,13 @@ pub fn check(
                 }
                 p => (Some(r.task_id), p),
             },
-            Err(invalid) => (invalid.task_id, invalid.problems),
+            Err(invalid) => (invalid.key, invalid.problems),
         };
         out.problems
             .extend(problems.into_iter().map(|(field, message)| RecordProblem {
                 index,
                 task_id: task_id.clone(),
+                worker_id: None,
                 field,
                 message,
             }));
@@ -225,30 +226,12 @@ fn push_conflict(report: &mut IngestReport, index: usize, r: &Record, known: &Re
     true
 }
 
-/// Deadlocks and lock-wait timeouts between batches inserting overlapping
-/// new task_ids in different orders are expected under InnoDB; the loser's
-/// transaction was rolled back, so it is run again, a few times, and then
-/// reported as contention (503 with Retry-After, never 500).
-const INSERT_ATTEMPTS: u32 = 6;
-
 async fn insert_with_retry(
     db: &(impl ConnectionTrait + TransactionTrait),
     new_records: &[(usize, Record)],
     now: DateTime<Utc>,
 ) -> Result<usize> {
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        match insert_batch(db, new_records, now).await {
-            Err(e) if e.is_retryable_conflict() && attempt < INSERT_ATTEMPTS => {
-                tracing::debug!(attempt, error = %e, "ingest conflicted; retrying");
-                let pause = 10 * u64::from(attempt) * u64::from(attempt);
-                tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
-            }
-            Err(e) if e.is_retryable_conflict() => return Err(DomainError::Contention),
-            other => return other,
-        }
-    }
+    crate::db::retrying(|| insert_batch(db, new_records, now)).await
 }
 
 /// The new records and the minutes they touch, in one transaction.

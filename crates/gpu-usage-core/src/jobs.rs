@@ -24,6 +24,8 @@ use crate::types::Granularity;
 stored_enum! {
     /// Every job that must not run twice at once.
     pub enum JobName {
+        /// Open worker sessions counted up to now, silent ones ended.
+        Capacity = "capacity",
         MinuteRollup = "rollup_minute",
         HourlyRollup = "rollup_hourly",
         DailyRollup = "rollup_daily",
@@ -49,7 +51,7 @@ impl JobName {
             JobName::MinuteRollup => Some(Granularity::Minute),
             JobName::HourlyRollup => Some(Granularity::Hourly),
             JobName::DailyRollup => Some(Granularity::Daily),
-            JobName::Cleanup | JobName::Backfill => None,
+            JobName::Capacity | JobName::Cleanup | JobName::Backfill => None,
         }
     }
 }
@@ -57,7 +59,7 @@ impl JobName {
 impl FromStr for JobName {
     type Err = DomainError;
     /// Accepts the stored names and the short forms operators type
-    /// (`minute`, `hourly`, `daily`, `cleanup`, `backfill`).
+    /// (`minute`, `hourly`, `daily`, `capacity`, `cleanup`, `backfill`).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let s = s.trim().to_ascii_lowercase();
         if let Some(job) = JobName::ALL.into_iter().find(|j| j.as_str() == s) {
@@ -69,7 +71,7 @@ impl FromStr for JobName {
             other => other.parse::<Granularity>().map(JobName::rollup).map_err(|_| {
                 DomainError::invalid(
                     "job",
-                    format!("unknown job {other:?}; expected minute, hourly, daily, cleanup or backfill"),
+                    format!("unknown job {other:?}; expected minute, hourly, daily, capacity, cleanup or backfill"),
                 )
             }),
         }

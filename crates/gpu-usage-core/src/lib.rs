@@ -38,10 +38,12 @@ mod macros;
 
 pub mod aggregate;
 pub mod backfill;
+pub mod capacity;
 pub mod clock;
 pub mod db;
 pub mod entities;
 pub mod error;
+pub mod fields;
 pub mod ingest;
 pub mod job_runs;
 pub mod jobs;
@@ -65,6 +67,7 @@ pub use gpu_usage_config as settings;
 pub struct EngineConfig {
     pub ingest: settings::IngestSettings,
     pub retention: settings::RetentionSettings,
+    pub capacity: settings::CapacitySettings,
 }
 
 impl EngineConfig {
@@ -72,6 +75,7 @@ impl EngineConfig {
         Self {
             ingest: s.ingest.clone(),
             retention: s.retention.clone(),
+            capacity: s.capacity.clone(),
         }
     }
 }

@@ -11,16 +11,14 @@
 use chrono::{DateTime, Utc};
 use rust_decimal::{Decimal, RoundingStrategy};
 use sea_orm::{DeriveIntoActiveModel, DerivePartialModel, IntoActiveModel, Set};
-use serde::de::{DeserializeOwned, Deserializer};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::entities::record;
-use crate::error::DomainError;
-use crate::types::{Granularity, TaskStatus, TimeRange, parse_utc};
+use crate::fields::Checks;
+use crate::types::{Granularity, TaskStatus, TimeRange};
 
-/// Largest gpu_count accepted: above it is a client bug, not a machine.
-pub const MAX_GPU_COUNT: i64 = 1024;
+pub use crate::fields::{Field, Invalid, MAX_GPU_COUNT};
 
 /// A finished task, every field checked. Also how a stored record is read
 /// back (for conflict checks) and written.
@@ -86,55 +84,6 @@ impl Record {
     }
 }
 
-/// A value as a JSON client sent it: absent, `null`, of the right type, or
-/// of a wrong one (kept to name it in the error).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub enum Field<T> {
-    #[default]
-    Absent,
-    Null,
-    Value(T),
-    Wrong(serde_json::Value),
-}
-
-impl<T> From<T> for Field<T> {
-    fn from(v: T) -> Self {
-        Field::Value(v)
-    }
-}
-
-impl<T> From<Option<T>> for Field<T> {
-    fn from(v: Option<T>) -> Self {
-        v.map_or(Field::Absent, Field::Value)
-    }
-}
-
-impl<'de, T: DeserializeOwned> Deserialize<'de> for Field<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let v = serde_json::Value::deserialize(d)?;
-        if v.is_null() {
-            return Ok(Field::Null);
-        }
-        Ok(T::deserialize(v.clone()).map_or(Field::Wrong(v), Field::Value))
-    }
-}
-
-impl<T> Field<T> {
-    fn wrong(&self) -> Option<&serde_json::Value> {
-        match self {
-            Field::Wrong(v) => Some(v),
-            _ => None,
-        }
-    }
-
-    fn into_option(self) -> Option<T> {
-        match self {
-            Field::Value(v) => Some(v),
-            _ => None,
-        }
-    }
-}
-
 /// One finished task as JSON. Unknown fields and the server-derived ones
 /// (`id`, `duration_seconds`, `gpu_hours`, `created_at`) are ignored.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, ToSchema)]
@@ -176,30 +125,14 @@ pub struct RecordJson {
     pub status: Field<String>,
 }
 
-/// Why a record could not be taken: the task it claims to be, and every
-/// problem with it, field by field.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InvalidRecord {
-    pub task_id: Option<String>,
-    /// (field, message), in field order.
-    pub problems: Vec<(String, String)>,
-}
+/// Why a record could not be taken; its key is the task_id it claims.
+pub type InvalidRecord = Invalid;
 
 impl TryFrom<RecordJson> for Record {
     type Error = InvalidRecord;
 
-    /// Wrong JSON types are reported first and alone: what a field means
-    /// is not judged while its type is wrong.
     fn try_from(j: RecordJson) -> Result<Self, InvalidRecord> {
-        let task_id = match &j.task_id {
-            Field::Value(t) => Some(t.clone()),
-            _ => None,
-        };
-        let mut c = Checks {
-            task_id,
-            problems: Vec::new(),
-        };
-        let wrong = [
+        let mut c = Checks::new(j.task_id.text()).types(&[
             ("task_id", j.task_id.wrong(), "a string"),
             ("endpoint", j.endpoint.wrong(), "a string"),
             ("worker_id", j.worker_id.wrong(), "a string"),
@@ -210,162 +143,66 @@ impl TryFrom<RecordJson> for Record {
             ("status", j.status.wrong(), "a string"),
             ("gpu_count", j.gpu_count.wrong(), "an integer"),
             ("gpu_memory_gb", j.gpu_memory_gb.wrong(), "an integer"),
-        ];
-        for (field, value, expected) in wrong {
-            if let Some(v) = value {
-                c.fail(field, format!("expected {expected}, got {v}"));
-            }
-        }
-        if !c.problems.is_empty() {
-            return Err(c.into_invalid());
-        }
-        let record = c.record(j);
-        match record {
-            Some(r) if c.problems.is_empty() => Ok(r),
-            _ => Err(c.into_invalid()),
-        }
+        ])?;
+        let record = parse(&mut c, j);
+        c.finish(record)
     }
 }
 
-/// The field rules, shared by every transport's conversion.
-struct Checks {
-    task_id: Option<String>,
-    problems: Vec<(String, String)>,
+fn parse(c: &mut Checks, j: RecordJson) -> Option<Record> {
+    let task_id = c.text("task_id", j.task_id, 255, true);
+    let endpoint = c.text("endpoint", j.endpoint, 255, true);
+    let worker_id = c.text("worker_id", j.worker_id, 255, false);
+    let spec_name = c.text("spec_name", j.spec_name, 255, false);
+    let gpu_type = c.text("gpu_type", j.gpu_type, 100, false);
+    let gpu_count = c.gpu_count(j.gpu_count);
+    let gpu_memory_gb = gpu_memory(c, j.gpu_memory_gb.into_option());
+    let started_at = c.time("started_at", j.started_at);
+    let completed_at = c.time("completed_at", j.completed_at);
+    let status = status(c, j.status.into_option());
+    c.ordered("completed_at", "started_at", started_at, completed_at);
+    Some(Record {
+        task_id: task_id?,
+        endpoint: endpoint?,
+        worker_id,
+        spec_name,
+        gpu_count: gpu_count?,
+        gpu_type,
+        gpu_memory_gb,
+        started_at: started_at?,
+        completed_at: completed_at?,
+        status: status?,
+    })
 }
 
-impl Checks {
-    fn fail(&mut self, field: &str, message: impl Into<String>) {
-        self.problems.push((field.to_owned(), message.into()));
-    }
-
-    fn into_invalid(self) -> InvalidRecord {
-        InvalidRecord {
-            task_id: self.task_id,
-            problems: self.problems,
+fn gpu_memory(c: &mut Checks, v: Option<i64>) -> Option<i32> {
+    match v {
+        Some(n) if !(0..=i64::from(i32::MAX)).contains(&n) => {
+            c.fail(
+                "gpu_memory_gb",
+                format!("must be between 0 and {}, got {n}", i32::MAX),
+            );
+            None
         }
+        other => other.and_then(|n| i32::try_from(n).ok()),
     }
+}
 
-    fn record(&mut self, j: RecordJson) -> Option<Record> {
-        let task_id = self.text("task_id", j.task_id, 255, true);
-        let endpoint = self.text("endpoint", j.endpoint, 255, true);
-        let worker_id = self.text("worker_id", j.worker_id, 255, false);
-        let spec_name = self.text("spec_name", j.spec_name, 255, false);
-        let gpu_type = self.text("gpu_type", j.gpu_type, 100, false);
-        let gpu_count = self.gpu_count(j.gpu_count.into_option());
-        let gpu_memory_gb = self.gpu_memory(j.gpu_memory_gb.into_option());
-        let started_at = self.time("started_at", j.started_at.into_option());
-        let completed_at = self.time("completed_at", j.completed_at.into_option());
-        let status = self.status(j.status.into_option());
-        if let (Some(s), Some(e)) = (started_at, completed_at)
-            && e < s
-        {
-            self.fail("completed_at", "is before started_at");
+fn status(c: &mut Checks, v: Option<String>) -> Option<TaskStatus> {
+    match v.as_deref().map(str::parse::<TaskStatus>) {
+        None => {
+            c.fail("status", "is required");
+            None
         }
-        Some(Record {
-            task_id: task_id?,
-            endpoint: endpoint?,
-            worker_id,
-            spec_name,
-            gpu_count: gpu_count?,
-            gpu_type,
-            gpu_memory_gb,
-            started_at: started_at?,
-            completed_at: completed_at?,
-            status: status?,
-        })
-    }
-
-    /// Identifiers are trimmed: MySQL's PAD SPACE collations would make
-    /// "a" and "a " the same key anyway.
-    fn text(
-        &mut self,
-        field: &str,
-        v: Field<String>,
-        max: usize,
-        required: bool,
-    ) -> Option<String> {
-        let v = v.into_option().map(|s| s.trim().to_owned());
-        match v {
-            None if required => {
-                self.fail(field, "is required");
-                None
-            }
-            Some(s) if required && s.is_empty() => {
-                self.fail(field, "must not be empty");
-                None
-            }
-            Some(s) if s.chars().count() > max => {
-                self.fail(field, format!("is longer than {max} characters"));
-                None
-            }
-            other => other,
+        Some(Err(_)) => {
+            let got = v.unwrap_or_default();
+            c.fail(
+                "status",
+                format!("must be COMPLETED or FAILED, got {got:?}"),
+            );
+            None
         }
-    }
-
-    fn gpu_count(&mut self, v: Option<i64>) -> Option<i32> {
-        match v {
-            None => {
-                self.fail("gpu_count", "is required");
-                None
-            }
-            Some(n) if !(0..=MAX_GPU_COUNT).contains(&n) => {
-                self.fail(
-                    "gpu_count",
-                    format!("must be between 0 and {MAX_GPU_COUNT}, got {n}"),
-                );
-                None
-            }
-            Some(n) => i32::try_from(n).ok(),
-        }
-    }
-
-    fn gpu_memory(&mut self, v: Option<i64>) -> Option<i32> {
-        match v {
-            Some(n) if !(0..=i64::from(i32::MAX)).contains(&n) => {
-                self.fail(
-                    "gpu_memory_gb",
-                    format!("must be between 0 and {}, got {n}", i32::MAX),
-                );
-                None
-            }
-            other => other.and_then(|n| i32::try_from(n).ok()),
-        }
-    }
-
-    fn time(&mut self, field: &'static str, v: Option<String>) -> Option<DateTime<Utc>> {
-        let Some(s) = v else {
-            self.fail(field, "is required");
-            return None;
-        };
-        match parse_utc(field, &s) {
-            Ok(t) => Some(t),
-            Err(DomainError::Invalid { message, .. }) => {
-                self.fail(field, message);
-                None
-            }
-            Err(other) => {
-                self.fail(field, other.to_string());
-                None
-            }
-        }
-    }
-
-    fn status(&mut self, v: Option<String>) -> Option<TaskStatus> {
-        match v.as_deref().map(str::parse::<TaskStatus>) {
-            None => {
-                self.fail("status", "is required");
-                None
-            }
-            Some(Err(_)) => {
-                let got = v.unwrap_or_default();
-                self.fail(
-                    "status",
-                    format!("must be COMPLETED or FAILED, got {got:?}"),
-                );
-                None
-            }
-            Some(Ok(s)) => Some(s),
-        }
+        Some(Ok(s)) => Some(s),
     }
 }
 
@@ -411,7 +248,7 @@ mod tests {
             "task_id": "t1", "endpoint": 5, "gpu_count": "two"
         })))
         .unwrap_err();
-        assert_eq!(e.task_id.as_deref(), Some("t1"));
+        assert_eq!(e.key.as_deref(), Some("t1"));
         let fields: Vec<&str> = e.problems.iter().map(|(f, _)| f.as_str()).collect();
         assert_eq!(fields, ["endpoint", "gpu_count"]);
         assert!(e.problems[0].1.contains("expected a string, got 5"));

@@ -1,7 +1,9 @@
 //! Retention cleanup (SPEC §5): expired rows deleted in bounded batches,
 //! table by table.
 //!
-//! - records by `completed_at`, minute and hourly rows by `time_bucket`;
+//! - records by `completed_at`, worker sessions by `ended_at` with the
+//!   same period (open sessions are kept), minute and hourly rows by
+//!   `time_bucket`;
 //!   daily rows only when `daily_days > 0`;
 //! - the service's own bookkeeping: job runs, and finished backfill jobs,
 //!   older than `job_runs_days`.
@@ -23,7 +25,7 @@ use sea_orm::{
 };
 use serde::Serialize;
 
-use crate::entities::{backfill_job, job_run, record};
+use crate::entities::{backfill_job, job_run, record, worker_session};
 use crate::error::{DomainError, Result};
 use crate::level::{Daily, Hourly, Level, Minute, StatsColumn};
 use crate::rollup::horizon;
@@ -83,6 +85,7 @@ impl CleanupReport {
 }
 
 pub const JOB_RUNS_TABLE: &str = "gpu_usage_job_runs";
+pub const SESSIONS_TABLE: &str = "gpu_usage_worker_sessions";
 pub const BACKFILL_JOBS_TABLE: &str = "gpu_usage_backfill_jobs";
 
 /// Deletes everything past retention as of `now`. Never fails as a whole:
@@ -105,6 +108,20 @@ pub async fn cleanup(
                 db,
                 record::Column::Id,
                 Condition::all().add(record::Column::CompletedAt.lt(c)),
+                batch,
+            )
+            .await
+        })
+        .await,
+    );
+
+    // Worker sessions like records, by their end; open ones are kept.
+    report.tables.push(
+        run_table(SESSIONS_TABLE, cutoff, |c| async move {
+            delete_in_batches::<worker_session::Entity>(
+                db,
+                worker_session::Column::Id,
+                Condition::all().add(worker_session::Column::EndedAt.lt(c)),
                 batch,
             )
             .await

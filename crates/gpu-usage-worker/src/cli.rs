@@ -73,6 +73,7 @@ pub enum JobArg {
     Minute,
     Hourly,
     Daily,
+    Capacity,
     Cleanup,
 }
 
@@ -82,6 +83,7 @@ impl From<JobArg> for JobName {
             JobArg::Minute => JobName::MinuteRollup,
             JobArg::Hourly => JobName::HourlyRollup,
             JobArg::Daily => JobName::DailyRollup,
+            JobArg::Capacity => JobName::Capacity,
             JobArg::Cleanup => JobName::Cleanup,
         }
     }

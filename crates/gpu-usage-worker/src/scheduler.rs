@@ -1,7 +1,7 @@
 //! The periodic jobs' loop. At every tick it runs the due jobs in order —
-//! minute, hourly, daily rollup, then cleanup — so a record folded into
-//! minute rows reaches hourly and daily rows in the same tick when those
-//! are due (SPEC §4 freshness). When a rollup level is busy elsewhere,
+//! capacity, minute, hourly, daily rollup, then cleanup — so a record
+//! folded into minute rows reaches hourly and daily rows in the same tick
+//! when those are due. When a rollup level is busy elsewhere,
 //! this tick's coarser levels are left to the lock holder, which runs the
 //! same chain; they look again shortly after (see
 //! [`crate::schedule::SKIP_RECHECK`]) in case the holder started before
@@ -39,8 +39,11 @@ impl Intervals {
         }
     }
 
-    fn jobs(&self) -> [(JobName, Duration); 4] {
+    /// In the order a tick runs them: sessions counted up to now before
+    /// the minute rollup reads them.
+    fn jobs(&self) -> [(JobName, Duration); 5] {
         [
+            (JobName::Capacity, self.minute),
             (JobName::MinuteRollup, self.minute),
             (JobName::HourlyRollup, self.hourly),
             (JobName::DailyRollup, self.daily),
@@ -95,7 +98,7 @@ impl Scheduler {
     /// database is really down.
     pub async fn load_history(&mut self) {
         let now = self.ctx.now();
-        let mut slots = Vec::with_capacity(4);
+        let mut slots = Vec::with_capacity(5);
         for (job, every) in self.intervals.jobs() {
             let last = match job_runs::last_started(self.ctx.db(), job).await {
                 Ok(last) => last,

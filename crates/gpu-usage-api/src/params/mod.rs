@@ -6,7 +6,7 @@
 use actix_web::HttpRequest;
 use actix_web::http::header::{self, Header};
 use chrono::{DateTime, TimeDelta, Utc};
-use gpu_usage_core::query::{PageRequest, RecordFilter, StatsQuery};
+use gpu_usage_core::query::{PageRequest, RecordFilter, SessionFilter, StatsQuery};
 use gpu_usage_core::settings::ApiSettings;
 use gpu_usage_core::types::{
     Granularity, Levels, ScopeFilter, ScopeType, TaskStatus, TimeRange, parse_utc,
@@ -102,6 +102,35 @@ pub struct RecordsParams {
     /// Any letter case.
     #[param(value_type = Option<TaskStatus>, inline)]
     pub status: Option<String>,
+    #[param(value_type = Option<u64>, minimum = 1, maximum = 50000)]
+    pub limit: Option<String>,
+    #[param(min_length = 1)]
+    pub cursor: Option<String>,
+}
+
+/// Query of `GET /workers/sessions`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct SessionsParams {
+    /// Sessions up at some time in [start_time, end_time). Default:
+    /// `end_time` minus 24 hours.
+    #[param(inline)]
+    pub start_time: Option<TimeText>,
+    /// Exclusive. Default: now.
+    #[param(inline)]
+    pub end_time: Option<TimeText>,
+    #[param(min_length = 1, max_length = 255)]
+    pub worker_id: Option<String>,
+    #[param(min_length = 1, max_length = 255)]
+    pub endpoint: Option<String>,
+    /// Spec name (`spec` is accepted too).
+    #[serde(alias = "spec")]
+    #[param(min_length = 1, max_length = 255)]
+    pub spec_name: Option<String>,
+    /// `true`: only sessions still open.
+    #[param(value_type = Option<bool>)]
+    pub open: Option<String>,
     #[param(value_type = Option<u64>, minimum = 1, maximum = 50000)]
     pub limit: Option<String>,
     #[param(min_length = 1)]
@@ -313,6 +342,45 @@ impl RecordsParams {
             },
             PageRequest {
                 limit,
+                cursor: present("cursor", self.cursor)?,
+            },
+        ))
+    }
+}
+
+impl SessionsParams {
+    pub fn parse(
+        self,
+        now: DateTime<Utc>,
+        api: &ApiSettings,
+    ) -> Result<(SessionFilter, PageRequest)> {
+        let range = range(
+            self.start_time,
+            self.end_time,
+            TimeDelta::hours(24),
+            now,
+            api.max_range(),
+        )?;
+        let open_only = match present("open", self.open)?.as_deref() {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => {
+                return Err(DomainError::invalid(
+                    "open",
+                    format!("expected true or false, got {other:?}"),
+                ));
+            }
+        };
+        Ok((
+            SessionFilter {
+                range,
+                worker_id: present("worker_id", self.worker_id)?,
+                endpoint: present("endpoint", self.endpoint)?,
+                spec_name: present("spec_name", self.spec_name)?,
+                open_only,
+            },
+            PageRequest {
+                limit: limit(self.limit, api.default_limit, api.max_limit)?,
                 cursor: present("cursor", self.cursor)?,
             },
         ))

@@ -7,6 +7,7 @@ pub mod records;
 pub mod stats;
 pub mod system;
 pub mod triggers;
+pub mod workers;
 
 use utoipa_actix_web::service_config::ServiceConfig;
 
@@ -18,6 +19,9 @@ pub fn api(cfg: &mut ServiceConfig) {
         .service(stats::scopes)
         .service(records::list_records)
         .service(records::ingest_records)
+        .service(workers::report_sessions)
+        .service(workers::heartbeats)
+        .service(workers::list_sessions)
         .service(triggers::aggregate)
         .service(triggers::start_backfill)
         .service(triggers::list_backfills)

@@ -2,14 +2,14 @@
 
 use actix_web::{HttpResponse, get, post, web};
 use gpu_usage_core::ingest;
-use gpu_usage_core::query;
+use gpu_usage_core::query::{self, UsageRecord};
 use serde_json::Value;
 
 use crate::auth::{Ingester, Reader};
 use crate::error::{ApiError, ErrorBody};
 use crate::params::RecordsParams;
 use crate::state::AppState;
-use crate::wire::{IngestBody, RecordsResponse};
+use crate::wire::{IngestBody, ListResponse};
 use gpu_usage_core::ingest::IngestReport;
 
 /// Raw usage records by `completed_at`, optionally filtered by endpoint,
@@ -18,7 +18,7 @@ use gpu_usage_core::ingest::IngestReport;
     tag = "records",
     params(RecordsParams),
     responses(
-        (status = 200, description = "A page of records", body = RecordsResponse),
+        (status = 200, description = "A page of records", body = ListResponse<UsageRecord>),
         (status = 400, description = "Bad parameter", body = ErrorBody),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
         (status = 503, description = "Database unavailable", body = ErrorBody),
@@ -33,7 +33,7 @@ pub async fn list_records(
 ) -> Result<HttpResponse, ApiError> {
     let (filter, page) = params.into_inner().parse(state.now(), &state.api)?;
     let result = query::records(&state.db, &filter, &page).await?;
-    Ok(HttpResponse::Ok().json(RecordsResponse {
+    Ok(HttpResponse::Ok().json(ListResponse {
         data: result.rows,
         total: result.total,
         start_time: filter.range.start(),
@@ -118,9 +118,6 @@ mod tests {
             })
             .collect();
         assert_eq!(got, vec![(1, "endpoint"), (1, "gpu_count"), (2, "record")]);
-        assert_eq!(
-            items[1].as_ref().unwrap_err().task_id.as_deref(),
-            Some("t1")
-        );
+        assert_eq!(items[1].as_ref().unwrap_err().key.as_deref(), Some("t1"));
     }
 }

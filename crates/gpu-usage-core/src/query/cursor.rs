@@ -7,6 +7,8 @@
 
 use chrono::{DateTime, Utc};
 
+use sea_orm::{ColumnTrait, Condition};
+
 use crate::error::{DomainError, Result};
 use crate::types::{Granularity, ScopeType};
 
@@ -76,36 +78,48 @@ impl StatsCursor {
     }
 }
 
+/// A cursor of a list ordered by (time, id): raw records by completed_at
+/// (tag `r1`), worker sessions by started_at (tag `w1`). The tag binds it
+/// to its list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct RecordCursor {
-    pub completed_at: DateTime<Utc>,
+pub(crate) struct TimeIdCursor {
+    pub at: DateTime<Utc>,
     pub id: i64,
 }
 
-impl RecordCursor {
-    pub fn encode(&self) -> String {
-        hex_encode(&format!(
-            "r1|{}|{}",
-            self.completed_at.timestamp_millis(),
-            self.id
-        ))
+pub(crate) const RECORDS: &str = "r1";
+pub(crate) const SESSIONS: &str = "w1";
+
+impl TimeIdCursor {
+    pub fn encode(&self, tag: &str) -> String {
+        hex_encode(&format!("{tag}|{}|{}", self.at.timestamp_millis(), self.id))
     }
 
-    pub fn decode(s: &str) -> Result<Self> {
+    pub fn decode(s: &str, tag: &str) -> Result<Self> {
         let text = hex_decode(s).ok_or_else(bad_cursor)?;
         let mut parts = text.split('|');
-        let (Some("r1"), Some(t), Some(id), None) =
+        let (Some(t0), Some(t), Some(id), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(bad_cursor());
         };
-        let completed_at = t
+        if t0 != tag {
+            return Err(bad_cursor());
+        }
+        let at = t
             .parse::<i64>()
             .ok()
             .and_then(DateTime::<Utc>::from_timestamp_millis)
             .ok_or_else(bad_cursor)?;
         let id = id.parse::<i64>().map_err(|_| bad_cursor())?;
-        Ok(Self { completed_at, id })
+        Ok(Self { at, id })
+    }
+
+    /// Rows after this cursor in (time, id) order.
+    pub fn after(&self, time: impl ColumnTrait, id: impl ColumnTrait) -> Condition {
+        Condition::any()
+            .add(time.gt(self.at))
+            .add(Condition::all().add(time.eq(self.at)).add(id.gt(self.id)))
     }
 }
 
@@ -178,14 +192,18 @@ mod tests {
                 Err(DomainError::Invalid { .. })
             ));
             assert!(matches!(
-                RecordCursor::decode(bad),
+                TimeIdCursor::decode(bad, RECORDS),
                 Err(DomainError::Invalid { .. })
             ));
         }
-        let r = RecordCursor {
-            completed_at: t("2026-01-01T00:00:00.123Z"),
+        let r = TimeIdCursor {
+            at: t("2026-01-01T00:00:00.123Z"),
             id: 9,
         };
-        assert_eq!(RecordCursor::decode(&r.encode()).unwrap(), r);
+        assert_eq!(
+            TimeIdCursor::decode(&r.encode(RECORDS), RECORDS).unwrap(),
+            r
+        );
+        assert!(TimeIdCursor::decode(&r.encode(SESSIONS), RECORDS).is_err());
     }
 }

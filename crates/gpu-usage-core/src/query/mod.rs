@@ -1,6 +1,6 @@
 //! Reads for the API: statistics pages with whole-range summaries
-//! ([`stats`]), the scopes that have data ([`scopes`]), and raw usage
-//! records ([`records`]).
+//! ([`stats`]), the scopes that have data ([`scopes`]), raw usage
+//! records ([`records`]) and worker sessions ([`sessions`]).
 //!
 //! Pages are keyset-paginated ([`cursor`]): a cursor names the last row
 //! returned, so rows written or deleted between two page requests never
@@ -10,6 +10,7 @@
 mod cursor;
 pub mod records;
 pub mod scopes;
+pub mod sessions;
 pub mod stats;
 
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func, SimpleExpr};
@@ -17,6 +18,7 @@ use sea_orm::{ColumnTrait, DbBackend};
 
 pub use records::{RecordFilter, RecordsPage, UsageRecord, records};
 pub use scopes::{Scopes, scopes};
+pub use sessions::{SessionFilter, SessionsPage, WorkerSession, sessions};
 pub use stats::{StatsPage, StatsQuery, Summary, statistics};
 
 /// Which rows of which page.

@@ -8,7 +8,7 @@ use sea_orm::{
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::cursor::RecordCursor;
+use super::cursor::{self, TimeIdCursor};
 use super::{PageRequest, take_page};
 use crate::entities::record;
 use crate::error::Result;
@@ -64,7 +64,7 @@ pub async fn records(
     let after = page
         .cursor
         .as_deref()
-        .map(RecordCursor::decode)
+        .map(|c| TimeIdCursor::decode(c, cursor::RECORDS))
         .transpose()?;
     let mut cond = Condition::all()
         .add(C::CompletedAt.gte(filter.range.start()))
@@ -80,13 +80,7 @@ pub async fn records(
     }
     let mut select = record::Entity::find().filter(cond.clone());
     if let Some(c) = after {
-        select = select.filter(
-            Condition::any().add(C::CompletedAt.gt(c.completed_at)).add(
-                Condition::all()
-                    .add(C::CompletedAt.eq(c.completed_at))
-                    .add(C::Id.gt(c.id)),
-            ),
-        );
+        select = select.filter(c.after(C::CompletedAt, C::Id));
     }
     let rows = select
         .order_by_asc(C::CompletedAt)
@@ -97,11 +91,11 @@ pub async fn records(
         .await?;
     let (rows, more) = take_page(rows, page.limit());
     let next_cursor = rows.last().filter(|_| more).map(|r| {
-        RecordCursor {
-            completed_at: r.completed_at,
+        TimeIdCursor {
+            at: r.completed_at,
             id: r.id,
         }
-        .encode()
+        .encode(cursor::RECORDS)
     });
     let total = record::Entity::find().filter(cond).count(db).await?;
     Ok(RecordsPage {

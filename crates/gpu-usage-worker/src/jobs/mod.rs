@@ -2,11 +2,13 @@
 //! (`gpu_usage_core::jobs::JobEnv`: lock, record, work, record, release),
 //! with the outcome counted in this process's metrics.
 //!
-//! The work of each job lives in its own file ([`rollup`], [`cleanup`];
+//! The work of each job lives in its own file ([`capacity`], [`rollup`],
+//! [`cleanup`];
 //! [`backfill`] is the poller of tracked backfills, whose runner takes its
 //! locks in the domain crate).
 
 pub mod backfill;
+pub mod capacity;
 pub mod cleanup;
 pub mod rollup;
 
@@ -61,6 +63,7 @@ async fn work(ctx: &JobContext, job: JobName, lock: &JobLock) -> Result<JobRepor
     match job.level() {
         Some(level) => rollup::run(ctx, level, lock).await,
         None if job == JobName::Cleanup => cleanup::run(ctx).await,
+        None if job == JobName::Capacity => capacity::run(ctx).await,
         None => Err(DomainError::invalid(
             "job",
             "backfills run through the backfill poller, not as a scheduled job",

@@ -52,7 +52,7 @@ pub enum StreamRecord {
 impl StreamRecord {
     fn parse(e: &Entry) -> Result<Self, InvalidRecord> {
         let malformed = |why: String| InvalidRecord {
-            task_id: None,
+            key: None,
             problems: vec![(ENTRY_FIELD.to_owned(), why)],
         };
         if e.fields.is_empty() {

@@ -1,0 +1,114 @@
+//! Worker sessions as stored, filtered and paginated like records: what an
+//! operator looks at to see why capacity is what it is.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, DerivePartialModel, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect,
+};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::cursor::{self, TimeIdCursor};
+use super::{PageRequest, take_page};
+use crate::entities::worker_session;
+use crate::error::Result;
+use crate::types::TimeRange;
+
+/// Which sessions: those up at some time inside `range`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionFilter {
+    pub range: TimeRange,
+    pub worker_id: Option<String>,
+    pub endpoint: Option<String>,
+    pub spec_name: Option<String>,
+    /// Only sessions still open.
+    pub open_only: bool,
+}
+
+/// One stored worker session.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema, DerivePartialModel)]
+#[sea_orm(entity = "worker_session::Entity")]
+pub struct WorkerSession {
+    pub id: i64,
+    pub worker_id: String,
+    pub endpoint: String,
+    pub spec_name: Option<String>,
+    pub gpu_type: Option<String>,
+    pub gpu_count: i32,
+    pub started_at: DateTime<Utc>,
+    /// Null while the worker is up.
+    pub ended_at: Option<DateTime<Utc>>,
+    /// Its latest heartbeat or report.
+    pub last_seen: DateTime<Utc>,
+    /// How far the statistics count it.
+    pub counted_until: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionsPage {
+    pub rows: Vec<WorkerSession>,
+    pub total: u64,
+    pub next_cursor: Option<String>,
+}
+
+/// A page of sessions ascending by (started_at, id), with the total.
+pub async fn sessions(
+    db: &impl ConnectionTrait,
+    filter: &SessionFilter,
+    page: &PageRequest,
+) -> Result<SessionsPage> {
+    use worker_session::Column as C;
+    let after = page
+        .cursor
+        .as_deref()
+        .map(|c| TimeIdCursor::decode(c, cursor::SESSIONS))
+        .transpose()?;
+    let mut cond = Condition::all()
+        .add(C::StartedAt.lt(filter.range.end()))
+        .add(
+            Condition::any()
+                .add(C::EndedAt.is_null())
+                .add(C::EndedAt.gt(filter.range.start())),
+        );
+    for (col, value) in [
+        (C::WorkerId, &filter.worker_id),
+        (C::Endpoint, &filter.endpoint),
+        (C::SpecName, &filter.spec_name),
+    ] {
+        if let Some(v) = value {
+            cond = cond.add(col.eq(v.clone()));
+        }
+    }
+    if filter.open_only {
+        cond = cond.add(C::EndedAt.is_null());
+    }
+    let mut select = worker_session::Entity::find().filter(cond.clone());
+    if let Some(c) = after {
+        select = select.filter(c.after(C::StartedAt, C::Id));
+    }
+    let rows = select
+        .order_by_asc(C::StartedAt)
+        .order_by_asc(C::Id)
+        .limit(page.limit().saturating_add(1))
+        .into_partial_model::<WorkerSession>()
+        .all(db)
+        .await?;
+    let (rows, more) = take_page(rows, page.limit());
+    let next_cursor = rows.last().filter(|_| more).map(|r| {
+        TimeIdCursor {
+            at: r.started_at,
+            id: r.id,
+        }
+        .encode(cursor::SESSIONS)
+    });
+    let total = worker_session::Entity::find()
+        .filter(cond)
+        .count(db)
+        .await?;
+    Ok(SessionsPage {
+        rows,
+        total,
+        next_cursor,
+    })
+}
