@@ -9,18 +9,10 @@
 mod support;
 
 use gpu_usage_core::DomainError;
-use gpu_usage_core::entities::record;
-use gpu_usage_testing::TestDb;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use sea_orm::DatabaseConnection;
 use support::*;
 
-fn now() -> i64 {
-    ms("2026-03-10T12:00:00Z")
-}
-
-async fn boundaries(t: TestDb) {
-    guarded(t, |db| async move {
-    let db = &db;
+async fn boundaries(db: &DatabaseConnection) {
     let cfg = cfg();
     let now = now();
     let week = 168 * HOUR;
@@ -130,10 +122,7 @@ async fn boundaries(t: TestDb) {
         }
     }
     // Unknown status and a naive timestamp are refused too.
-    for (field, input) in [
-        ("status", "RUNNING"),
-        ("started_at", "2026-03-10T11:00:00"),
-    ] {
+    for (field, input) in [("status", "RUNNING"), ("started_at", "2026-03-10T11:00:00")] {
         let mut json = ok[0].json();
         json[field] = input.into();
         let input = wire(json);
@@ -151,73 +140,61 @@ async fn boundaries(t: TestDb) {
 
     // What was accepted is accounted like the model says.
     let rows = run_jobs_twice(db, now, &cfg).await.unwrap();
-    check(
-        diff_levels(&rows.stripped(), &model(&ok)),
-        "rows of the boundary records",
-    )
-    .unwrap();
+    assert_model(&rows, &ok, "rows of the boundary records");
     assert_caught_up(db, now).await.unwrap();
 
     // (Between 90 days and the engine's margin inside them, acceptance is
     // the engine's choice; engine_late.rs checks that whatever it accepts
     // there is counted.)
-    })
-    .await;
 }
 
-gpu_usage_testing::dual_backend_test!(ingest_boundaries, super::boundaries);
+async fn conversion(db: &DatabaseConnection) {
+    let cfg = cfg();
+    let input = wire(serde_json::json!({
+        "task_id": "  conv-1  ",
+        "endpoint": " ep-x ",
+        "spec_name": "   ",
+        "gpu_count": 3,
+        "started_at": "2026-03-10T13:00:00.1239+01:00",
+        "completed_at": "2026-03-10T06:31:01.0004-05:30",
+        "status": "fAiLeD",
+    }));
+    let rep = gpu_usage_core::ingest::ingest(db, vec![input], at(now()), &cfg)
+        .await
+        .unwrap();
+    assert_eq!(rep.inserted, 1);
+    let r = find_record(db, "conv-1")
+        .await
+        .expect("task_id stored trimmed");
+    assert_eq!(r.endpoint, "ep-x");
+    assert_eq!(r.started_at, at(ms("2026-03-10T12:00:00.123Z")));
+    assert_eq!(r.completed_at, at(ms("2026-03-10T12:01:01.000Z")));
+    assert_eq!(r.status.as_str(), "FAILED");
+    // 60.877 s: floor to 60; 3 × 60.877 s = 0.050731 GPU-h (0.05073083…).
+    assert_eq!(r.duration_seconds, 60);
+    assert_eq!(units(r.gpu_hours, 6), 50_731);
+    assert_eq!(units(r.gpu_hours, 6), gpu_hours_micro(3 * 60_877));
 
-async fn conversion(t: TestDb) {
-    guarded(t, |db| async move {
-        let db = &db;
-        let cfg = cfg();
-        let input = wire(serde_json::json!({
-            "task_id": "  conv-1  ",
-            "endpoint": " ep-x ",
-            "spec_name": "   ",
-            "gpu_count": 3,
-            "started_at": "2026-03-10T13:00:00.1239+01:00",
-            "completed_at": "2026-03-10T06:31:01.0004-05:30",
-            "status": "fAiLeD",
-        }));
-        let rep = gpu_usage_core::ingest::ingest(db, vec![input], at(now()), &cfg)
-            .await
-            .unwrap();
-        assert_eq!(rep.inserted, 1);
-        let r = record::Entity::find()
-            .filter(record::Column::TaskId.eq("conv-1"))
-            .one(db)
-            .await
-            .unwrap()
-            .expect("task_id stored trimmed");
-        assert_eq!(r.endpoint, "ep-x");
-        assert_eq!(r.started_at, at(ms("2026-03-10T12:00:00.123Z")));
-        assert_eq!(r.completed_at, at(ms("2026-03-10T12:01:01.000Z")));
-        assert_eq!(r.status.as_str(), "FAILED");
-        // 60.877 s: floor to 60; 3 × 60.877 s = 0.050731 GPU-h (0.05073083…).
-        assert_eq!(r.duration_seconds, 60);
-        assert_eq!(units(r.gpu_hours, 6), 50_731);
-        assert_eq!(units(r.gpu_hours, 6), gpu_hours_micro(3 * 60_877));
-
-        // Rolled up: the blank spec name leaves the spec scope out.
-        let rec = Rec::new(
-            "conv-1",
-            "ep-x",
-            Some("   "),
-            3,
-            ms("2026-03-10T12:00:00.123Z"),
-            ms("2026-03-10T12:01:01Z"),
-            true,
-        );
-        let rows = run_jobs_twice(db, now(), &cfg).await.unwrap();
-        check(diff_levels(&rows.stripped(), &model(&[rec])), "rows").unwrap();
-        assert!(
-            rows.minute
-                .iter()
-                .all(|r| r.scope_type != gpu_usage_core::types::ScopeType::Spec)
-        );
-    })
-    .await;
+    // Rolled up: the blank spec name leaves the spec scope out.
+    let rec = Rec::new(
+        "conv-1",
+        "ep-x",
+        Some("   "),
+        3,
+        ms("2026-03-10T12:00:00.123Z"),
+        ms("2026-03-10T12:01:01Z"),
+        true,
+    );
+    let rows = run_jobs_twice(db, now(), &cfg).await.unwrap();
+    assert_model(&rows, &[rec], "rows");
+    assert!(
+        rows.minute
+            .iter()
+            .all(|r| r.scope_type != gpu_usage_core::types::ScopeType::Spec)
+    );
 }
 
-gpu_usage_testing::dual_backend_test!(ingest_converts_to_utc_millis_and_derives, super::conversion);
+gpu_usage_testing::guarded_dual_backend_tests! {
+    ingest_boundaries => boundaries,
+    ingest_converts_to_utc_millis_and_derives => conversion,
+}

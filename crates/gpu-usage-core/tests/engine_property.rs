@@ -21,7 +21,7 @@
 mod support;
 
 use anyhow::ensure;
-use gpu_usage_testing::{Backend, TestDb};
+use gpu_usage_testing::Backend;
 use sea_orm::DatabaseConnection;
 use support::*;
 
@@ -112,12 +112,7 @@ async fn body(db: &DatabaseConnection, sc: &Scenario) -> anyhow::Result<()> {
 }
 
 async fn case(backend: Backend, sc: Scenario) -> anyhow::Result<()> {
-    let t = TestDb::new(backend).await;
-    let db = t.db.clone();
-    // On its own task so that a panic still drops the database.
-    let result = tokio::spawn(async move { body(&db, &sc).await }).await;
-    t.cleanup().await;
-    result.unwrap_or_else(|e| Err(anyhow::anyhow!("the case panicked: {e}")))
+    fresh_db_case(backend, |db| async move { body(&db, &sc).await }).await
 }
 
 fn strategy() -> impl proptest::strategy::Strategy<Value = Scenario> {

@@ -6,30 +6,28 @@ use std::time::Duration;
 
 use gpu_usage_core::jobs::JobName;
 use gpu_usage_core::locks::{self, MAX_LOCK_NAME_LEN, lock_name, try_lock};
-use gpu_usage_testing::TestDb;
+use gpu_usage_testing::{TestDb, mysql_scalar};
 use sea_orm::sqlx;
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
-
-async fn scalar(db: &DatabaseConnection, sql: &str, name: &str) -> Option<i64> {
-    let row = db
-        .query_one_raw(Statement::from_sql_and_values(
-            DbBackend::MySql,
-            sql,
-            [name.into()],
-        ))
-        .await
-        .unwrap()
-        .unwrap();
-    row.try_get::<Option<i64>>("", "v").unwrap()
-}
+use sea_orm::{ConnectionTrait, DatabaseConnection};
 
 async fn is_free(db: &DatabaseConnection, name: &str) -> bool {
-    scalar(db, "SELECT CAST(IS_FREE_LOCK(?) AS SIGNED) AS v", name).await == Some(1)
+    mysql_scalar(
+        db,
+        "SELECT CAST(IS_FREE_LOCK(?) AS SIGNED) AS v",
+        vec![name.into()],
+    )
+    .await
+        == Some(1)
 }
 
 /// Connection id of the session holding `name`, if any.
 async fn holder(db: &DatabaseConnection, name: &str) -> Option<i64> {
-    scalar(db, "SELECT CAST(IS_USED_LOCK(?) AS SIGNED) AS v", name).await
+    mysql_scalar(
+        db,
+        "SELECT CAST(IS_USED_LOCK(?) AS SIGNED) AS v",
+        vec![name.into()],
+    )
+    .await
 }
 
 async fn wait_until_free(db: &DatabaseConnection, name: &str) {

@@ -149,8 +149,6 @@ async fn worked_example(tdb: TestDb) {
     tdb.cleanup().await;
 }
 
-gpu_usage_testing::dual_backend_test!(worked_example_both_backends, worked_example);
-
 /// SPEC: a 30-day backfill must not issue hundreds of thousands of queries.
 /// Counts every statement (transactions included) of rebuilding 30 days at
 /// all three levels.
@@ -211,11 +209,6 @@ async fn thirty_day_rebuild_is_set_based(mut tdb: TestDb) {
     tdb.cleanup().await;
 }
 
-gpu_usage_testing::dual_backend_test!(
-    thirty_day_rebuild_statement_count,
-    thirty_day_rebuild_is_set_based
-);
-
 /// Two ingests racing on one task_id with different content: one record is
 /// stored, and the other call reports a conflict (never a silent duplicate),
 /// whether it lost at the read or at the insert.
@@ -224,24 +217,12 @@ async fn racing_ingests_report_the_conflict(tdb: TestDb) {
     let now = t("2026-03-02T00:30:00Z");
     for round in 0..10 {
         let id = format!("race-{round}");
-        let a = vec![rec(
-            &id,
-            "ep",
-            None,
-            1,
-            "2026-03-02T00:00:00Z",
-            "2026-03-02T00:01:00Z",
-            "COMPLETED",
-        )];
-        let b = vec![rec(
-            &id,
-            "ep",
-            None,
-            2,
-            "2026-03-02T00:00:00Z",
-            "2026-03-02T00:01:00Z",
-            "COMPLETED",
-        )];
+        // The same task with 1 and with 2 GPUs.
+        let task = |gpus| {
+            let (start, end) = ("2026-03-02T00:00:00Z", "2026-03-02T00:01:00Z");
+            vec![rec(&id, "ep", None, gpus, start, end, "COMPLETED")]
+        };
+        let (a, b) = (task(1), task(2));
         let (ra, rb) = tokio::join!(ingest(&tdb.db, a, now, &cfg), ingest(&tdb.db, b, now, &cfg));
         let (ra, rb) = (ra.unwrap(), rb.unwrap());
         assert_eq!(ra.inserted + rb.inserted, 1, "{ra:?} {rb:?}");
@@ -251,4 +232,8 @@ async fn racing_ingests_report_the_conflict(tdb: TestDb) {
     tdb.cleanup().await;
 }
 
-gpu_usage_testing::dual_backend_test!(racing_ingests, racing_ingests_report_the_conflict);
+gpu_usage_testing::dual_backend_tests! {
+    worked_example_both_backends => worked_example,
+    thirty_day_rebuild_statement_count => thirty_day_rebuild_is_set_based,
+    racing_ingests => racing_ingests_report_the_conflict,
+}

@@ -15,7 +15,7 @@
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
-use gpu_usage_testing::{Backend, TestDb};
+use gpu_usage_testing::TestDb;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, SqlErr, Statement};
 use secrecy::ExposeSecret;
@@ -705,38 +705,37 @@ async fn null_safe_unique_key(t: TestDb) {
             ("2026-11-29 10:00:00", "2026-11-29 10:01:00")
         };
 
-        insert_stat(db, table, bucket, "global", None)
-            .await
-            .unwrap();
-        assert_duplicate(
-            insert_stat(db, table, bucket, "global", None).await,
-            &format!("{table}: second global row for one bucket"),
-        );
-        // Scoped rows of the same bucket coexist with the global one.
-        insert_stat(db, table, bucket, "endpoint", Some("ep-a"))
-            .await
-            .unwrap();
-        insert_stat(db, table, bucket, "endpoint", Some("ep-b"))
-            .await
-            .unwrap();
-        insert_stat(db, table, bucket, "spec", Some("ep-a"))
-            .await
-            .unwrap();
-        assert_duplicate(
-            insert_stat(db, table, bucket, "endpoint", Some("ep-a")).await,
-            &format!("{table}: second endpoint row for one bucket"),
-        );
-        // Keys are case-sensitive (binary collation): two specs.
-        insert_stat(db, table, bucket, "spec", Some("A100"))
-            .await
-            .unwrap();
-        insert_stat(db, table, bucket, "spec", Some("a100"))
-            .await
-            .unwrap();
-        // A global row of another bucket is fine.
-        insert_stat(db, table, other_bucket, "global", None)
-            .await
-            .unwrap();
+        // (bucket, scope, value, refused as a duplicate: what).
+        for (bucket, scope_type, scope_value, duplicate) in [
+            (bucket, "global", None, None),
+            (
+                bucket,
+                "global",
+                None,
+                Some("second global row for one bucket"),
+            ),
+            // Scoped rows of the same bucket coexist with the global one.
+            (bucket, "endpoint", Some("ep-a"), None),
+            (bucket, "endpoint", Some("ep-b"), None),
+            (bucket, "spec", Some("ep-a"), None),
+            (
+                bucket,
+                "endpoint",
+                Some("ep-a"),
+                Some("second endpoint row for one bucket"),
+            ),
+            // Keys are case-sensitive (binary collation): two specs.
+            (bucket, "spec", Some("A100"), None),
+            (bucket, "spec", Some("a100"), None),
+            // A global row of another bucket is fine.
+            (other_bucket, "global", None, None),
+        ] {
+            let inserted = insert_stat(db, table, bucket, scope_type, scope_value).await;
+            match duplicate {
+                None => inserted.unwrap(),
+                Some(what) => assert_duplicate(inserted, &format!("{table}: {what}")),
+            }
+        }
 
         let rows = db
             .query_all_raw(Statement::from_string(
@@ -775,19 +774,7 @@ async fn null_safe_unique_key(t: TestDb) {
     t.cleanup().await;
 }
 
-mod null_safe_unique_key {
-    use super::*;
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn sqlite() {
-        null_safe_unique_key(TestDb::new(Backend::Sqlite).await).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn mysql() {
-        null_safe_unique_key(TestDb::new(Backend::MySql).await).await;
-    }
-}
+gpu_usage_testing::dual_backend_test!(null_safe_unique_key, super::null_safe_unique_key);
 
 // ---------------------------------------------------------------------------
 // The migration CLI's configuration

@@ -14,30 +14,19 @@ use std::str::FromStr;
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use gpu_usage_core::db;
 use gpu_usage_core::entities::record;
-use gpu_usage_core::settings::DatabaseSettings;
-use gpu_usage_core::types::TaskStatus;
-use gpu_usage_testing::{Backend, TestDb, mysql_server_url};
-use rust_decimal::Decimal;
+use gpu_usage_testing::{
+    Backend, TestDb, database_settings, find_record, mysql_server_url, record_row,
+};
 use sea_orm::sqlx::{self, Connection as _};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, ConnectionTrait,
-    DatabaseConnection, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Statement,
-    TransactionTrait,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection,
+    DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Statement, TransactionTrait,
 };
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 
 /// The zone the server is switched to: far enough from UTC that any session
 /// inheriting it is caught by a seconds-scale comparison.
 const FOREIGN_ZONE: &str = "+05:00";
-
-fn settings(url: &str, max_connections: u32) -> DatabaseSettings {
-    DatabaseSettings {
-        url: SecretString::from(url.to_owned()),
-        max_connections,
-        connect_timeout_secs: 5,
-        acquire_timeout_secs: 10,
-    }
-}
 
 fn quoted_zone(zone: &str) -> String {
     assert!(
@@ -107,7 +96,7 @@ impl Drop for GlobalTimeZone {
                 .build()
                 .unwrap();
             rt.block_on(async move {
-                let admin = db::connect(&settings(&url, 2)).await.unwrap();
+                let admin = db::connect(&database_settings(&url, 2)).await.unwrap();
                 admin
                     .execute_unprepared(&format!(
                         "SET GLOBAL time_zone = {}",
@@ -140,12 +129,16 @@ fn close_to_now(t: DateTime<Utc>, what: &str) {
 async fn mysql_sessions_are_utc_even_when_the_server_is_not() {
     let t = TestDb::mysql().await;
     let server = mysql_server_url();
-    let admin = db::connect(&settings(&server, 2)).await.unwrap();
+    let admin = db::connect(&database_settings(&server, 2)).await.unwrap();
     let pool_size = 2;
 
     // --- The window: the server's default zone is +05:00. -----------------
     let guard = GlobalTimeZone::set(&admin, &server, FOREIGN_ZONE).await;
-    let app = db::connect(&settings(t.settings.url.expose_secret(), pool_size)).await;
+    let app = db::connect(&database_settings(
+        t.settings.url.expose_secret(),
+        pool_size,
+    ))
+    .await;
     let app = match app {
         Ok(app) => app,
         Err(e) => {
@@ -242,24 +235,13 @@ async fn mysql_sessions_are_utc_even_when_the_server_is_not() {
     .unwrap();
     txn.commit().await.unwrap();
 
-    let stored = record::Entity::find()
-        .filter(record::Column::TaskId.eq(task_id))
-        .one(&app)
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = find_record(&app, task_id).await.unwrap();
     close_to_now(stored.created_at, "created_at DEFAULT CURRENT_TIMESTAMP(3)");
     assert!(stored.created_at > stored.started_at, "{stored:?}");
 
     // The same holds for a pool opened after the window (the normal case).
     close_to_now(
-        record::Entity::find()
-            .filter(record::Column::TaskId.eq(task_id))
-            .one(&t.db)
-            .await
-            .unwrap()
-            .unwrap()
-            .created_at,
+        find_record(&t.db, task_id).await.unwrap().created_at,
         "created_at read through another pool",
     );
 
@@ -281,20 +263,9 @@ async fn datetime_round_trip(t: TestDb) {
     let created =
         Utc.with_ymd_and_hms(2026, 11, 29, 23, 59, 59).unwrap() + TimeDelta::milliseconds(999);
     let inserted = record::ActiveModel {
-        id: NotSet,
-        task_id: Set("utc-round-trip".to_owned()),
-        endpoint: Set("ep-utc".to_owned()),
-        worker_id: Set(None),
         spec_name: Set(Some("A100".to_owned())),
-        gpu_count: Set(2),
-        gpu_type: Set(None),
-        gpu_memory_gb: Set(None),
-        started_at: Set(started),
-        completed_at: Set(completed),
-        duration_seconds: Set(3600),
-        gpu_hours: Set(Decimal::new(2_000_253, 6)),
-        status: Set(TaskStatus::Completed),
         created_at: Set(created),
+        ..record_row("utc-round-trip", "ep-utc", 2, started, completed)
     }
     .insert(db)
     .await
@@ -367,40 +338,12 @@ async fn default_timestamp_is_utc(t: TestDb) {
     ))
     .await
     .unwrap();
-    let stored = record::Entity::find()
-        .filter(record::Column::TaskId.eq("utc-default"))
-        .one(db)
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = find_record(db, "utc-default").await.unwrap();
     close_to_now(stored.created_at, "created_at from the column default");
     t.cleanup().await;
 }
 
-mod round_trip {
-    use super::*;
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn sqlite() {
-        datetime_round_trip(TestDb::new(Backend::Sqlite).await).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn mysql() {
-        datetime_round_trip(TestDb::new(Backend::MySql).await).await;
-    }
-}
-
-mod default_timestamp {
-    use super::*;
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn sqlite() {
-        default_timestamp_is_utc(TestDb::new(Backend::Sqlite).await).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn mysql() {
-        default_timestamp_is_utc(TestDb::new(Backend::MySql).await).await;
-    }
+gpu_usage_testing::dual_backend_tests! {
+    round_trip => datetime_round_trip,
+    default_timestamp => default_timestamp_is_utc,
 }

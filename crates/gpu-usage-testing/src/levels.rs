@@ -3,15 +3,12 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::TestDb;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use gpu_usage_core::EngineConfig;
 use gpu_usage_core::entities::{record, statistics_daily, statistics_hourly, statistics_minute};
-use gpu_usage_core::rollup;
-use gpu_usage_core::types::{Granularity, ScopeType, TimeRange, day_start};
+use gpu_usage_core::types::{Granularity, ScopeType, day_start};
 use rust_decimal::{Decimal, RoundingStrategy};
-use sea_orm::{ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait};
+use sea_orm::{ConnectionTrait, EntityTrait, PaginatorTrait};
 
 /// One statistics row, level-independent, with decimals as integers in
 /// units of their column's last place (DB values rounded to the column
@@ -185,36 +182,26 @@ fn daily_row(m: statistics_daily::Model) -> Row {
     }
 }
 
+/// Every row of one level's table, sorted.
+async fn read_level<E: EntityTrait>(
+    db: &impl ConnectionTrait,
+    row: fn(E::Model) -> Row,
+) -> anyhow::Result<Vec<Row>> {
+    let models = E::find()
+        .all(db)
+        .await
+        .with_context(|| format!("read {} rows", E::default().table_name()))?;
+    let mut rows: Vec<Row> = models.into_iter().map(row).collect();
+    rows.sort();
+    Ok(rows)
+}
+
 /// Every row of every statistics level, sorted.
 pub async fn read_levels(db: &impl ConnectionTrait) -> anyhow::Result<Levels> {
-    let mut minute: Vec<Row> = statistics_minute::Entity::find()
-        .all(db)
-        .await
-        .context("read minute rows")?
-        .into_iter()
-        .map(minute_row)
-        .collect();
-    let mut hourly: Vec<Row> = statistics_hourly::Entity::find()
-        .all(db)
-        .await
-        .context("read hourly rows")?
-        .into_iter()
-        .map(hourly_row)
-        .collect();
-    let mut daily: Vec<Row> = statistics_daily::Entity::find()
-        .all(db)
-        .await
-        .context("read daily rows")?
-        .into_iter()
-        .map(daily_row)
-        .collect();
-    minute.sort();
-    hourly.sort();
-    daily.sort();
     Ok(Levels {
-        minute,
-        hourly,
-        daily,
+        minute: read_level::<statistics_minute::Entity>(db, minute_row).await?,
+        hourly: read_level::<statistics_hourly::Entity>(db, hourly_row).await?,
+        daily: read_level::<statistics_daily::Entity>(db, daily_row).await?,
     })
 }
 
@@ -283,70 +270,4 @@ fn diff_rows(g: Granularity, actual: &[Row], expected: &[Row], out: &mut String)
 /// Distinct (bucket, scope) keys of a level, for quick sanity checks.
 pub fn keys(rows: &[Row]) -> HashSet<Key> {
     rows.iter().map(Row::key).collect()
-}
-
-/// Stores JSON records through ingest (parsed like a transport) and checks
-/// they were all inserted.
-pub async fn ingest_json(
-    db: &DatabaseConnection,
-    recs: Vec<serde_json::Value>,
-    now: DateTime<Utc>,
-) {
-    let n = recs.len();
-    let parsed = recs.into_iter().map(crate::wire).collect();
-    let r = gpu_usage_core::ingest::ingest(db, parsed, now, &EngineConfig::default())
-        .await
-        .unwrap();
-    assert_eq!(r.inserted, n, "{r:?}");
-}
-
-/// Every statistics row without ids and write times, as sorted debug
-/// strings: equal snapshots mean equal statistics.
-pub async fn snapshot(db: &DatabaseConnection) -> Vec<String> {
-    let epoch = DateTime::<Utc>::UNIX_EPOCH;
-    let mut out = Vec::new();
-    for m in statistics_minute::Entity::find().all(db).await.unwrap() {
-        let m = statistics_minute::Model {
-            id: 0,
-            updated_at: epoch,
-            ..m
-        };
-        out.push(format!("minute {m:?}"));
-    }
-    for m in statistics_hourly::Entity::find().all(db).await.unwrap() {
-        let m = statistics_hourly::Model {
-            id: 0,
-            updated_at: epoch,
-            ..m
-        };
-        out.push(format!("hourly {m:?}"));
-    }
-    for m in statistics_daily::Entity::find().all(db).await.unwrap() {
-        let m = statistics_daily::Model {
-            id: 0,
-            updated_at: epoch,
-            ..m
-        };
-        out.push(format!("daily {m:?}"));
-    }
-    out.sort();
-    out
-}
-
-/// The same records on a fresh database, rebuilt by one direct recompute
-/// of every level over `range`: what any sequence of jobs must converge to.
-pub async fn reference(
-    backend: crate::Backend,
-    recs: Vec<serde_json::Value>,
-    range: TimeRange,
-    now: DateTime<Utc>,
-) -> Vec<String> {
-    let r = TestDb::new(backend).await;
-    ingest_json(&r.db, recs, now).await;
-    for level in Granularity::ALL {
-        rollup::recompute(&r.db, level, range, now, &EngineConfig::default())
-            .await
-            .unwrap();
-    }
-    snapshot(&r.db).await
 }
