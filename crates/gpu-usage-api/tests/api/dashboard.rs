@@ -134,7 +134,6 @@ async fn assets_and_redirect(db: TestDb) {
     assert!(res.status().is_client_error(), "{}", res.status());
     app.finish().await;
 }
-both_backends!(assets_and_redirect);
 
 async fn whoami_with_tokens(db: TestDb) {
     let app = spawn_app_with(db, |s, _| with_tokens(s)).await;
@@ -168,7 +167,6 @@ async fn whoami_with_tokens(db: TestDb) {
     assert_eq!(body["error"], "the bearer token is not valid");
     app.finish().await;
 }
-both_backends!(whoami_with_tokens);
 
 async fn whoami_public_reads(db: TestDb) {
     let app = spawn_app_with(db, |s, _| {
@@ -200,7 +198,6 @@ async fn whoami_public_reads(db: TestDb) {
     expect_error(res, 401, "unauthorized").await;
     app.finish().await;
 }
-both_backends!(whoami_public_reads);
 
 async fn whoami_open(db: TestDb) {
     // No token configured: the local first run, everyone is admin.
@@ -210,14 +207,15 @@ async fn whoami_open(db: TestDb) {
     assert_eq!(body["auth"], "open");
     assert!(body["name"].as_str().is_some_and(|n| !n.is_empty()));
     // Following the redirect lands on the page.
-    let res = app
-        .client
-        .get(format!("{}/", app.base))
-        .send()
-        .await
-        .unwrap();
+    let res = app.get_outside("/").await;
     assert_eq!(res.status(), StatusCode::OK);
     assert!(res.url().path().ends_with("/dashboard"));
     app.finish().await;
 }
-both_backends!(whoami_open);
+
+both_backends!(
+    assets_and_redirect,
+    whoami_with_tokens,
+    whoami_public_reads,
+    whoami_open,
+);

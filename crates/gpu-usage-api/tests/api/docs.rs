@@ -7,7 +7,7 @@ use gpu_usage_testing::TestDb;
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::support::{both_backends, spawn_app};
+use crate::support::{both_backends, column, content_type, spawn_app};
 
 /// Every route a client can call, as (method, path template).
 const ROUTES: &[(&str, &str)] = &[
@@ -94,12 +94,7 @@ async fn document_matches_routes(db: TestDb) {
 
     // Parameters and bodies are documented, including the error shape.
     let hourly = &doc["paths"]["/api/v1/gpu-usage/hourly"]["get"];
-    let params: Vec<&str> = hourly["parameters"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["name"].as_str().unwrap())
-        .collect();
+    let params = column(&hourly["parameters"], "name", Value::as_str);
     for p in [
         "scope_type",
         "scope_value",
@@ -142,18 +137,12 @@ async fn document_matches_routes(db: TestDb) {
     }
     app.finish().await;
 }
-both_backends!(document_matches_routes);
 
 async fn reference_page_probes_and_request_ids(db: TestDb) {
     let app = spawn_app(db).await;
     let res = app.get("/docs").await;
     assert_eq!(res.status(), 200);
-    assert!(
-        res.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/html")
-    );
+    assert!(content_type(&res).starts_with("text/html"));
     let html = res.text().await.unwrap();
     assert!(html.contains("fetch(\"openapi.json\")"));
     assert!(
@@ -161,22 +150,12 @@ async fn reference_page_probes_and_request_ids(db: TestDb) {
         "the page must not load external assets"
     );
 
-    let res = app
-        .client
-        .get(format!("{}/healthz", app.base))
-        .send()
-        .await
-        .unwrap();
+    let res = app.get_outside("/healthz").await;
     assert_eq!(res.status(), 200);
     let id = res.headers()["x-request-id"].to_str().unwrap().to_owned();
     assert_eq!(id.len(), 36, "a UUID: {id}");
     assert_eq!(res.json::<Value>().await.unwrap()["status"], "ok");
-    let res = app
-        .client
-        .get(format!("{}/readyz", app.base))
-        .send()
-        .await
-        .unwrap();
+    let res = app.get_outside("/readyz").await;
     assert_eq!(res.status(), 200);
     let other = res.headers()["x-request-id"].to_str().unwrap().to_owned();
     assert_ne!(id, other, "every request gets its own id");
@@ -185,7 +164,11 @@ async fn reference_page_probes_and_request_ids(db: TestDb) {
     assert!(res.headers().get("x-request-id").is_some());
     app.finish().await;
 }
-both_backends!(reference_page_probes_and_request_ids);
+
+both_backends!(
+    document_matches_routes,
+    reference_page_probes_and_request_ids,
+);
 
 fn collect_refs(v: &Value, out: &mut Vec<String>) {
     match v {

@@ -9,7 +9,9 @@
 use gpu_usage_testing::TestDb;
 use serde_json::Value;
 
-use crate::support::{both_backends, load_fixture, spawn_app};
+use crate::support::{
+    both_backends, column, content_type, expect_error, load_fixture, spawn_app, task,
+};
 
 fn close(v: &Value, expected: f64) -> bool {
     v.as_f64().is_some_and(|x| (x - expected).abs() < 1e-9)
@@ -65,12 +67,8 @@ async fn dashboard_hourly_numbers(db: TestDb) {
     assert_eq!(body["next_cursor"], Value::Null);
     assert_eq!(body["limit"], 5000);
     let rows = body["data"].as_array().unwrap();
-    let times: Vec<&str> = rows
-        .iter()
-        .map(|r| r["time_bucket"].as_str().unwrap())
-        .collect();
     assert_eq!(
-        times,
+        column(&body["data"], "time_bucket", Value::as_str),
         [
             "2026-01-01T10:00:00Z",
             "2026-01-01T11:00:00Z",
@@ -128,7 +126,6 @@ async fn dashboard_hourly_numbers(db: TestDb) {
     assert_num(s, "peak_gpu_hours", 4.0);
     app.finish().await;
 }
-both_backends!(dashboard_hourly_numbers);
 
 async fn minute_daily_and_scopes(db: TestDb) {
     let app = spawn_app(db).await;
@@ -225,7 +222,6 @@ async fn minute_daily_and_scopes(db: TestDb) {
     );
     app.finish().await;
 }
-both_backends!(minute_daily_and_scopes);
 
 async fn records_listing(db: TestDb) {
     let app = spawn_app(db).await;
@@ -241,13 +237,10 @@ async fn records_listing(db: TestDb) {
 
     let day = "start_time=2026-01-01T00:00:00Z&end_time=2026-01-02T00:00:00Z";
     let all = app.get_json(&format!("/records?{day}")).await;
-    let ids: Vec<&str> = all["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["task_id"].as_str().unwrap())
-        .collect();
-    assert_eq!(ids, ["t1", "t4", "t2"]);
+    assert_eq!(
+        column(&all["data"], "task_id", Value::as_str),
+        ["t1", "t4", "t2"]
+    );
     let t4 = &all["data"][1];
     assert_num(t4, "gpu_hours", 0.067778);
     assert_num(t4, "duration_seconds", 30.0);
@@ -266,30 +259,15 @@ async fn records_listing(db: TestDb) {
 
     // Paging through records one at a time yields the same sequence.
     let mut seen = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let c = cursor
-            .as_deref()
-            .map(|c| format!("&cursor={c}"))
-            .unwrap_or_default();
-        let page = app.get_json(&format!("/records?{day}&limit=1{c}")).await;
+    for page in app.pages(&format!("/records?{day}&limit=1")).await {
         assert_eq!(page["total"], 3);
-        seen.extend(
-            page["data"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|r| r["task_id"].as_str().unwrap().to_owned()),
-        );
-        match page["next_cursor"].as_str() {
-            Some(c) => cursor = Some(c.to_owned()),
-            None => break,
-        }
+        seen.extend(column(&page["data"], "task_id", |v| {
+            v.as_str().map(str::to_owned)
+        }));
     }
     assert_eq!(seen, ["t1", "t4", "t2"]);
     app.finish().await;
 }
-both_backends!(records_listing);
 
 async fn pagination_across_pages(db: TestDb) {
     let app = spawn_app(db).await;
@@ -302,15 +280,8 @@ async fn pagination_across_pages(db: TestDb) {
     assert_eq!(full["data"].as_array().unwrap().len(), 92);
 
     let mut rows: Vec<Value> = Vec::new();
-    let mut pages = 0;
-    let mut cursor: Option<String> = None;
-    loop {
-        let c = cursor
-            .as_deref()
-            .map(|c| format!("&cursor={c}"))
-            .unwrap_or_default();
-        let page = app.get_json(&format!("/minute?{range}&limit=7{c}")).await;
-        pages += 1;
+    let pages = app.pages(&format!("/minute?{range}&limit=7")).await;
+    for page in &pages {
         assert_eq!(page["total"], total);
         assert_eq!(
             page["summary"], full["summary"],
@@ -320,13 +291,8 @@ async fn pagination_across_pages(db: TestDb) {
         let data = page["data"].as_array().unwrap();
         assert!(data.len() <= 7);
         rows.extend(data.iter().cloned());
-        match page["next_cursor"].as_str() {
-            Some(c) => cursor = Some(c.to_owned()),
-            None => break,
-        }
-        assert!(pages <= 20, "pagination does not end");
     }
-    assert_eq!(pages, 14);
+    assert_eq!(pages.len(), 14);
     assert_eq!(
         &rows,
         full["data"].as_array().unwrap(),
@@ -354,13 +320,13 @@ async fn pagination_across_pages(db: TestDb) {
     // Cursors are opaque and bound to their query.
     let hourly = app.get_json(&format!("/hourly?{range}&limit=1")).await;
     let foreign = hourly["next_cursor"].as_str().unwrap();
-    crate::support::expect_error(
+    expect_error(
         app.get(&format!("/minute?{range}&cursor={foreign}")).await,
         400,
         "invalid_parameter",
     )
     .await;
-    crate::support::expect_error(
+    expect_error(
         app.get(&format!("/minute?{range}&cursor=not-a-cursor"))
             .await,
         400,
@@ -369,7 +335,6 @@ async fn pagination_across_pages(db: TestDb) {
     .await;
     app.finish().await;
 }
-both_backends!(pagination_across_pages);
 
 async fn csv_output(db: TestDb) {
     let app = spawn_app(db).await;
@@ -377,19 +342,13 @@ async fn csv_output(db: TestDb) {
     let q =
         "/hourly?scope_type=endpoint&start_time=2026-01-01T00:00:00Z&end_time=2026-01-02T00:00:00Z";
 
-    let res = app
-        .request(reqwest::Method::GET, q)
-        .header("Accept", "text/csv")
-        .send()
-        .await
-        .unwrap();
+    let accepting = |path: String, accept: &'static str| {
+        let r = app.request(reqwest::Method::GET, &path);
+        async move { r.header("Accept", accept).send().await.unwrap() }
+    };
+    let res = accepting(q.to_owned(), "text/csv").await;
     assert_eq!(res.status(), 200);
-    assert!(
-        res.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/csv")
-    );
+    assert!(content_type(&res).starts_with("text/csv"));
     assert_eq!(res.headers()["x-total-count"], "4");
     let text = res.text().await.unwrap();
     let lines: Vec<&str> = text.split("\r\n").filter(|l| !l.is_empty()).collect();
@@ -414,33 +373,14 @@ avg_gpu_count,max_gpu_count,peak_minute,peak_gpu_hours,period_start,period_end,u
     assert_eq!(text.split("\r\n").filter(|l| !l.is_empty()).count(), 4);
 
     // format= wins over Accept; browsers' Accept lists get JSON.
-    let res = app
-        .request(reqwest::Method::GET, &format!("{q}&format=json"))
-        .header("Accept", "text/csv")
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        res.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("application/json")
-    );
-    let res = app
-        .request(reqwest::Method::GET, q)
-        .header(
-            "Accept",
-            "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
-        )
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        res.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("application/json")
-    );
+    let browser = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
+    for (path, accept) in [
+        (format!("{q}&format=json"), "text/csv"),
+        (q.to_owned(), browser),
+    ] {
+        let res = accepting(path, accept).await;
+        assert!(content_type(&res).starts_with("application/json"));
+    }
 
     let minute = app
         .get("/minute?start_time=2026-01-01T11:00:00Z&end_time=2026-01-01T11:01:00Z&format=csv")
@@ -467,7 +407,6 @@ avg_gpu_count,max_gpu_count,peak_minute,peak_gpu_hours,period_start,period_end,u
     );
     app.finish().await;
 }
-both_backends!(csv_output);
 
 async fn defaults_and_empty_results(db: TestDb) {
     let app = spawn_app(db).await;
@@ -504,36 +443,19 @@ async fn defaults_and_empty_results(db: TestDb) {
     assert_eq!(scopes, serde_json::json!({"endpoints": [], "specs": []}));
     app.finish().await;
 }
-both_backends!(defaults_and_empty_results);
 
 /// A row rewritten between two page requests (a late record, a recompute)
 /// gets a new id; the cursor names (bucket, scope value), so the next page
 /// continues after the row itself and never returns it again.
 async fn a_rewritten_row_is_not_served_twice(db: TestDb) {
     let app = spawn_app(db).await;
-    let task = |id: &str, ep: &str, start: &str, end: &str| {
-        serde_json::json!({"task_id": id, "endpoint": ep, "gpu_count": 1,
-            "started_at": start, "completed_at": end, "status": "COMPLETED"})
-    };
+    let task =
+        |id: &str, ep: &str, start: &str, end: &str| task(id, ep, 1, start, end, "COMPLETED");
+    let (start, end) = ("2026-01-01T10:00:00Z", "2026-01-01T10:10:00Z");
     app.ingest(&serde_json::json!([
-        task(
-            "a1",
-            "cur-a",
-            "2026-01-01T10:00:00Z",
-            "2026-01-01T10:10:00Z"
-        ),
-        task(
-            "b1",
-            "cur-b",
-            "2026-01-01T10:00:00Z",
-            "2026-01-01T10:10:00Z"
-        ),
-        task(
-            "c1",
-            "cur-c",
-            "2026-01-01T10:00:00Z",
-            "2026-01-01T10:10:00Z"
-        ),
+        task("a1", "cur-a", start, end),
+        task("b1", "cur-b", start, end),
+        task("c1", "cur-c", start, end),
     ]))
     .await;
     let range = "start_time=2026-01-01T00:00:00Z&end_time=2026-01-02T00:00:00Z";
@@ -560,7 +482,6 @@ async fn a_rewritten_row_is_not_served_twice(db: TestDb) {
     assert_eq!(seen, ["cur-a", "cur-b", "cur-c"]);
     app.finish().await;
 }
-both_backends!(a_rewritten_row_is_not_served_twice);
 
 /// The summary's average is the exact task-weighted fraction rounded half
 /// away from zero, like the rows: 199 tasks on 1 GPU and one on 2 give
@@ -585,4 +506,14 @@ async fn summary_average_rounds_the_exact_fraction(db: TestDb) {
     }
     app.finish().await;
 }
-both_backends!(summary_average_rounds_the_exact_fraction);
+
+both_backends!(
+    dashboard_hourly_numbers,
+    minute_daily_and_scopes,
+    records_listing,
+    pagination_across_pages,
+    csv_output,
+    defaults_and_empty_results,
+    a_rewritten_row_is_not_served_twice,
+    summary_average_rounds_the_exact_fraction,
+);
