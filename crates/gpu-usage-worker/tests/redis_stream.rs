@@ -83,24 +83,35 @@ async fn pending(pool: &deadpool_redis::Pool, s: &RedisSettings) -> usize {
     reply.count()
 }
 
-async fn drop_keys(pool: &deadpool_redis::Pool, s: &RedisSettings) {
+/// A MariaDB test database, a stream (and group) of its own on the test
+/// Redis with a pool, and a clock at 10:00.
+async fn fixture() -> (
+    TestDb,
+    RedisSettings,
+    deadpool_redis::Pool,
+    Arc<ManualClock>,
+) {
+    let s = redis_settings();
+    let pool = stream::create_pool(&s).unwrap();
+    (
+        TestDb::mysql().await,
+        s,
+        pool,
+        clock_at("2026-06-15T10:00:00Z"),
+    )
+}
+
+/// Drops the streams, then the database.
+async fn finish(t: TestDb, s: &RedisSettings, pool: &deadpool_redis::Pool) {
     let mut conn = pool.get().await.unwrap();
     let _: () = conn.del(&[&s.stream, &s.dead_letter_stream]).await.unwrap();
+    t.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_valid_record_once_every_malformed_one_dead_lettered_nothing_pending() {
-    let t = TestDb::mysql().await;
-    let s = redis_settings();
-    let pool = stream::create_pool(&s).unwrap();
-    let clock = Arc::new(ManualClock::new(ts("2026-06-15T10:00:00Z")));
-    let valid = records(
-        30,
-        "rs",
-        40,
-        ts("2026-06-15T06:00:00Z"),
-        ts("2026-06-15T09:59:00Z"),
-    );
+    let (t, s, pool, clock) = fixture().await;
+    let valid = records_in(30, "rs", 40, "2026-06-15T06:00:00Z", "2026-06-15T09:59:00Z");
 
     let mut expected_dead: BTreeMap<String, &str> = BTreeMap::new();
     for (i, r) in valid.iter().enumerate() {
@@ -240,27 +251,23 @@ async fn every_valid_record_once_every_malformed_one_dead_lettered_nothing_pendi
     assert_eq!(seen, expected_dead.keys().cloned().collect::<BTreeSet<_>>());
     drop(conn);
 
-    drop_keys(&pool, &s).await;
-    t.cleanup().await;
+    finish(t, &s, &pool).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_consumer_loop_stores_what_arrives_and_stops_on_shutdown() {
-    let t = TestDb::mysql().await;
-    let s = redis_settings();
-    let pool = stream::create_pool(&s).unwrap();
-    let clock = Arc::new(ManualClock::new(ts("2026-06-15T10:00:00Z")));
+    let (t, s, pool, clock) = fixture().await;
     let ctx = context(t.db.clone(), clock.clone(), "looper");
     let consumer = StreamConsumer::new(pool.clone(), s.clone(), ctx.clone(), "looper");
     let (trigger, stop) = shutdown::channel();
     let task = tokio::spawn(consumer.run(stop));
 
-    let recs = records(
+    let recs = records_in(
         31,
         "loop",
         5,
-        ts("2026-06-15T09:00:00Z"),
-        ts("2026-06-15T09:59:00Z"),
+        "2026-06-15T09:00:00Z",
+        "2026-06-15T09:59:00Z",
     );
     // Published before and after the group exists: both are consumed.
     for r in &recs {
@@ -288,6 +295,5 @@ async fn the_consumer_loop_stores_what_arrives_and_stops_on_shutdown() {
         "stopped within about one block time"
     );
     assert_eq!(pending(&pool, &s).await, 0);
-    drop_keys(&pool, &s).await;
-    t.cleanup().await;
+    finish(t, &s, &pool).await;
 }

@@ -19,7 +19,7 @@ use gpu_usage_core::status;
 use gpu_usage_core::types::TimeRange;
 use gpu_usage_testing::{Backend, TestDb};
 use gpu_usage_worker::jobs::run_job;
-use gpu_usage_worker::{BackgroundOptions, Clock, JobOutcome, ManualClock};
+use gpu_usage_worker::{Clock, JobOutcome, ManualClock};
 use sea_orm::sqlx;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 
@@ -59,12 +59,12 @@ async fn three_workers_never_run_a_job_twice_at_once_and_converge() {
     let start = ts("2026-06-15T09:59:30Z");
     let clock = Arc::new(ManualClock::new(start));
     let range = TimeRange::new(ts("2026-06-14T00:00:00Z"), ts("2026-06-16T00:00:00Z")).unwrap();
-    let mut all = records(
+    let mut all = records_in(
         10,
         "base",
         120,
-        ts("2026-06-14T18:00:00Z"),
-        ts("2026-06-15T09:59:00Z"),
+        "2026-06-14T18:00:00Z",
+        "2026-06-15T09:59:00Z",
     );
     ingest(&t.db, all.clone(), clock.now()).await;
 
@@ -72,14 +72,7 @@ async fn three_workers_never_run_a_job_twice_at_once_and_converge() {
     let mut ticks = Vec::new();
     for i in 1..=3 {
         let db = gpu_usage_core::db::connect(&t.settings).await.unwrap();
-        let opts = BackgroundOptions {
-            clock: clock.clone(),
-            runner: Some(format!("worker-{i}")),
-            backfill: false,
-            redis: false,
-            ..BackgroundOptions::default()
-        };
-        let bg = gpu_usage_worker::spawn_with(&settings(), db, opts).unwrap();
+        let bg = spawn_background(db, &clock, &format!("worker-{i}"), Tasks::Scheduler);
         ticks.push(bg.ticks().unwrap());
         workers.push(bg);
     }
@@ -107,8 +100,7 @@ async fn three_workers_never_run_a_job_twice_at_once_and_converge() {
             ts("2026-06-14T02:00:00Z"),
             clock.now() - chrono::TimeDelta::seconds(1),
         );
-        ingest(&t.db, batch.clone(), clock.now()).await;
-        all.extend(batch);
+        ingest_into(&t.db, &mut all, batch, clock.now()).await;
         clock.set(ts(at));
         for rx in &mut ticks {
             wait_tick(rx, ts(at)).await;
@@ -175,14 +167,8 @@ async fn three_workers_never_run_a_job_twice_at_once_and_converge() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_worker_killed_mid_rollup_frees_its_lock_and_another_completes() {
     let t = TestDb::mysql().await;
-    let clock = Arc::new(ManualClock::new(ts("2026-06-15T10:00:30Z")));
-    let all = records(
-        20,
-        "k",
-        60,
-        ts("2026-06-15T06:00:00Z"),
-        ts("2026-06-15T10:00:00Z"),
-    );
+    let clock = clock_at("2026-06-15T10:00:30Z");
+    let all = records_in(20, "k", 60, "2026-06-15T06:00:00Z", "2026-06-15T10:00:00Z");
     ingest(&t.db, all.clone(), clock.now()).await;
     let lock = lock_name(t.database_name().unwrap(), JobName::MinuteRollup);
 

@@ -42,14 +42,7 @@ async fn explicit_clock_drives_the_chain_and_folds_in_late_data() {
     let mut all = records(1, "first", 30, window.0, window.1);
     ingest(&t.db, all.clone(), clock.now()).await;
 
-    let opts = BackgroundOptions {
-        clock: clock.clone(),
-        runner: Some("solo".into()),
-        backfill: false,
-        redis: false,
-        ..BackgroundOptions::default()
-    };
-    let bg = gpu_usage_worker::spawn_with(&settings(), t.db.clone(), opts).unwrap();
+    let bg = spawn_background(t.db.clone(), &clock, "solo", Tasks::Scheduler);
     let mut ticks = bg.ticks().unwrap();
 
     // Fresh database: nothing ran before, so every job runs at start-up.
@@ -64,17 +57,9 @@ async fn explicit_clock_drives_the_chain_and_folds_in_late_data() {
 
     // A late record for yesterday, then the 10:00 tick: every level is due
     // and takes it in, in order.
-    let late = records(
-        2,
-        "late",
-        1,
-        ts("2026-06-14T03:00:00Z"),
-        ts("2026-06-14T03:30:00Z"),
-    );
-    ingest(&t.db, late.clone(), clock.now()).await;
-    all.extend(late);
-    clock.set(ts("2026-06-15T10:00:00Z"));
-    let tick = wait_tick(&mut ticks, ts("2026-06-15T10:00:00Z")).await;
+    let late = records_in(2, "late", 1, "2026-06-14T03:00:00Z", "2026-06-14T03:30:00Z");
+    ingest_into(&t.db, &mut all, late, clock.now()).await;
+    let tick = tick_at(&clock, &mut ticks, "2026-06-15T10:00:00Z").await;
     let jobs: Vec<JobName> = tick.outcomes.iter().map(|(j, _)| *j).collect();
     assert_eq!(
         jobs,
@@ -94,17 +79,15 @@ async fn explicit_clock_drives_the_chain_and_folds_in_late_data() {
 
     // Another late record at 10:00:30: minute rows have it after the 10:01
     // tick, hourly after 10:05, daily after 11:00 (SPEC §4 bounds).
-    let late = records(
+    let late = records_in(
         3,
         "later",
         1,
-        ts("2026-06-14T05:00:00Z"),
-        ts("2026-06-14T05:20:00Z"),
+        "2026-06-14T05:00:00Z",
+        "2026-06-14T05:20:00Z",
     );
-    ingest(&t.db, late.clone(), clock.now()).await;
-    all.extend(late);
-    clock.set(ts("2026-06-15T10:01:00Z"));
-    let tick = wait_tick(&mut ticks, ts("2026-06-15T10:01:00Z")).await;
+    ingest_into(&t.db, &mut all, late, clock.now()).await;
+    let tick = tick_at(&clock, &mut ticks, "2026-06-15T10:01:00Z").await;
     assert_eq!(
         tick.outcomes.len(),
         1,
@@ -118,16 +101,14 @@ async fn explicit_clock_drives_the_chain_and_folds_in_late_data() {
         "{st:?}"
     );
 
-    clock.set(ts("2026-06-15T10:05:00Z"));
-    let tick = wait_tick(&mut ticks, ts("2026-06-15T10:05:00Z")).await;
+    let tick = tick_at(&clock, &mut ticks, "2026-06-15T10:05:00Z").await;
     assert!(ran(outcome_of(&tick, JobName::HourlyRollup)), "{tick:?}");
     assert!(
         outcome_of(&tick, JobName::DailyRollup).is_none(),
         "daily is hourly: {tick:?}"
     );
 
-    clock.set(ts("2026-06-15T11:00:00Z"));
-    let tick = wait_tick(&mut ticks, ts("2026-06-15T11:00:00Z")).await;
+    let tick = tick_at(&clock, &mut ticks, "2026-06-15T11:00:00Z").await;
     assert!(ran(outcome_of(&tick, JobName::DailyRollup)), "{tick:?}");
     assert_eq!(
         snapshot(&t.db).await,
@@ -154,19 +135,9 @@ async fn explicit_clock_drives_the_chain_and_folds_in_late_data() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_are_retried_with_back_off_and_never_stop_the_loop() {
     let t = TestDb::sqlite().await;
-    let clock = Arc::new(ManualClock::new(ts("2026-06-15T10:00:00Z")));
-    ingest(
-        &t.db,
-        records(
-            4,
-            "r",
-            10,
-            ts("2026-06-15T08:00:00Z"),
-            ts("2026-06-15T09:59:00Z"),
-        ),
-        clock.now(),
-    )
-    .await;
+    let clock = clock_at("2026-06-15T10:00:00Z");
+    let recs = records_in(4, "r", 10, "2026-06-15T08:00:00Z", "2026-06-15T09:59:00Z");
+    ingest(&t.db, recs, clock.now()).await;
     let ctx = context(t.db.clone(), clock.clone(), "retrier");
     let intervals = Intervals::from_settings(&settings().worker);
     let mut sched = Scheduler::new(ctx.clone(), intervals);
@@ -242,7 +213,7 @@ async fn failures_are_retried_with_back_off_and_never_stop_the_loop() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_held_lock_skips_and_runs_are_recorded() {
     let t = TestDb::sqlite().await;
-    let clock = Arc::new(ManualClock::new(ts("2026-06-15T10:00:00Z")));
+    let clock = clock_at("2026-06-15T10:00:00Z");
     let ctx = context(t.db.clone(), clock.clone(), "r1");
     let held = locks::try_lock(&t.db, JobName::MinuteRollup)
         .await
@@ -259,18 +230,8 @@ async fn a_held_lock_skips_and_runs_are_recorded() {
     assert_eq!(ctx.metrics.job_runs(JobName::MinuteRollup, "skipped"), 1);
     held.release().await.unwrap();
 
-    ingest(
-        &t.db,
-        records(
-            5,
-            "r",
-            10,
-            ts("2026-06-15T09:00:00Z"),
-            ts("2026-06-15T09:59:00Z"),
-        ),
-        clock.now(),
-    )
-    .await;
+    let recs = records_in(5, "r", 10, "2026-06-15T09:00:00Z", "2026-06-15T09:59:00Z");
+    ingest(&t.db, recs, clock.now()).await;
     let JobOutcome::Ran { rows_written, .. } = run_job(&ctx, JobName::MinuteRollup).await else {
         panic!("expected a run");
     };
@@ -294,20 +255,10 @@ async fn a_held_lock_skips_and_runs_are_recorded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_probes_and_metrics() {
     let t = TestDb::sqlite().await;
-    let clock = Arc::new(ManualClock::new(ts("2026-06-15T10:00:00Z")));
+    let clock = clock_at("2026-06-15T10:00:00Z");
     let ctx = context(t.db.clone(), clock.clone(), "http");
-    ingest(
-        &t.db,
-        records(
-            6,
-            "r",
-            5,
-            ts("2026-06-15T09:00:00Z"),
-            ts("2026-06-15T09:59:00Z"),
-        ),
-        clock.now(),
-    )
-    .await;
+    let recs = records_in(6, "r", 5, "2026-06-15T09:00:00Z", "2026-06-15T09:59:00Z");
+    ingest(&t.db, recs, clock.now()).await;
     run_job(&ctx, JobName::MinuteRollup).await;
     run_job(&ctx, JobName::MinuteRollup).await;
 
@@ -374,7 +325,7 @@ async fn http_probes_and_metrics() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_returns_promptly_after_the_shutdown_future_resolves() {
     let t = TestDb::sqlite().await;
-    let clock = Arc::new(ManualClock::new(ts("2026-06-15T10:00:10Z")));
+    let clock = clock_at("2026-06-15T10:00:10Z");
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let opts = BackgroundOptions {
         clock: clock.clone(),
@@ -430,14 +381,8 @@ async fn run_returns_promptly_after_the_shutdown_future_resolves() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_backfill_poller_runs_queued_jobs() {
     let t = TestDb::sqlite().await;
-    let clock = Arc::new(ManualClock::new(ts("2026-06-15T10:00:00Z")));
-    let recs = records(
-        7,
-        "bf",
-        20,
-        ts("2026-06-13T22:00:00Z"),
-        ts("2026-06-15T09:00:00Z"),
-    );
+    let clock = clock_at("2026-06-15T10:00:00Z");
+    let recs = records_in(7, "bf", 20, "2026-06-13T22:00:00Z", "2026-06-15T09:00:00Z");
     ingest(&t.db, recs.clone(), clock.now()).await;
     let range = TimeRange::new(ts("2026-06-13T00:00:00Z"), ts("2026-06-16T00:00:00Z")).unwrap();
     let job = gpu_usage_core::backfill::create(
@@ -449,14 +394,7 @@ async fn the_backfill_poller_runs_queued_jobs() {
     .await
     .unwrap();
 
-    let opts = BackgroundOptions {
-        clock: clock.clone(),
-        runner: Some("poller".into()),
-        scheduler: false,
-        redis: false,
-        ..BackgroundOptions::default()
-    };
-    let bg = gpu_usage_worker::spawn_with(&settings(), t.db.clone(), opts).unwrap();
+    let bg = spawn_background(t.db.clone(), &clock, "poller", Tasks::BackfillPoller);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let j = gpu_usage_core::backfill::get(&t.db, job.id).await.unwrap();

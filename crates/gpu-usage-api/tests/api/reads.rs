@@ -7,7 +7,7 @@
 //! t4 ep-b/a100 8 GPUs 11:00:00–11:00:30.5   → 244 GPU-s in minute 11:00
 
 use gpu_usage_testing::TestDb;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::support::{
     both_backends, column, content_type, expect_error, load_fixture, spawn_app, task,
@@ -37,6 +37,14 @@ fn assert_utc(v: &Value) {
         .unwrap_or_else(|| panic!("not a time string: {v}"));
     assert!(s.ends_with('Z'), "not RFC 3339 UTC with Z: {s}");
     chrono::DateTime::parse_from_rfc3339(s).unwrap();
+}
+
+/// Every field of `expected` is a JSON number close to its value in `row`.
+#[track_caller]
+fn assert_nums(row: &Value, expected: Value) {
+    for (field, want) in expected.as_object().unwrap() {
+        assert_num(row, field, want.as_f64().unwrap());
+    }
 }
 
 fn buckets(body: &Value) -> Vec<(String, Value)> {
@@ -79,12 +87,13 @@ async fn dashboard_hourly_numbers(db: TestDb) {
     let h10 = &rows[0];
     assert_eq!(h10["scope_type"], "global");
     assert_eq!(h10["scope_value"], Value::Null);
-    assert_num(h10, "total_tasks", 1.0);
-    assert_num(h10, "completed_tasks", 1.0);
-    assert_num(h10, "failed_tasks", 0.0);
-    assert_num(h10, "total_gpu_hours", 4.0);
-    assert_num(h10, "avg_gpu_count", 2.0);
-    assert_num(h10, "max_gpu_count", 2.0);
+    assert_nums(
+        h10,
+        json!({
+            "total_tasks": 1.0, "completed_tasks": 1.0, "failed_tasks": 0.0,
+            "total_gpu_hours": 4.0, "avg_gpu_count": 2.0, "max_gpu_count": 2.0
+        }),
+    );
     // 10:15–10:29 carry both tasks (360 GPU-s); ties go to the earliest.
     assert_eq!(h10["peak_minute"], "2026-01-01T10:15:00Z");
     assert_num(h10, "peak_gpu_hours", 0.1);
@@ -99,12 +108,13 @@ async fn dashboard_hourly_numbers(db: TestDb) {
     }
 
     let h11 = &rows[1];
-    assert_num(h11, "total_tasks", 2.0);
-    assert_num(h11, "completed_tasks", 1.0);
-    assert_num(h11, "failed_tasks", 1.0);
-    assert_num(h11, "total_gpu_hours", 1.067778);
-    assert_num(h11, "avg_gpu_count", 6.0);
-    assert_num(h11, "max_gpu_count", 8.0);
+    assert_nums(
+        h11,
+        json!({
+            "total_tasks": 2.0, "completed_tasks": 1.0, "failed_tasks": 1.0,
+            "total_gpu_hours": 1.067778, "avg_gpu_count": 6.0, "max_gpu_count": 8.0
+        }),
+    );
     assert_eq!(h11["peak_minute"], "2026-01-01T11:00:00Z");
     assert_num(h11, "peak_gpu_hours", 0.134444);
 
@@ -115,10 +125,13 @@ async fn dashboard_hourly_numbers(db: TestDb) {
     assert_num(h23, "total_gpu_hours", 0.5);
 
     let s = &body["summary"];
-    assert_num(s, "total_tasks", 3.0);
-    assert_num(s, "completed_tasks", 2.0);
-    assert_num(s, "failed_tasks", 1.0);
-    assert_num(s, "total_gpu_hours", 5.567778);
+    assert_nums(
+        s,
+        json!({
+            "total_tasks": 3.0, "completed_tasks": 2.0, "failed_tasks": 1.0,
+            "total_gpu_hours": 5.567778
+        }),
+    );
     // Task-weighted: (2 + 4 + 8) / 3, not the mean of row averages.
     assert_num(s, "avg_gpu_count", 4.67);
     assert_num(s, "max_gpu_count", 8.0);

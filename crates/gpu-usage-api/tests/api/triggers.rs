@@ -10,6 +10,11 @@ use serde_json::{Value, json};
 
 use crate::support::{both_backends, column, expect_error, fixture_records, now, spawn_app};
 
+/// The fixture's day, as a JSON body.
+fn day_body() -> Value {
+    json!({"start_time": "2026-01-01T00:00:00Z", "end_time": "2026-01-02T00:00:00Z"})
+}
+
 async fn dashboard_trigger_forms(db: TestDb) {
     let app = spawn_app(db).await;
     app.ingest(&fixture_records()).await;
@@ -43,10 +48,7 @@ async fn dashboard_trigger_forms(db: TestDb) {
     // Parameters in a JSON body, and the original's spellings. Each level
     // is built from the one below, so they are run finest first.
     let res = app
-        .post_json(
-            "/aggregate?granularity=minute",
-            &json!({"start_time": "2026-01-01T00:00:00Z", "end_time": "2026-01-02T00:00:00Z"}),
-        )
+        .post_json("/aggregate?granularity=minute", &day_body())
         .await;
     assert_eq!(res.status(), 200);
     let res = app.post_empty("/aggregate?granularity=hour&start_time=2026-01-01T00:00:00Z&end_time=2026-01-02T00:00:00Z").await;
@@ -192,12 +194,7 @@ async fn backfill_endpoints(db: TestDb) {
     assert_eq!(first["job"]["end_time"], "2026-01-02T00:00:00Z");
 
     // The same request as a JSON body: the active job is returned.
-    let res = app
-        .post_json(
-            "/backfill",
-            &json!({"start_time": "2026-01-01T00:00:00Z", "end_time": "2026-01-02T00:00:00Z"}),
-        )
-        .await;
+    let res = app.post_json("/backfill", &day_body()).await;
     assert_eq!(res.status(), 202);
     let same: Value = res.json().await.unwrap();
     assert_eq!(same["job"]["id"], first["job"]["id"]);
