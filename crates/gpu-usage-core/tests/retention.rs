@@ -71,42 +71,19 @@ async fn add_backfill(db: &DatabaseConnection, status: &str, finished: Option<Da
 /// backfills: an old finished one, a fresh finished one, an old pending one).
 async fn seed(db: &DatabaseConnection) {
     let n = now();
-    add_record(db, "old", n - TimeDelta::days(91)).await;
-    add_record(db, "fresh", n - TimeDelta::days(1)).await;
-    insert_row(
-        db,
-        minute_row(Granularity::Minute.floor(n - TimeDelta::days(4))),
-    )
-    .await;
-    insert_row(
-        db,
-        minute_row(Granularity::Minute.floor(n - TimeDelta::days(1))),
-    )
-    .await;
-    insert_row(
-        db,
-        hourly_row(Granularity::Hourly.floor(n - TimeDelta::days(31))),
-    )
-    .await;
-    insert_row(
-        db,
-        hourly_row(Granularity::Hourly.floor(n - TimeDelta::days(1))),
-    )
-    .await;
-    insert_row(
-        db,
-        daily_row(Granularity::Daily.floor(n - TimeDelta::days(400))),
-    )
-    .await;
-    insert_row(
-        db,
-        daily_row(Granularity::Daily.floor(n - TimeDelta::days(1))),
-    )
-    .await;
-    add_job_run(db, n - TimeDelta::days(15)).await;
-    add_job_run(db, n - TimeDelta::days(1)).await;
-    add_backfill(db, "succeeded", Some(n - TimeDelta::days(15))).await;
-    add_backfill(db, "failed", Some(n - TimeDelta::days(1))).await;
+    let ago = |days| n - TimeDelta::days(days);
+    add_record(db, "old", ago(91)).await;
+    add_record(db, "fresh", ago(1)).await;
+    insert_row(db, minute_row(Granularity::Minute.floor(ago(4)))).await;
+    insert_row(db, minute_row(Granularity::Minute.floor(ago(1)))).await;
+    insert_row(db, hourly_row(Granularity::Hourly.floor(ago(31)))).await;
+    insert_row(db, hourly_row(Granularity::Hourly.floor(ago(1)))).await;
+    insert_row(db, daily_row(Granularity::Daily.floor(ago(400)))).await;
+    insert_row(db, daily_row(Granularity::Daily.floor(ago(1)))).await;
+    add_job_run(db, ago(15)).await;
+    add_job_run(db, ago(1)).await;
+    add_backfill(db, "succeeded", Some(ago(15))).await;
+    add_backfill(db, "failed", Some(ago(1))).await;
     add_backfill(db, "pending", None).await;
 }
 

@@ -33,6 +33,18 @@ fn rec(
     }))
 }
 
+/// The global rows of `$table`, oldest first.
+macro_rules! global_rows {
+    ($table:ident, $db:expr) => {
+        $table::Entity::find()
+            .filter($table::Column::ScopeType.eq(ScopeType::Global))
+            .order_by_asc($table::Column::TimeBucket)
+            .all($db)
+            .await
+            .unwrap()
+    };
+}
+
 async fn run_all(db: &sea_orm::DatabaseConnection, now: DateTime<Utc>, cfg: &EngineConfig) {
     for g in Granularity::ALL {
         process_pending(db, g, now, cfg).await.unwrap();
@@ -83,12 +95,7 @@ async fn worked_example(tdb: TestDb) {
 
     for _ in 0..2 {
         run_all(db, now, &cfg).await;
-        let minutes = statistics_minute::Entity::find()
-            .filter(statistics_minute::Column::ScopeType.eq(ScopeType::Global))
-            .order_by_asc(statistics_minute::Column::TimeBucket)
-            .all(db)
-            .await
-            .unwrap();
+        let minutes = global_rows!(statistics_minute, db);
         let ms: Vec<(String, i64, i32)> = minutes
             .iter()
             .map(|m| {
@@ -112,12 +119,7 @@ async fn worked_example(tdb: TestDb) {
         assert_eq!(last.failed_tasks, 1);
         assert_eq!(last.avg_gpu_count, Decimal::new(150, 2));
 
-        let hours = statistics_hourly::Entity::find()
-            .filter(statistics_hourly::Column::ScopeType.eq(ScopeType::Global))
-            .order_by_asc(statistics_hourly::Column::TimeBucket)
-            .all(db)
-            .await
-            .unwrap();
+        let hours = global_rows!(statistics_hourly, db);
         assert_eq!(hours.len(), 2);
         assert_eq!(hours[1].gpu_milliseconds, 210_000);
         assert_eq!(hours[1].peak_minute, Some(t("2026-03-02T00:00:00Z")));

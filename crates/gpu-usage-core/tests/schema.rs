@@ -86,13 +86,10 @@ struct Section {
     rows: Vec<String>,
 }
 
-/// Runs a query whose every column is text (or NULL) and renders each row.
-async fn text_rows(
-    db: &DatabaseConnection,
-    sql: &str,
-    schema: &str,
-    fields: &[&str],
-) -> Vec<String> {
+/// Runs a query whose every column is text (or NULL) and renders each row,
+/// naming the columns by `fields` (separated by spaces).
+async fn text_rows(db: &DatabaseConnection, sql: &str, schema: &str, fields: &str) -> Vec<String> {
+    let fields: Vec<&str> = fields.split(' ').collect();
     let rows = db
         .query_all_raw(Statement::from_sql_and_values(
             DbBackend::MySql,
@@ -128,15 +125,7 @@ async fn mysql_snapshot(db: &DatabaseConnection, schema: &str) -> Vec<Section> {
                 CAST(CREATE_OPTIONS AS CHAR), CAST(TABLE_COMMENT AS CHAR) \
          FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? ORDER BY TABLE_NAME",
         schema,
-        &[
-            "table",
-            "type",
-            "engine",
-            "collation",
-            "row_format",
-            "options",
-            "comment",
-        ],
+        "table type engine collation row_format options comment",
     )
     .await;
     let columns = text_rows(
@@ -150,20 +139,7 @@ async fn mysql_snapshot(db: &DatabaseConnection, schema: &str) -> Vec<Section> {
          FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? \
          ORDER BY TABLE_NAME, ORDINAL_POSITION",
         schema,
-        &[
-            "table",
-            "column",
-            "position",
-            "type",
-            "nullable",
-            "default",
-            "extra",
-            "generated",
-            "charset",
-            "collation",
-            "key",
-            "comment",
-        ],
+        "table column position type nullable default extra generated charset collation key comment",
     )
     .await;
     let indexes = text_rows(
@@ -175,17 +151,7 @@ async fn mysql_snapshot(db: &DatabaseConnection, schema: &str) -> Vec<Section> {
          FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = ? \
          ORDER BY TABLE_NAME, INDEX_NAME, SEQ_IN_INDEX",
         schema,
-        &[
-            "table",
-            "index",
-            "non_unique",
-            "seq",
-            "column",
-            "sub_part",
-            "order",
-            "nullable",
-            "type",
-        ],
+        "table index non_unique seq column sub_part order nullable type",
     )
     .await;
     let constraints = text_rows(
@@ -195,7 +161,7 @@ async fn mysql_snapshot(db: &DatabaseConnection, schema: &str) -> Vec<Section> {
          FROM information_schema.TABLE_CONSTRAINTS WHERE TABLE_SCHEMA = ? \
          ORDER BY TABLE_NAME, CONSTRAINT_NAME",
         schema,
-        &["table", "constraint", "type"],
+        "table constraint type",
     )
     .await;
 
@@ -213,28 +179,16 @@ async fn mysql_snapshot(db: &DatabaseConnection, schema: &str) -> Vec<Section> {
         create.extend(ddl.lines().map(|l| format!("{table}: {l}")));
     }
 
-    vec![
-        Section {
-            name: "information_schema.TABLES",
-            rows: tables,
-        },
-        Section {
-            name: "information_schema.COLUMNS",
-            rows: columns,
-        },
-        Section {
-            name: "information_schema.STATISTICS",
-            rows: indexes,
-        },
-        Section {
-            name: "information_schema.TABLE_CONSTRAINTS",
-            rows: constraints,
-        },
-        Section {
-            name: "SHOW CREATE TABLE",
-            rows: create,
-        },
+    [
+        ("information_schema.TABLES", tables),
+        ("information_schema.COLUMNS", columns),
+        ("information_schema.STATISTICS", indexes),
+        ("information_schema.TABLE_CONSTRAINTS", constraints),
+        ("SHOW CREATE TABLE", create),
     ]
+    .into_iter()
+    .map(|(name, rows)| Section { name, rows })
+    .collect()
 }
 
 /// Empty when both snapshots agree; otherwise a readable list of the rows

@@ -48,6 +48,11 @@ async fn text(db: &impl ConnectionTrait, sql: &str) -> String {
     row.try_get_by_index::<String>(0).unwrap()
 }
 
+async fn set_global_zone(admin: &DatabaseConnection, zone: &str) {
+    let sql = format!("SET GLOBAL time_zone = {}", quoted_zone(zone));
+    admin.execute_unprepared(&sql).await.unwrap();
+}
+
 /// Sets `@@GLOBAL.time_zone` and puts the original back when restored or
 /// dropped (also while unwinding from a panic).
 struct GlobalTimeZone {
@@ -63,22 +68,13 @@ impl GlobalTimeZone {
             server_url: server_url.to_owned(),
             original: Some(original),
         };
-        admin
-            .execute_unprepared(&format!("SET GLOBAL time_zone = {}", quoted_zone(zone)))
-            .await
-            .unwrap();
+        set_global_zone(admin, zone).await;
         guard
     }
 
     async fn restore(mut self, admin: &DatabaseConnection) {
         if let Some(original) = self.original.take() {
-            admin
-                .execute_unprepared(&format!(
-                    "SET GLOBAL time_zone = {}",
-                    quoted_zone(&original)
-                ))
-                .await
-                .unwrap();
+            set_global_zone(admin, &original).await;
         }
     }
 }
@@ -97,13 +93,7 @@ impl Drop for GlobalTimeZone {
                 .unwrap();
             rt.block_on(async move {
                 let admin = db::connect(&database_settings(&url, 2)).await.unwrap();
-                admin
-                    .execute_unprepared(&format!(
-                        "SET GLOBAL time_zone = {}",
-                        quoted_zone(&original)
-                    ))
-                    .await
-                    .unwrap();
+                set_global_zone(&admin, &original).await;
                 admin.close().await.ok();
             });
         })

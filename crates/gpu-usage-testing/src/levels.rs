@@ -113,73 +113,55 @@ fn count(n: i32) -> i64 {
     i64::from(n)
 }
 
+/// The [`Row`] of model `$m` of any level: the columns every level has,
+/// then `$rest`, the level's own.
+macro_rules! row_of {
+    ($m:ident, $bucket:expr, { $($rest:tt)* }) => {
+        Row {
+            bucket: $bucket,
+            scope_type: $m.scope_type,
+            scope_value: $m.scope_value,
+            total_tasks: count($m.total_tasks),
+            completed_tasks: count($m.completed_tasks),
+            failed_tasks: count($m.failed_tasks),
+            gpu_ms: $m.gpu_milliseconds,
+            gpu_count_sum: $m.gpu_count_sum,
+            max_gpu_count: count($m.max_gpu_count),
+            gpu_hours_micro: units($m.total_gpu_hours, 6),
+            avg_centi: units($m.avg_gpu_count, 2),
+            period_start: $m.period_start,
+            period_end: $m.period_end,
+            updated_at: Some($m.updated_at),
+            $($rest)*
+        }
+    };
+}
+
 fn minute_row(m: statistics_minute::Model) -> Row {
-    Row {
-        bucket: m.time_bucket,
-        scope_type: m.scope_type,
-        scope_value: m.scope_value,
-        total_tasks: count(m.total_tasks),
-        completed_tasks: count(m.completed_tasks),
-        failed_tasks: count(m.failed_tasks),
-        gpu_ms: m.gpu_milliseconds,
-        gpu_count_sum: m.gpu_count_sum,
-        max_gpu_count: count(m.max_gpu_count),
+    row_of!(m, m.time_bucket, {
         gpu_seconds_milli: Some(units(m.total_gpu_seconds, 3)),
-        gpu_hours_micro: units(m.total_gpu_hours, 6),
-        avg_centi: units(m.avg_gpu_count, 2),
         peak_at: None,
         peak_micro: None,
         capacity_set: false,
-        period_start: m.period_start,
-        period_end: m.period_end,
-        updated_at: Some(m.updated_at),
-    }
+    })
 }
 
 fn hourly_row(m: statistics_hourly::Model) -> Row {
-    Row {
-        bucket: m.time_bucket,
-        scope_type: m.scope_type,
-        scope_value: m.scope_value,
-        total_tasks: count(m.total_tasks),
-        completed_tasks: count(m.completed_tasks),
-        failed_tasks: count(m.failed_tasks),
-        gpu_ms: m.gpu_milliseconds,
-        gpu_count_sum: m.gpu_count_sum,
-        max_gpu_count: count(m.max_gpu_count),
+    row_of!(m, m.time_bucket, {
         gpu_seconds_milli: None,
-        gpu_hours_micro: units(m.total_gpu_hours, 6),
-        avg_centi: units(m.avg_gpu_count, 2),
         peak_at: m.peak_minute,
         peak_micro: m.peak_gpu_hours.map(|d| units(d, 6)),
         capacity_set: false,
-        period_start: m.period_start,
-        period_end: m.period_end,
-        updated_at: Some(m.updated_at),
-    }
+    })
 }
 
 fn daily_row(m: statistics_daily::Model) -> Row {
-    Row {
-        bucket: day_start(m.time_bucket),
-        scope_type: m.scope_type,
-        scope_value: m.scope_value,
-        total_tasks: count(m.total_tasks),
-        completed_tasks: count(m.completed_tasks),
-        failed_tasks: count(m.failed_tasks),
-        gpu_ms: m.gpu_milliseconds,
-        gpu_count_sum: m.gpu_count_sum,
-        max_gpu_count: count(m.max_gpu_count),
+    row_of!(m, day_start(m.time_bucket), {
         gpu_seconds_milli: None,
-        gpu_hours_micro: units(m.total_gpu_hours, 6),
-        avg_centi: units(m.avg_gpu_count, 2),
         peak_at: m.peak_hour,
         peak_micro: m.peak_gpu_hours.map(|d| units(d, 6)),
         capacity_set: m.available_gpu_hours.is_some() || m.utilization_rate.is_some(),
-        period_start: m.period_start,
-        period_end: m.period_end,
-        updated_at: Some(m.updated_at),
-    }
+    })
 }
 
 /// Every row of one level's table, sorted.
