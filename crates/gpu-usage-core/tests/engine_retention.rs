@@ -85,27 +85,13 @@ where
 }
 
 async fn delete_minutes_before(db: &DatabaseConnection, cutoff: i64, now: i64) {
-    let table = Granularity::Minute.table_name();
-    delete_before(
-        db,
-        table,
-        statistics_minute::Column::TimeBucket,
-        cutoff,
-        now,
-    )
-    .await;
+    let column = statistics_minute::Column::TimeBucket;
+    delete_before(db, Granularity::Minute.table_name(), column, cutoff, now).await;
 }
 
 async fn delete_hours_before(db: &DatabaseConnection, cutoff: i64, now: i64) {
-    let table = Granularity::Hourly.table_name();
-    delete_before(
-        db,
-        table,
-        statistics_hourly::Column::TimeBucket,
-        cutoff,
-        now,
-    )
-    .await;
+    let column = statistics_hourly::Column::TimeBucket;
+    delete_before(db, Granularity::Hourly.table_name(), column, cutoff, now).await;
 }
 
 async fn delete_records_before(db: &DatabaseConnection, cutoff: i64, now: i64) {

@@ -45,12 +45,19 @@ async fn other_pool(t: &TestDb) -> DatabaseConnection {
     gpu_usage_core::db::connect(&t.settings).await.unwrap()
 }
 
+/// A MariaDB test database, a second pool on it, and the lock name of
+/// `job` there.
+async fn mysql_two_pools(job: JobName) -> (TestDb, DatabaseConnection, String) {
+    let t = TestDb::mysql().await;
+    let b = other_pool(&t).await;
+    let name = lock_name(t.database_name().unwrap(), job);
+    (t, b, name)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_exactly_one_contender_wins_and_release_hands_over() {
-    let t = TestDb::mysql().await;
+    let (t, b, name) = mysql_two_pools(JobName::MinuteRollup).await;
     let a = t.db.clone();
-    let b = other_pool(&t).await;
-    let name = lock_name(t.database_name().unwrap(), JobName::MinuteRollup);
 
     for _ in 0..5 {
         let (la, lb) = tokio::join!(
@@ -91,9 +98,7 @@ async fn mysql_exactly_one_contender_wins_and_release_hands_over() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_dropped_or_aborted_holder_frees_the_lock() {
-    let t = TestDb::mysql().await;
-    let b = other_pool(&t).await;
-    let name = lock_name(t.database_name().unwrap(), JobName::HourlyRollup);
+    let (t, b, name) = mysql_two_pools(JobName::HourlyRollup).await;
 
     // Dropped without release: the connection is closed, never pooled.
     let lock = try_lock(&t.db, JobName::HourlyRollup)

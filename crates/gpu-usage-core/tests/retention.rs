@@ -130,23 +130,16 @@ async fn expired_rows_go_fresh_rows_stay(t: TestDb) {
         .map(|r| r.task_id)
         .collect();
     assert_eq!(tasks, ["fresh"]);
-    let minute = statistics_minute::Entity::find()
-        .one(db)
-        .await
-        .unwrap()
-        .unwrap();
+    let yesterday = now() - TimeDelta::days(1);
+    let minute = statistics_minute::Entity::find().one(db).await.unwrap();
     assert_eq!(
-        minute.time_bucket,
-        Granularity::Minute.floor(now() - TimeDelta::days(1))
+        minute.unwrap().time_bucket,
+        Granularity::Minute.floor(yesterday)
     );
-    let hour = statistics_hourly::Entity::find()
-        .one(db)
-        .await
-        .unwrap()
-        .unwrap();
+    let hour = statistics_hourly::Entity::find().one(db).await.unwrap();
     assert_eq!(
-        hour.time_bucket,
-        Granularity::Hourly.floor(now() - TimeDelta::days(1))
+        hour.unwrap().time_bucket,
+        Granularity::Hourly.floor(yesterday)
     );
     let statuses: Vec<String> = backfill_job::Entity::find()
         .order_by_asc(backfill_job::Column::Id)

@@ -216,6 +216,14 @@ fn snapshot_diff(left_name: &str, left: &[Section], right_name: &str, right: &[S
     out
 }
 
+/// Panics with `what` and the rows found on one side only unless the two
+/// named snapshots agree.
+#[track_caller]
+fn assert_same_schema(left: (&str, &[Section]), right: (&str, &[Section]), what: &str) {
+    let diff = snapshot_diff(left.0, left.1, right.0, right.1);
+    assert!(diff.is_empty(), "{what}:\n{diff}");
+}
+
 fn table_names(snapshot: &[Section]) -> Vec<String> {
     table_names_of(&snapshot[0].rows)
 }
@@ -351,10 +359,10 @@ async fn mysql_script_creates_the_same_schema_as_the_migrations() {
         TABLES,
         "tables created by the migrations"
     );
-    let diff = snapshot_diff("migrations", &from_migrations, "script", &from_script);
-    assert!(
-        diff.is_empty(),
-        "scripts/gpu_usage_schema.sql and the migrations disagree:\n{diff}"
+    assert_same_schema(
+        ("migrations", &from_migrations),
+        ("script", &from_script),
+        "scripts/gpu_usage_schema.sql and the migrations disagree",
     );
 
     // The generated column is really there, with the exact expression.
@@ -396,10 +404,10 @@ async fn mysql_script_creates_the_same_schema_as_the_migrations() {
     );
     Migrator::up(&scripted.db, None).await.unwrap();
     let after_up = mysql_snapshot(&scripted.db, &scripted_name).await;
-    let diff = snapshot_diff("script", &from_script, "script + migrate up", &after_up);
-    assert!(
-        diff.is_empty(),
-        "`migration up` after the script changed the schema:\n{diff}"
+    assert_same_schema(
+        ("script", &from_script),
+        ("script + migrate up", &after_up),
+        "`migration up` after the script changed the schema",
     );
 
     migrated.cleanup().await;
@@ -466,10 +474,10 @@ async fn mysql_client_accepts_the_script() {
 
     let from_migrations = mysql_snapshot(&migrated.db, &migrated_name).await;
     let from_client = mysql_snapshot(&scripted.db, &scripted_name).await;
-    let diff = snapshot_diff("migrations", &from_migrations, "mysql client", &from_client);
-    assert!(
-        diff.is_empty(),
-        "the script run by {client} differs:\n{diff}"
+    assert_same_schema(
+        ("migrations", &from_migrations),
+        ("mysql client", &from_client),
+        &format!("the script run by {client} differs"),
     );
     assert!(
         Migrator::get_pending_migrations(&scripted.db)
@@ -510,10 +518,10 @@ async fn mysql_migrations_go_down_and_up_again() {
 
     Migrator::up(&t.db, None).await.unwrap();
     let again = mysql_snapshot(&t.db, &name).await;
-    let diff = snapshot_diff("first up", &first, "down + up", &again);
-    assert!(
-        diff.is_empty(),
-        "down + up does not rebuild the same schema:\n{diff}"
+    assert_same_schema(
+        ("first up", &first),
+        ("down + up", &again),
+        "down + up does not rebuild the same schema",
     );
     assert_eq!(applied_versions(&t.db).await, migration_names());
 
@@ -526,10 +534,10 @@ async fn mysql_migrations_go_down_and_up_again() {
     Migrator::up(&t.db, None).await.unwrap();
     Migrator::fresh(&t.db).await.unwrap();
     let fresh = mysql_snapshot(&t.db, &name).await;
-    let diff = snapshot_diff("first up", &first, "fresh", &fresh);
-    assert!(
-        diff.is_empty(),
-        "fresh does not rebuild the same schema:\n{diff}"
+    assert_same_schema(
+        ("first up", &first),
+        ("fresh", &fresh),
+        "fresh does not rebuild the same schema",
     );
 
     t.cleanup().await;

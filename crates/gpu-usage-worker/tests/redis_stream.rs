@@ -17,7 +17,7 @@ use gpu_usage_core::entities::record;
 use gpu_usage_core::ingest;
 use gpu_usage_core::process as shutdown;
 use gpu_usage_core::settings::RedisSettings;
-use gpu_usage_testing::TestDb;
+use gpu_usage_testing::{Backend, TestDb};
 use gpu_usage_worker::stream::{self, StreamConsumer};
 use gpu_usage_worker::{Clock, ManualClock};
 use sea_orm::{EntityTrait, PaginatorTrait};
@@ -93,12 +93,8 @@ async fn fixture() -> (
 ) {
     let s = redis_settings();
     let pool = stream::create_pool(&s).unwrap();
-    (
-        TestDb::mysql().await,
-        s,
-        pool,
-        clock_at("2026-06-15T10:00:00Z"),
-    )
+    let (t, clock) = db_and_clock(Backend::MySql, "2026-06-15T10:00:00Z").await;
+    (t, s, pool, clock)
 }
 
 /// Drops the streams, then the database.

@@ -166,8 +166,7 @@ async fn three_workers_never_run_a_job_twice_at_once_and_converge() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_worker_killed_mid_rollup_frees_its_lock_and_another_completes() {
-    let t = TestDb::mysql().await;
-    let clock = clock_at("2026-06-15T10:00:30Z");
+    let (t, clock) = db_and_clock(Backend::MySql, "2026-06-15T10:00:30Z").await;
     let all = records_in(20, "k", 60, "2026-06-15T06:00:00Z", "2026-06-15T10:00:00Z");
     ingest(&t.db, all.clone(), clock.now()).await;
     let lock = lock_name(t.database_name().unwrap(), JobName::MinuteRollup);

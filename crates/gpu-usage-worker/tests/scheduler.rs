@@ -134,8 +134,7 @@ async fn explicit_clock_drives_the_chain_and_folds_in_late_data() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_are_retried_with_back_off_and_never_stop_the_loop() {
-    let t = TestDb::sqlite().await;
-    let clock = clock_at("2026-06-15T10:00:00Z");
+    let (t, clock) = db_and_clock(Backend::Sqlite, "2026-06-15T10:00:00Z").await;
     let recs = records_in(4, "r", 10, "2026-06-15T08:00:00Z", "2026-06-15T09:59:00Z");
     ingest(&t.db, recs, clock.now()).await;
     let ctx = context(t.db.clone(), clock.clone(), "retrier");
@@ -212,8 +211,7 @@ async fn failures_are_retried_with_back_off_and_never_stop_the_loop() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_held_lock_skips_and_runs_are_recorded() {
-    let t = TestDb::sqlite().await;
-    let clock = clock_at("2026-06-15T10:00:00Z");
+    let (t, clock) = db_and_clock(Backend::Sqlite, "2026-06-15T10:00:00Z").await;
     let ctx = context(t.db.clone(), clock.clone(), "r1");
     let held = locks::try_lock(&t.db, JobName::MinuteRollup)
         .await
@@ -254,8 +252,7 @@ async fn a_held_lock_skips_and_runs_are_recorded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_probes_and_metrics() {
-    let t = TestDb::sqlite().await;
-    let clock = clock_at("2026-06-15T10:00:00Z");
+    let (t, clock) = db_and_clock(Backend::Sqlite, "2026-06-15T10:00:00Z").await;
     let ctx = context(t.db.clone(), clock.clone(), "http");
     let recs = records_in(6, "r", 5, "2026-06-15T09:00:00Z", "2026-06-15T09:59:00Z");
     ingest(&t.db, recs, clock.now()).await;
@@ -324,8 +321,7 @@ async fn http_probes_and_metrics() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_returns_promptly_after_the_shutdown_future_resolves() {
-    let t = TestDb::sqlite().await;
-    let clock = clock_at("2026-06-15T10:00:10Z");
+    let (t, clock) = db_and_clock(Backend::Sqlite, "2026-06-15T10:00:10Z").await;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let opts = BackgroundOptions {
         clock: clock.clone(),
@@ -380,8 +376,7 @@ async fn run_returns_promptly_after_the_shutdown_future_resolves() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_backfill_poller_runs_queued_jobs() {
-    let t = TestDb::sqlite().await;
-    let clock = clock_at("2026-06-15T10:00:00Z");
+    let (t, clock) = db_and_clock(Backend::Sqlite, "2026-06-15T10:00:00Z").await;
     let recs = records_in(7, "bf", 20, "2026-06-13T22:00:00Z", "2026-06-15T09:00:00Z");
     ingest(&t.db, recs.clone(), clock.now()).await;
     let range = TimeRange::new(ts("2026-06-13T00:00:00Z"), ts("2026-06-16T00:00:00Z")).unwrap();

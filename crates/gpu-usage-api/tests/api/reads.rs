@@ -10,7 +10,7 @@ use gpu_usage_testing::TestDb;
 use serde_json::{Value, json};
 
 use crate::support::{
-    both_backends, column, content_type, expect_error, load_fixture, spawn_app, task,
+    both_backends, column, content_type, expect_error, spawn_app, spawn_app_with_fixture, task,
 };
 
 fn close(v: &Value, expected: f64) -> bool {
@@ -66,8 +66,7 @@ fn buckets(body: &Value) -> Vec<(String, Value)> {
 }
 
 async fn dashboard_hourly_numbers(db: TestDb) {
-    let app = spawn_app(db).await;
-    load_fixture(&app).await;
+    let app = spawn_app_with_fixture(db).await;
 
     // The original dashboard's exact request.
     let body = app
@@ -123,8 +122,7 @@ async fn dashboard_hourly_numbers(db: TestDb) {
 }
 
 async fn minute_daily_and_scopes(db: TestDb) {
-    let app = spawn_app(db).await;
-    load_fixture(&app).await;
+    let app = spawn_app_with_fixture(db).await;
 
     let body = app
         .get_json("/minute?scope_type=global&start_time=2026-01-01T10:29:00Z&end_time=2026-01-01T10:31:00Z")
@@ -219,8 +217,7 @@ async fn minute_daily_and_scopes(db: TestDb) {
 }
 
 async fn records_listing(db: TestDb) {
-    let app = spawn_app(db).await;
-    load_fixture(&app).await;
+    let app = spawn_app_with_fixture(db).await;
 
     // Default window: the 24 hours before now, by completed_at.
     let recent = app.get_json("/records").await;
@@ -265,8 +262,7 @@ async fn records_listing(db: TestDb) {
 }
 
 async fn pagination_across_pages(db: TestDb) {
-    let app = spawn_app(db).await;
-    load_fixture(&app).await;
+    let app = spawn_app_with_fixture(db).await;
     let range = "scope_type=endpoint&start_time=2026-01-01T10:00:00Z&end_time=2026-01-01T12:00:00Z";
     let full = app.get_json(&format!("/minute?{range}")).await;
     let total = full["total"].as_u64().unwrap();
@@ -332,8 +328,7 @@ async fn pagination_across_pages(db: TestDb) {
 }
 
 async fn csv_output(db: TestDb) {
-    let app = spawn_app(db).await;
-    load_fixture(&app).await;
+    let app = spawn_app_with_fixture(db).await;
     let q =
         "/hourly?scope_type=endpoint&start_time=2026-01-01T00:00:00Z&end_time=2026-01-02T00:00:00Z";
 

@@ -284,13 +284,16 @@ pub fn fixture_records() -> Value {
     ])
 }
 
-/// Ingests the fixture and recomputes every level over both days.
-pub async fn load_fixture(app: &TestApp) {
+/// The app with the fixture ingested and every level recomputed over both
+/// days.
+pub async fn spawn_app_with_fixture(db: TestDb) -> TestApp {
+    let app = spawn_app(db).await;
     app.ingest(&fixture_records()).await;
     app.aggregate("granularity=all&start_time=2026-01-01T00:00:00Z&end_time=2026-01-02T00:00:00Z")
         .await;
     // The default range: the last 24 hours before NOW.
     app.aggregate("granularity=all").await;
+    app
 }
 
 /// `content-type` of a response.

@@ -7,6 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use gpu_usage_core::EngineConfig;
 use gpu_usage_core::settings::Settings;
+use gpu_usage_testing::{Backend, TestDb};
 use gpu_usage_worker::{
     Background, BackgroundOptions, Clock, JobContext, ManualClock, Metrics, TickReport,
 };
@@ -21,6 +22,11 @@ pub fn ts(s: &str) -> DateTime<Utc> {
 /// A manual clock standing at `at` (RFC 3339).
 pub fn clock_at(at: &str) -> Arc<ManualClock> {
     Arc::new(ManualClock::new(ts(at)))
+}
+
+/// A fresh test database of `backend` and a clock standing at `now`.
+pub async fn db_and_clock(backend: Backend, now: &str) -> (TestDb, Arc<ManualClock>) {
+    (TestDb::new(backend).await, clock_at(now))
 }
 
 /// [`records`] between two RFC 3339 instants.
