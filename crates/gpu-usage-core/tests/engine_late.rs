@@ -11,26 +11,11 @@ use gpu_usage_core::types::{Granularity, ScopeType};
 use sea_orm::DatabaseConnection;
 use support::*;
 
-async fn late_records_for_old_buckets(db: &DatabaseConnection) {
-    let cfg = cfg();
-    let now1 = now();
-    let mut g = Lcg::new(11);
-    let a: Vec<Rec> = (0..60)
-        .map(|i| g.rec("a", i, now1 - 6 * HOUR, now1 - 2 * HOUR, 2 * HOUR))
-        .collect();
-    let rep = ingest(db, &a, now1, &cfg).await.unwrap();
-    assert_eq!(rep.inserted, 60);
-    let rows = run_jobs_twice(db, now1, &cfg).await.unwrap();
-    assert_model(&rows, &a, "rows before the late records");
-    assert_caught_up(db, now1).await.unwrap();
-
-    // Seven minutes later, records for buckets long done.
-    let now2 = now1 + 7 * MINUTE;
-    let mut late: Vec<Rec> = (0..20)
-        .map(|i| g.rec("b", i, now1 - 5 * HOUR, now1 - 3 * HOUR, HOUR))
-        .collect();
+/// Late records, at `now2` (seven minutes after `now1`), for buckets
+/// long done: days and weeks back, on bucket boundaries, live, CPU-only.
+fn long_done(now1: i64, now2: i64) -> [Rec; 7] {
     let d = floor(now1, DAY);
-    late.extend([
+    [
         // Two days back, across midnight.
         Rec::new(
             "l-midnight",
@@ -100,19 +85,13 @@ async fn late_records_for_old_buckets(db: &DatabaseConnection) {
             now2 - 8 * HOUR,
             false,
         ),
-    ]);
-    // A replay of an already aggregated record among them.
-    let mut batch = late.clone();
-    batch.push(a[3].clone());
-    let rep = ingest(db, &batch, now2, &cfg).await.unwrap();
-    assert_eq!(
-        (rep.inserted, rep.duplicates, rep.conflicts.len()),
-        (late.len(), 1, 0),
-        "{rep:?}"
-    );
+    ]
+}
 
-    // Before the jobs: the backlog is visible and nothing changed yet.
-    let st = statuses(db, now2).await.unwrap();
+/// The backlog of `late` visible at `now`: pending from its oldest minute,
+/// no level claiming completeness past it, every level lagging.
+async fn assert_backlog(db: &DatabaseConnection, now: i64, late: &[Rec]) {
+    let st = statuses(db, now).await.unwrap();
     let minute = status_of(&st, Granularity::Minute);
     assert!(minute.pending_ranges > 0, "{st:?}");
     let oldest = late.iter().map(|r| r.start_ms).min().unwrap();
@@ -129,6 +108,39 @@ async fn late_records_for_old_buckets(db: &DatabaseConnection) {
         );
         assert!(s.lag_seconds >= 89 * 86_400, "{g}: {s:?}");
     }
+}
+
+async fn late_records_for_old_buckets(db: &DatabaseConnection) {
+    let cfg = cfg();
+    let now1 = now();
+    let mut g = Lcg::new(11);
+    let a: Vec<Rec> = (0..60)
+        .map(|i| g.rec("a", i, now1 - 6 * HOUR, now1 - 2 * HOUR, 2 * HOUR))
+        .collect();
+    let rep = ingest(db, &a, now1, &cfg).await.unwrap();
+    assert_eq!(rep.inserted, 60);
+    let rows = run_jobs_twice(db, now1, &cfg).await.unwrap();
+    assert_model(&rows, &a, "rows before the late records");
+    assert_caught_up(db, now1).await.unwrap();
+
+    // Seven minutes later, records for buckets long done.
+    let now2 = now1 + 7 * MINUTE;
+    let mut late: Vec<Rec> = (0..20)
+        .map(|i| g.rec("b", i, now1 - 5 * HOUR, now1 - 3 * HOUR, HOUR))
+        .collect();
+    late.extend(long_done(now1, now2));
+    // A replay of an already aggregated record among them.
+    let mut batch = late.clone();
+    batch.push(a[3].clone());
+    let rep = ingest(db, &batch, now2, &cfg).await.unwrap();
+    assert_eq!(
+        (rep.inserted, rep.duplicates, rep.conflicts.len()),
+        (late.len(), 1, 0),
+        "{rep:?}"
+    );
+
+    // Before the jobs: the backlog is visible and nothing changed yet.
+    assert_backlog(db, now2, &late).await;
     let before = read_levels(db).await.unwrap();
     assert_model(&before, &a, "rows before the jobs");
 

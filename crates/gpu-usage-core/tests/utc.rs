@@ -17,6 +17,8 @@ use gpu_usage_core::entities::record;
 use gpu_usage_testing::{
     Backend, TestDb, database_settings, find_record, mysql_server_url, record_row,
 };
+use sea_orm::sqlx::mysql::{MySql, MySqlConnectOptions, MySqlConnection, MySqlPool};
+use sea_orm::sqlx::pool::PoolConnection;
 use sea_orm::sqlx::{self, Connection as _};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection,
@@ -115,6 +117,70 @@ fn close_to_now(t: DateTime<Utc>, what: &str) {
     );
 }
 
+/// Acquires `n` connections of `pool` at once: them, their connection ids,
+/// and the (global, session) zone each sees.
+async fn every_connection(
+    pool: &MySqlPool,
+    n: u32,
+) -> (
+    Vec<PoolConnection<MySql>>,
+    BTreeSet<i64>,
+    Vec<(String, String)>,
+) {
+    let mut held = Vec::new();
+    for _ in 0..n {
+        held.push(pool.acquire().await.unwrap());
+    }
+    let mut ids = BTreeSet::new();
+    let mut zones = Vec::new();
+    for conn in &mut held {
+        let (global, session, id): (String, String, i64) = sqlx::query_as(
+            "SELECT CAST(@@GLOBAL.time_zone AS CHAR), CAST(@@SESSION.time_zone AS CHAR), \
+                    CAST(CONNECTION_ID() AS SIGNED)",
+        )
+        .fetch_one(&mut **conn)
+        .await
+        .unwrap();
+        ids.insert(id);
+        zones.push((global, session));
+    }
+    (held, ids, zones)
+}
+
+/// The zone of a session opened on `url` without pinning one.
+async fn unpinned_session_zone(url: &str) -> String {
+    let options = MySqlConnectOptions::from_str(url).unwrap().timezone(None);
+    let mut unpinned = MySqlConnection::connect_with(&options).await.unwrap();
+    let (zone,): (String,) = sqlx::query_as("SELECT CAST(@@SESSION.time_zone AS CHAR)")
+        .fetch_one(&mut unpinned)
+        .await
+        .unwrap();
+    unpinned.close().await.ok();
+    zone
+}
+
+/// A one-minute record written by SQL, `created_at` left to its default.
+async fn insert_without_created_at(
+    db: &impl ConnectionTrait,
+    task_id: &str,
+    started: DateTime<Utc>,
+) {
+    db.execute_raw(Statement::from_sql_and_values(
+        db.get_database_backend(),
+        "INSERT INTO gpu_usage_records \
+             (task_id, endpoint, gpu_count, started_at, completed_at, duration_seconds, \
+              gpu_hours, status) \
+         VALUES (?, 'ep-utc', 1, ?, ?, 60, 0.016667, 'COMPLETED')",
+        [
+            task_id.into(),
+            started.into(),
+            (started + TimeDelta::seconds(60)).into(),
+        ],
+    ))
+    .await
+    .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_sessions_are_utc_even_when_the_server_is_not() {
     let t = TestDb::mysql().await;
@@ -138,38 +204,10 @@ async fn mysql_sessions_are_utc_even_when_the_server_is_not() {
     };
     let pool = app.get_mysql_connection_pool().clone();
     // Every connection the pool may ever hold is opened now, inside the window.
-    let mut held = Vec::new();
-    for _ in 0..pool_size {
-        held.push(pool.acquire().await.unwrap());
-    }
-    let mut born_in_window = BTreeSet::new();
-    let mut observed = Vec::new();
-    for conn in &mut held {
-        let (global, session, id): (String, String, i64) = sqlx::query_as(
-            "SELECT CAST(@@GLOBAL.time_zone AS CHAR), CAST(@@SESSION.time_zone AS CHAR), \
-                    CAST(CONNECTION_ID() AS SIGNED)",
-        )
-        .fetch_one(&mut **conn)
-        .await
-        .unwrap();
-        born_in_window.insert(id);
-        observed.push((global, session));
-    }
+    let (held, born_in_window, observed) = every_connection(&pool, pool_size).await;
     // Control: a session that does not pin its zone inherits the server's,
     // so the window really would have shifted an unpinned pool.
-    let raw_url = t.settings.url.expose_secret().to_owned();
-    let mut unpinned = sqlx::mysql::MySqlConnection::connect_with(
-        &sqlx::mysql::MySqlConnectOptions::from_str(&raw_url)
-            .unwrap()
-            .timezone(None),
-    )
-    .await
-    .unwrap();
-    let (unpinned_zone,): (String,) = sqlx::query_as("SELECT CAST(@@SESSION.time_zone AS CHAR)")
-        .fetch_one(&mut unpinned)
-        .await
-        .unwrap();
-    unpinned.close().await.ok();
+    let unpinned_zone = unpinned_session_zone(t.settings.url.expose_secret()).await;
     drop(held);
     guard.restore(&admin).await;
     // --- End of the window. -------------------------------------------------
@@ -209,20 +247,7 @@ async fn mysql_sessions_are_utc_even_when_the_server_is_not() {
         0,
         "NOW() = UTC_TIMESTAMP()"
     );
-    txn.execute_raw(Statement::from_sql_and_values(
-        DbBackend::MySql,
-        "INSERT INTO gpu_usage_records \
-             (task_id, endpoint, gpu_count, started_at, completed_at, duration_seconds, \
-              gpu_hours, status) \
-         VALUES (?, 'ep-utc', 1, ?, ?, 60, 0.016667, 'COMPLETED')",
-        [
-            task_id.into(),
-            started.into(),
-            (started + TimeDelta::seconds(60)).into(),
-        ],
-    ))
-    .await
-    .unwrap();
+    insert_without_created_at(&txn, task_id, started).await;
     txn.commit().await.unwrap();
 
     let stored = find_record(&app, task_id).await.unwrap();
@@ -314,20 +339,7 @@ async fn datetime_round_trip(t: TestDb) {
 async fn default_timestamp_is_utc(t: TestDb) {
     let db = &t.db;
     let started = Utc::now() - TimeDelta::minutes(2);
-    db.execute_raw(Statement::from_sql_and_values(
-        db.get_database_backend(),
-        "INSERT INTO gpu_usage_records \
-             (task_id, endpoint, gpu_count, started_at, completed_at, duration_seconds, \
-              gpu_hours, status) \
-         VALUES (?, 'ep-utc', 1, ?, ?, 60, 0.016667, 'COMPLETED')",
-        [
-            "utc-default".into(),
-            started.into(),
-            (started + TimeDelta::seconds(60)).into(),
-        ],
-    ))
-    .await
-    .unwrap();
+    insert_without_created_at(db, "utc-default", started).await;
     let stored = find_record(db, "utc-default").await.unwrap();
     close_to_now(stored.created_at, "created_at from the column default");
     t.cleanup().await;
