@@ -150,6 +150,46 @@ async fn late_records_for_old_buckets(db: &DatabaseConnection) {
     assert_caught_up(db, now2).await.unwrap();
 }
 
+/// The batch arriving at `now_i`, minute `i` of the downtime from `t0`:
+/// three tasks (numbered from `n`) ending in the minute before it and
+/// started up to 3 h earlier; at minute 30 one since yesterday 23:00, at
+/// minute 60 one ending in the current hour (live partial rows).
+fn minute_batch(g: &mut Lcg, i: i64, n: &mut usize, t0: i64, now_i: i64) -> Vec<Rec> {
+    let mut batch = Vec::new();
+    for _ in 0..3 {
+        let end = g.range(now_i - 70 * SECOND, now_i - SECOND);
+        let mut r = g.rec("down", *n, end - 3 * HOUR, end, 3 * HOUR);
+        r.end_ms = end;
+        r.start_ms = r.start_ms.min(end);
+        batch.push(r);
+        *n += 1;
+    }
+    if i == 60 {
+        // Ends in the current hour: live partial rows.
+        batch.push(Rec::new(
+            "live",
+            "ep-b",
+            None,
+            1,
+            t0 + 55 * MINUTE,
+            now_i - SECOND,
+            false,
+        ));
+    }
+    if i == 30 {
+        batch.push(Rec::new(
+            "overnight",
+            "ep-a",
+            Some("A100"),
+            2,
+            floor(t0, DAY) - HOUR,
+            now_i - 5 * SECOND,
+            false,
+        ));
+    }
+    batch
+}
+
 /// The worker is down from T0 to T0 + 61 min while records keep arriving
 /// every minute; one run of the jobs afterwards catches everything up.
 async fn worker_down_for_an_hour(db: &DatabaseConnection) {
@@ -163,43 +203,11 @@ async fn worker_down_for_an_hour(db: &DatabaseConnection) {
     let rows = run_jobs_twice(db, t0, &cfg).await.unwrap();
     assert_model(&rows, &all, "rows at T0");
 
-    // One small batch a minute; tasks end in the minute before the batch
-    // and started up to 3 h earlier, one since yesterday 23:00.
+    // One small batch a minute.
     let mut n = 0;
     for i in 1..=60 {
         let now_i = t0 + i * MINUTE + 10 * SECOND;
-        let mut batch = Vec::new();
-        for _ in 0..3 {
-            let end = g.range(now_i - 70 * SECOND, now_i - SECOND);
-            let mut r = g.rec("down", n, end - 3 * HOUR, end, 3 * HOUR);
-            r.end_ms = end;
-            r.start_ms = r.start_ms.min(end);
-            batch.push(r);
-            n += 1;
-        }
-        if i == 60 {
-            // Ends in the current hour: live partial rows.
-            batch.push(Rec::new(
-                "live",
-                "ep-b",
-                None,
-                1,
-                t0 + 55 * MINUTE,
-                now_i - SECOND,
-                false,
-            ));
-        }
-        if i == 30 {
-            batch.push(Rec::new(
-                "overnight",
-                "ep-a",
-                Some("A100"),
-                2,
-                floor(t0, DAY) - HOUR,
-                now_i - 5 * SECOND,
-                false,
-            ));
-        }
+        let batch = minute_batch(&mut g, i, &mut n, t0, now_i);
         ingest(db, &batch, now_i, &cfg).await.unwrap();
         all.extend(batch);
     }

@@ -301,9 +301,9 @@ async fn daily_includes_the_day_holding_start(t_db: TestDb) {
     t_db.cleanup().await;
 }
 
-async fn records_filter_and_paginate(t_db: TestDb) {
-    let db = &t_db;
-    // Several records complete at the same instant: the id breaks the tie.
+/// Seven records, four completing at the same instant (the id breaks the
+/// tie), on endpoints a and b, one with a spec, one FAILED.
+async fn seed_records(db: &TestDb) {
     for i in 0..7 {
         let completed = if i < 4 {
             t("2026-01-01T00:10:00.250Z")
@@ -331,6 +331,11 @@ async fn records_filter_and_paginate(t_db: TestDb) {
         .await
         .unwrap();
     }
+}
+
+async fn records_filter_and_paginate(t_db: TestDb) {
+    let db = &t_db;
+    seed_records(db).await;
     let range = TimeRange::new(t("2026-01-01T00:00:00Z"), t("2026-01-01T01:00:00Z")).unwrap();
     let all = RecordFilter {
         range,

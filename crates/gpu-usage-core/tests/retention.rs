@@ -98,30 +98,8 @@ async fn counts(db: &DatabaseConnection) -> [u64; 6] {
     ]
 }
 
-async fn expired_rows_go_fresh_rows_stay(t: TestDb) {
-    let db = &t.db;
-    seed(db).await;
-    let settings = RetentionSettings::default();
-    let report = retention::cleanup(db, now(), &settings).await;
-    assert!(report.is_ok(), "{report:?}");
-    let deleted = |table: &str| report.table(table).unwrap().deleted;
-    assert_eq!(deleted("gpu_usage_records"), 1);
-    assert_eq!(deleted(Granularity::Minute.table_name()), 1);
-    assert_eq!(deleted(Granularity::Hourly.table_name()), 1);
-    assert_eq!(deleted(Granularity::Daily.table_name()), 0);
-    assert_eq!(
-        report
-            .table(Granularity::Daily.table_name())
-            .unwrap()
-            .cutoff,
-        None,
-        "daily kept forever"
-    );
-    assert_eq!(deleted(JOB_RUNS_TABLE), 1);
-    assert_eq!(deleted(BACKFILL_JOBS_TABLE), 1);
-    assert_eq!(report.deleted(), 5);
-    assert_eq!(counts(db).await, [1, 1, 1, 2, 1, 2]);
-
+/// What `seed` stored fresh is still there, and only that.
+async fn assert_fresh_rows_kept(db: &DatabaseConnection) {
     let tasks: Vec<String> = record::Entity::find()
         .all(db)
         .await
@@ -154,8 +132,10 @@ async fn expired_rows_go_fresh_rows_stay(t: TestDb) {
         ["failed", "pending"],
         "an old pending backfill is still work to do"
     );
+}
 
-    // Horizons were recorded at the cutoffs, for the rollup tables only.
+/// Horizons were recorded at the cutoffs, for the rollup tables only.
+async fn assert_horizons_at_the_cutoffs(db: &DatabaseConnection) {
     let horizons = retention_horizon::Entity::find()
         .order_by_asc(retention_horizon::Column::TableName)
         .all(db)
@@ -179,6 +159,34 @@ async fn expired_rows_go_fresh_rows_stay(t: TestDb) {
             ),
         ]
     );
+}
+
+async fn expired_rows_go_fresh_rows_stay(t: TestDb) {
+    let db = &t.db;
+    seed(db).await;
+    let settings = RetentionSettings::default();
+    let report = retention::cleanup(db, now(), &settings).await;
+    assert!(report.is_ok(), "{report:?}");
+    let deleted = |table: &str| report.table(table).unwrap().deleted;
+    assert_eq!(deleted("gpu_usage_records"), 1);
+    assert_eq!(deleted(Granularity::Minute.table_name()), 1);
+    assert_eq!(deleted(Granularity::Hourly.table_name()), 1);
+    assert_eq!(deleted(Granularity::Daily.table_name()), 0);
+    assert_eq!(
+        report
+            .table(Granularity::Daily.table_name())
+            .unwrap()
+            .cutoff,
+        None,
+        "daily kept forever"
+    );
+    assert_eq!(deleted(JOB_RUNS_TABLE), 1);
+    assert_eq!(deleted(BACKFILL_JOBS_TABLE), 1);
+    assert_eq!(report.deleted(), 5);
+    assert_eq!(counts(db).await, [1, 1, 1, 2, 1, 2]);
+
+    assert_fresh_rows_kept(db).await;
+    assert_horizons_at_the_cutoffs(db).await;
 
     // Idempotent: a second run deletes nothing.
     let again = retention::cleanup(db, now(), &settings).await;

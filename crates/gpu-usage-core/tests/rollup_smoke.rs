@@ -51,6 +51,58 @@ async fn run_all(db: &sea_orm::DatabaseConnection, now: DateTime<Utc>, cfg: &Eng
     }
 }
 
+/// The worked example's rows, checked by hand.
+async fn assert_worked_example_rows(db: &sea_orm::DatabaseConnection) {
+    let minutes = global_rows!(statistics_minute, db);
+    let ms: Vec<(String, i64, i32)> = minutes
+        .iter()
+        .map(|m| {
+            (
+                m.time_bucket.format("%H:%M").to_string(),
+                m.gpu_milliseconds,
+                m.total_tasks,
+            )
+        })
+        .collect();
+    assert_eq!(
+        ms,
+        vec![
+            ("23:58".into(), 60_000, 0),
+            ("23:59".into(), 120_000, 0),
+            ("00:00".into(), 120_000 + 49_500, 0),
+            ("00:01".into(), 40_500, 2),
+        ]
+    );
+    let last = minutes.last().unwrap();
+    assert_eq!(last.failed_tasks, 1);
+    assert_eq!(last.avg_gpu_count, Decimal::new(150, 2));
+
+    let hours = global_rows!(statistics_hourly, db);
+    assert_eq!(hours.len(), 2);
+    assert_eq!(hours[1].gpu_milliseconds, 210_000);
+    assert_eq!(hours[1].peak_minute, Some(t("2026-03-02T00:00:00Z")));
+    assert_eq!(hours[0].peak_minute, Some(t("2026-03-01T23:59:00Z")));
+
+    let days = statistics_daily::Entity::find()
+        .order_by_asc(statistics_daily::Column::TimeBucket)
+        .all(db)
+        .await
+        .unwrap();
+    // Day 1: global + ep-1 + a100. Day 2: global, ep-1, ep-2, a100.
+    assert_eq!(days.len(), 7, "{days:#?}");
+    let d2 = days
+        .iter()
+        .find(|d| d.scope_type == ScopeType::Global && d.time_bucket.to_string() == "2026-03-02")
+        .unwrap();
+    assert_eq!(
+        (d2.total_tasks, d2.completed_tasks, d2.failed_tasks),
+        (2, 1, 1)
+    );
+    assert_eq!(d2.gpu_milliseconds, 210_000);
+    assert_eq!(d2.peak_hour, Some(t("2026-03-02T00:00:00Z")));
+    assert_eq!(d2.max_gpu_count, 2);
+}
+
 async fn worked_example(tdb: TestDb) {
     let db = &tdb.db;
     let cfg = EngineConfig::default();
@@ -95,56 +147,7 @@ async fn worked_example(tdb: TestDb) {
 
     for _ in 0..2 {
         run_all(db, now, &cfg).await;
-        let minutes = global_rows!(statistics_minute, db);
-        let ms: Vec<(String, i64, i32)> = minutes
-            .iter()
-            .map(|m| {
-                (
-                    m.time_bucket.format("%H:%M").to_string(),
-                    m.gpu_milliseconds,
-                    m.total_tasks,
-                )
-            })
-            .collect();
-        assert_eq!(
-            ms,
-            vec![
-                ("23:58".into(), 60_000, 0),
-                ("23:59".into(), 120_000, 0),
-                ("00:00".into(), 120_000 + 49_500, 0),
-                ("00:01".into(), 40_500, 2),
-            ]
-        );
-        let last = minutes.last().unwrap();
-        assert_eq!(last.failed_tasks, 1);
-        assert_eq!(last.avg_gpu_count, Decimal::new(150, 2));
-
-        let hours = global_rows!(statistics_hourly, db);
-        assert_eq!(hours.len(), 2);
-        assert_eq!(hours[1].gpu_milliseconds, 210_000);
-        assert_eq!(hours[1].peak_minute, Some(t("2026-03-02T00:00:00Z")));
-        assert_eq!(hours[0].peak_minute, Some(t("2026-03-01T23:59:00Z")));
-
-        let days = statistics_daily::Entity::find()
-            .order_by_asc(statistics_daily::Column::TimeBucket)
-            .all(db)
-            .await
-            .unwrap();
-        // Day 1: global + ep-1 + a100. Day 2: global, ep-1, ep-2, a100.
-        assert_eq!(days.len(), 7, "{days:#?}");
-        let d2 = days
-            .iter()
-            .find(|d| {
-                d.scope_type == ScopeType::Global && d.time_bucket.to_string() == "2026-03-02"
-            })
-            .unwrap();
-        assert_eq!(
-            (d2.total_tasks, d2.completed_tasks, d2.failed_tasks),
-            (2, 1, 1)
-        );
-        assert_eq!(d2.gpu_milliseconds, 210_000);
-        assert_eq!(d2.peak_hour, Some(t("2026-03-02T00:00:00Z")));
-        assert_eq!(d2.max_gpu_count, 2);
+        assert_worked_example_rows(db).await;
     }
     let st = status::rollup_status(db, now).await.unwrap();
     assert!(st.iter().all(|l| l.pending_ranges == 0), "{st:?}");

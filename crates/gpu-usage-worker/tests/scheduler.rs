@@ -19,7 +19,7 @@ use gpu_usage_core::types::{Granularity, TimeRange};
 use gpu_usage_testing::{Backend, TestDb};
 use gpu_usage_worker::jobs::run_job;
 use gpu_usage_worker::{BackgroundOptions, Clock, Intervals, JobOutcome, ManualClock, Scheduler};
-use sea_orm::{ConnectionTrait, EntityTrait};
+use sea_orm::{ConnectionTrait, DatabaseConnection, EntityTrait};
 
 fn outcome_of(report: &gpu_usage_worker::TickReport, job: JobName) -> Option<&JobOutcome> {
     report
@@ -31,6 +31,20 @@ fn outcome_of(report: &gpu_usage_worker::TickReport, job: JobName) -> Option<&Jo
 
 fn ran(o: Option<&JobOutcome>) -> bool {
     matches!(o, Some(JobOutcome::Ran { .. }))
+}
+
+/// Every job ran, the last run of each succeeded, all by `runner`.
+async fn assert_every_job_last_succeeded(db: &DatabaseConnection, runner: &str) {
+    let runs = job_runs::latest_per_job(db).await.unwrap();
+    let names: Vec<&str> = runs.iter().map(|r| r.last_run.job.as_str()).collect();
+    assert_eq!(
+        names,
+        ["cleanup", "rollup_daily", "rollup_hourly", "rollup_minute"]
+    );
+    assert!(
+        runs.iter()
+            .all(|r| r.last_run.outcome == "succeeded" && r.last_run.runner == runner)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -47,9 +61,13 @@ async fn explicit_clock_drives_the_chain_and_folds_in_late_data() {
 
     // Fresh database: nothing ran before, so every job runs at start-up.
     let first = wait_tick(&mut ticks, start).await;
-    assert!(ran(outcome_of(&first, JobName::MinuteRollup)), "{first:?}");
-    assert!(ran(outcome_of(&first, JobName::HourlyRollup)), "{first:?}");
-    assert!(ran(outcome_of(&first, JobName::DailyRollup)), "{first:?}");
+    for job in [
+        JobName::MinuteRollup,
+        JobName::HourlyRollup,
+        JobName::DailyRollup,
+    ] {
+        assert!(ran(outcome_of(&first, job)), "{job}: {first:?}");
+    }
     assert_eq!(
         outcome_of(&first, JobName::Cleanup),
         Some(&JobOutcome::NothingToDo)
@@ -117,16 +135,7 @@ async fn explicit_clock_drives_the_chain_and_folds_in_late_data() {
     let st = status::rollup_status(&t.db, clock.now()).await.unwrap();
     assert!(st.iter().all(|s| s.pending_ranges == 0), "{st:?}");
 
-    let runs = job_runs::latest_per_job(&t.db).await.unwrap();
-    let names: Vec<&str> = runs.iter().map(|r| r.last_run.job.as_str()).collect();
-    assert_eq!(
-        names,
-        ["cleanup", "rollup_daily", "rollup_hourly", "rollup_minute"]
-    );
-    assert!(
-        runs.iter()
-            .all(|r| r.last_run.outcome == "succeeded" && r.last_run.runner == "solo")
-    );
+    assert_every_job_last_succeeded(&t.db, "solo").await;
 
     bg.shutdown(Duration::from_secs(10)).await;
     t.cleanup().await;

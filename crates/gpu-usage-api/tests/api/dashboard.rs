@@ -28,6 +28,41 @@ async fn fetch(app: &TestApp, path: &str) -> reqwest::Response {
         .unwrap()
 }
 
+async fn fetch_if_none_match(app: &TestApp, path: &str, etag: &str) -> reqwest::Response {
+    no_redirects()
+        .get(format!("{}{path}", app.base))
+        .header("if-none-match", etag)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// `path` is served with its type, no caching without revalidation and its
+/// content; its ETag revalidates to a 304, another ETag gets the asset.
+async fn assert_asset(app: &TestApp, path: &str, content_type: &str, needle: &str) {
+    let res = fetch(app, path).await;
+    assert_eq!(res.status(), StatusCode::OK, "{path}");
+    let headers = res.headers().clone();
+    assert_eq!(headers["content-type"], content_type, "{path}");
+    assert_eq!(headers["cache-control"], "no-cache", "{path}");
+    assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+    let etag = headers["etag"].to_str().unwrap().to_owned();
+    assert!(
+        etag.starts_with('"') && etag.ends_with('"'),
+        "{path}: {etag}"
+    );
+    let body = res.text().await.unwrap();
+    assert!(body.contains(needle), "{path} lacks {needle:?}");
+
+    // Revalidation answers 304 without a body.
+    let res = fetch_if_none_match(app, path, &etag).await;
+    assert_eq!(res.status(), StatusCode::NOT_MODIFIED, "{path}");
+    assert_eq!(res.headers()["etag"], etag.as_str());
+    assert!(res.bytes().await.unwrap().is_empty());
+    let res = fetch_if_none_match(app, path, "\"something-else\"").await;
+    assert_eq!(res.status(), StatusCode::OK, "{path}");
+}
+
 async fn assets_and_redirect(db: TestDb) {
     // Reads need a token here: the page and its assets must not (the page
     // asks for the token itself).
@@ -62,37 +97,7 @@ async fn assets_and_redirect(db: TestDb) {
         ),
     ];
     for (path, content_type, needle) in cases {
-        let res = fetch(&app, path).await;
-        assert_eq!(res.status(), StatusCode::OK, "{path}");
-        let headers = res.headers().clone();
-        assert_eq!(headers["content-type"], content_type, "{path}");
-        assert_eq!(headers["cache-control"], "no-cache", "{path}");
-        assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
-        let etag = headers["etag"].to_str().unwrap().to_owned();
-        assert!(
-            etag.starts_with('"') && etag.ends_with('"'),
-            "{path}: {etag}"
-        );
-        let body = res.text().await.unwrap();
-        assert!(body.contains(needle), "{path} lacks {needle:?}");
-
-        // Revalidation answers 304 without a body.
-        let res = no_redirects()
-            .get(format!("{}{path}", app.base))
-            .header("if-none-match", &etag)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), StatusCode::NOT_MODIFIED, "{path}");
-        assert_eq!(res.headers()["etag"], etag.as_str());
-        assert!(res.bytes().await.unwrap().is_empty());
-        let res = no_redirects()
-            .get(format!("{}{path}", app.base))
-            .header("if-none-match", "\"something-else\"")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), StatusCode::OK, "{path}");
+        assert_asset(&app, path, content_type, needle).await;
     }
 
     // The page loads nothing from elsewhere and is locked to this origin.

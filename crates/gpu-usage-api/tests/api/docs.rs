@@ -7,7 +7,7 @@ use gpu_usage_testing::TestDb;
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::support::{both_backends, column, content_type, spawn_app};
+use crate::support::{TestApp, both_backends, column, content_type, spawn_app};
 
 /// Every route a client can call, as (method, path template).
 const ROUTES: &[(&str, &str)] = &[
@@ -33,6 +33,44 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/gpu-usage/openapi.json"),
     ("get", "/api/v1/gpu-usage/docs"),
 ];
+
+async fn assert_served(app: &TestApp, documented: &BTreeSet<(String, String)>) {
+    for (method, path) in documented {
+        let url = format!("{}{}", app.base, path.replace("{id}", "1"));
+        let method = if method == "get" {
+            Method::GET
+        } else {
+            Method::POST
+        };
+        let res = app
+            .client
+            .request(method.clone(), &url)
+            .send()
+            .await
+            .unwrap();
+        let status = res.status();
+        let body = res.text().await.unwrap();
+        assert!(
+            !body.contains("\"no_route\""),
+            "{method} {path} is documented but not served: {status} {body}"
+        );
+    }
+}
+
+fn assert_refs_resolve(doc: &Value) {
+    let mut refs = Vec::new();
+    collect_refs(doc, &mut refs);
+    assert!(!refs.is_empty());
+    for r in refs {
+        let name = r
+            .strip_prefix("#/components/schemas/")
+            .unwrap_or_else(|| panic!("odd $ref {r}"));
+        assert!(
+            doc["components"]["schemas"][name].is_object(),
+            "dangling $ref {r}"
+        );
+    }
+}
 
 async fn document_matches_routes(db: TestDb) {
     let app = spawn_app(db).await;
@@ -71,26 +109,7 @@ async fn document_matches_routes(db: TestDb) {
     );
 
     // Every documented operation is really served (not the no-route 404).
-    for (method, path) in &documented {
-        let url = format!("{}{}", app.base, path.replace("{id}", "1"));
-        let method = if method == "get" {
-            Method::GET
-        } else {
-            Method::POST
-        };
-        let res = app
-            .client
-            .request(method.clone(), &url)
-            .send()
-            .await
-            .unwrap();
-        let status = res.status();
-        let body = res.text().await.unwrap();
-        assert!(
-            !body.contains("\"no_route\""),
-            "{method} {path} is documented but not served: {status} {body}"
-        );
-    }
+    assert_served(&app, &documented).await;
 
     // Parameters and bodies are documented, including the error shape.
     let hourly = &doc["paths"]["/api/v1/gpu-usage/hourly"]["get"];
@@ -123,18 +142,7 @@ async fn document_matches_routes(db: TestDb) {
     );
 
     // Every reference resolves: a reader (or generator) never hits a hole.
-    let mut refs = Vec::new();
-    collect_refs(&doc, &mut refs);
-    assert!(!refs.is_empty());
-    for r in refs {
-        let name = r
-            .strip_prefix("#/components/schemas/")
-            .unwrap_or_else(|| panic!("odd $ref {r}"));
-        assert!(
-            doc["components"]["schemas"][name].is_object(),
-            "dangling $ref {r}"
-        );
-    }
+    assert_refs_resolve(&doc);
     app.finish().await;
 }
 

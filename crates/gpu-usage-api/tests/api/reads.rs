@@ -10,7 +10,8 @@ use gpu_usage_testing::TestDb;
 use serde_json::{Value, json};
 
 use crate::support::{
-    both_backends, column, content_type, expect_error, spawn_app, spawn_app_with_fixture, task,
+    TestApp, both_backends, column, content_type, expect_error, spawn_app, spawn_app_with_fixture,
+    task,
 };
 
 fn close(v: &Value, expected: f64) -> bool {
@@ -121,6 +122,53 @@ async fn dashboard_hourly_numbers(db: TestDb) {
     app.finish().await;
 }
 
+/// Reads of the fixture by scope: every value of one, one value, the spec
+/// scope without the records lacking a spec, the scopes themselves.
+async fn scope_reads(app: &TestApp) {
+    // Every value of a scope when scope_value is omitted, ordered by
+    // (time_bucket, scope_value).
+    let eps = app
+        .get_json("/hourly?scope_type=endpoint&start_time=2026-01-01T00:00:00Z&end_time=2026-01-02T00:00:00Z")
+        .await;
+    assert_eq!(
+        buckets(&eps),
+        vec![
+            ("2026-01-01T10:00:00Z".to_owned(), Value::from("ep-a")),
+            ("2026-01-01T10:00:00Z".to_owned(), Value::from("ep-b")),
+            ("2026-01-01T11:00:00Z".to_owned(), Value::from("ep-b")),
+            ("2026-01-01T23:00:00Z".to_owned(), Value::from("ep-a")),
+        ]
+    );
+    assert_num(&eps["data"][1], "total_gpu_hours", 3.0);
+    assert_num(&eps["summary"], "total_gpu_hours", 5.567778);
+
+    let one = app
+        .get_json("/hourly?scope_type=endpoint&scope_value=ep-a&start_time=2026-01-01T00:00:00Z&end_time=2026-01-02T00:00:00Z")
+        .await;
+    assert_eq!(one["total"], 2);
+    assert_num(&one["summary"], "total_gpu_hours", 1.5);
+
+    // Records without a spec are left out of the spec scope only.
+    let specs = app
+        .get_json(
+            "/hourly?scope_type=spec&start_time=2026-01-01T00:00:00Z&end_time=2026-01-02T00:00:00Z",
+        )
+        .await;
+    assert_eq!(specs["total"], 4);
+    assert_num(&specs["summary"], "total_gpu_hours", 5.067778);
+    let a100 = app
+        .get_json("/daily?scope_type=spec&scope_value=a100&start_time=2026-01-01T00:00:00Z&end_time=2026-01-02T00:00:00Z")
+        .await;
+    assert_num(&a100["data"][0], "total_tasks", 2.0);
+    assert_num(&a100["data"][0], "avg_gpu_count", 5.0);
+
+    let scopes = app.get_json("/scopes").await;
+    assert_eq!(
+        scopes,
+        serde_json::json!({"endpoints": ["ep-a", "ep-b"], "specs": ["a100", "h100"]})
+    );
+}
+
 async fn minute_daily_and_scopes(db: TestDb) {
     let app = spawn_app_with_fixture(db).await;
 
@@ -171,48 +219,7 @@ async fn minute_daily_and_scopes(db: TestDb) {
     assert_num(&rows[1], "total_gpu_hours", 0.5);
     assert_num(&daily["summary"], "total_gpu_hours", 6.067778);
 
-    // Every value of a scope when scope_value is omitted, ordered by
-    // (time_bucket, scope_value).
-    let eps = app
-        .get_json("/hourly?scope_type=endpoint&start_time=2026-01-01T00:00:00Z&end_time=2026-01-02T00:00:00Z")
-        .await;
-    assert_eq!(
-        buckets(&eps),
-        vec![
-            ("2026-01-01T10:00:00Z".to_owned(), Value::from("ep-a")),
-            ("2026-01-01T10:00:00Z".to_owned(), Value::from("ep-b")),
-            ("2026-01-01T11:00:00Z".to_owned(), Value::from("ep-b")),
-            ("2026-01-01T23:00:00Z".to_owned(), Value::from("ep-a")),
-        ]
-    );
-    assert_num(&eps["data"][1], "total_gpu_hours", 3.0);
-    assert_num(&eps["summary"], "total_gpu_hours", 5.567778);
-
-    let one = app
-        .get_json("/hourly?scope_type=endpoint&scope_value=ep-a&start_time=2026-01-01T00:00:00Z&end_time=2026-01-02T00:00:00Z")
-        .await;
-    assert_eq!(one["total"], 2);
-    assert_num(&one["summary"], "total_gpu_hours", 1.5);
-
-    // Records without a spec are left out of the spec scope only.
-    let specs = app
-        .get_json(
-            "/hourly?scope_type=spec&start_time=2026-01-01T00:00:00Z&end_time=2026-01-02T00:00:00Z",
-        )
-        .await;
-    assert_eq!(specs["total"], 4);
-    assert_num(&specs["summary"], "total_gpu_hours", 5.067778);
-    let a100 = app
-        .get_json("/daily?scope_type=spec&scope_value=a100&start_time=2026-01-01T00:00:00Z&end_time=2026-01-02T00:00:00Z")
-        .await;
-    assert_num(&a100["data"][0], "total_tasks", 2.0);
-    assert_num(&a100["data"][0], "avg_gpu_count", 5.0);
-
-    let scopes = app.get_json("/scopes").await;
-    assert_eq!(
-        scopes,
-        serde_json::json!({"endpoints": ["ep-a", "ep-b"], "specs": ["a100", "h100"]})
-    );
+    scope_reads(&app).await;
     app.finish().await;
 }
 
