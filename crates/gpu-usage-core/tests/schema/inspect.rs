@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
+use gpu_usage_testing::TestDb;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 
@@ -48,21 +49,19 @@ pub async fn text_rows(
         .collect()
 }
 
-/// Everything information_schema says about the tables of one database, plus
-/// `SHOW CREATE TABLE` of each.
-pub async fn mysql_snapshot(db: &DatabaseConnection, schema: &str) -> Vec<Section> {
-    let tables = text_rows(
-        db,
+/// The information_schema views compared, each as (section, query of one
+/// schema `?` whose columns are all text, the columns' names).
+const INFORMATION_SCHEMA: [(&str, &str, &str); 4] = [
+    (
+        "information_schema.TABLES",
         "SELECT CAST(TABLE_NAME AS CHAR), CAST(TABLE_TYPE AS CHAR), CAST(ENGINE AS CHAR), \
                 CAST(TABLE_COLLATION AS CHAR), CAST(ROW_FORMAT AS CHAR), \
                 CAST(CREATE_OPTIONS AS CHAR), CAST(TABLE_COMMENT AS CHAR) \
          FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? ORDER BY TABLE_NAME",
-        schema,
         "table type engine collation row_format options comment",
-    )
-    .await;
-    let columns = text_rows(
-        db,
+    ),
+    (
+        "information_schema.COLUMNS",
         "SELECT CAST(TABLE_NAME AS CHAR), CAST(COLUMN_NAME AS CHAR), \
                 CAST(ORDINAL_POSITION AS CHAR), CAST(COLUMN_TYPE AS CHAR), \
                 CAST(IS_NULLABLE AS CHAR), CAST(COLUMN_DEFAULT AS CHAR), CAST(EXTRA AS CHAR), \
@@ -71,35 +70,38 @@ pub async fn mysql_snapshot(db: &DatabaseConnection, schema: &str) -> Vec<Sectio
                 CAST(COLUMN_COMMENT AS CHAR) \
          FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? \
          ORDER BY TABLE_NAME, ORDINAL_POSITION",
-        schema,
         "table column position type nullable default extra generated charset collation key comment",
-    )
-    .await;
-    let indexes = text_rows(
-        db,
+    ),
+    (
+        "information_schema.STATISTICS",
         "SELECT CAST(TABLE_NAME AS CHAR), CAST(INDEX_NAME AS CHAR), CAST(NON_UNIQUE AS CHAR), \
                 CAST(SEQ_IN_INDEX AS CHAR), CAST(COLUMN_NAME AS CHAR), \
                 CAST(SUB_PART AS CHAR), CAST(COLLATION AS CHAR), CAST(NULLABLE AS CHAR), \
                 CAST(INDEX_TYPE AS CHAR) \
          FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = ? \
          ORDER BY TABLE_NAME, INDEX_NAME, SEQ_IN_INDEX",
-        schema,
         "table index non_unique seq column sub_part order nullable type",
-    )
-    .await;
-    let constraints = text_rows(
-        db,
+    ),
+    (
+        "information_schema.TABLE_CONSTRAINTS",
         "SELECT CAST(TABLE_NAME AS CHAR), CAST(CONSTRAINT_NAME AS CHAR), \
                 CAST(CONSTRAINT_TYPE AS CHAR) \
          FROM information_schema.TABLE_CONSTRAINTS WHERE TABLE_SCHEMA = ? \
          ORDER BY TABLE_NAME, CONSTRAINT_NAME",
-        schema,
         "table constraint type",
-    )
-    .await;
+    ),
+];
 
+/// Everything information_schema says about the tables of one database, plus
+/// `SHOW CREATE TABLE` of each (in that order; TABLES first).
+pub async fn mysql_snapshot(db: &DatabaseConnection, schema: &str) -> Vec<Section> {
+    let mut sections = Vec::new();
+    for (name, sql, fields) in INFORMATION_SCHEMA {
+        let rows = text_rows(db, sql, schema, fields).await;
+        sections.push(Section { name, rows });
+    }
     let mut create = Vec::new();
-    for table in table_names_of(&tables) {
+    for table in table_names(&sections) {
         let row = db
             .query_one_raw(Statement::from_string(
                 DbBackend::MySql,
@@ -111,17 +113,11 @@ pub async fn mysql_snapshot(db: &DatabaseConnection, schema: &str) -> Vec<Sectio
         let ddl: String = row.try_get_by_index(1).unwrap();
         create.extend(ddl.lines().map(|l| format!("{table}: {l}")));
     }
-
-    [
-        ("information_schema.TABLES", tables),
-        ("information_schema.COLUMNS", columns),
-        ("information_schema.STATISTICS", indexes),
-        ("information_schema.TABLE_CONSTRAINTS", constraints),
-        ("SHOW CREATE TABLE", create),
-    ]
-    .into_iter()
-    .map(|(name, rows)| Section { name, rows })
-    .collect()
+    sections.push(Section {
+        name: "SHOW CREATE TABLE",
+        rows: create,
+    });
+    sections
 }
 
 /// Empty when both snapshots agree; otherwise a readable list of the rows
@@ -160,6 +156,12 @@ pub fn snapshot_diff(
 pub fn assert_same_schema(left: (&str, &[Section]), right: (&str, &[Section]), what: &str) {
     let diff = snapshot_diff(left.0, left.1, right.0, right.1);
     assert!(diff.is_empty(), "{what}:\n{diff}");
+}
+
+/// [`assert_same_schema`] of `t`'s schema now, as `label`, and `expected`.
+pub async fn assert_schema_of(t: &TestDb, label: &str, expected: (&str, &[Section]), what: &str) {
+    let now = mysql_snapshot(&t.db, t.database_name().unwrap()).await;
+    assert_same_schema(expected, (label, &now), what);
 }
 
 pub fn table_names(snapshot: &[Section]) -> Vec<String> {

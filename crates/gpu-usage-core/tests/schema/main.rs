@@ -152,12 +152,13 @@ async fn mysql_script_creates_the_same_schema_as_the_migrations() {
         migration_names().len()
     );
     Migrator::up(&scripted.db, None).await.unwrap();
-    let after_up = mysql_snapshot(&scripted.db, &scripted_name).await;
-    assert_same_schema(
+    assert_schema_of(
+        &scripted,
+        "script + migrate up",
         ("script", &from_script),
-        ("script + migrate up", &after_up),
         "`migration up` after the script changed the schema",
-    );
+    )
+    .await;
 
     migrated.cleanup().await;
     scripted.cleanup().await;
@@ -212,12 +213,13 @@ async fn mysql_client_accepts_the_script() {
     }
 
     let from_migrations = mysql_snapshot(&migrated.db, &migrated_name).await;
-    let from_client = mysql_snapshot(&scripted.db, &scripted_name).await;
-    assert_same_schema(
+    assert_schema_of(
+        &scripted,
+        "mysql client",
         ("migrations", &from_migrations),
-        ("mysql client", &from_client),
         &format!("the script run by {client} differs"),
-    );
+    )
+    .await;
     assert!(
         Migrator::get_pending_migrations(&scripted.db)
             .await
@@ -256,12 +258,8 @@ async fn mysql_migrations_go_down_and_up_again() {
     );
 
     Migrator::up(&t.db, None).await.unwrap();
-    let again = mysql_snapshot(&t.db, &name).await;
-    assert_same_schema(
-        ("first up", &first),
-        ("down + up", &again),
-        "down + up does not rebuild the same schema",
-    );
+    let what = "down + up does not rebuild the same schema";
+    assert_schema_of(&t, "down + up", ("first up", &first), what).await;
     assert_eq!(applied_versions(&t.db).await, migration_names());
 
     // One step down and up (the last migration alone), then `fresh`.
@@ -272,12 +270,8 @@ async fn mysql_migrations_go_down_and_up_again() {
     );
     Migrator::up(&t.db, None).await.unwrap();
     Migrator::fresh(&t.db).await.unwrap();
-    let fresh = mysql_snapshot(&t.db, &name).await;
-    assert_same_schema(
-        ("first up", &first),
-        ("fresh", &fresh),
-        "fresh does not rebuild the same schema",
-    );
+    let what = "fresh does not rebuild the same schema";
+    assert_schema_of(&t, "fresh", ("first up", &first), what).await;
 
     t.cleanup().await;
 }
