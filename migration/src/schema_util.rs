@@ -283,7 +283,7 @@ pub async fn add_capacity_columns(
         alter.add_column(&mut c);
     }
     if level == StatsLevel::Daily {
-        alter.modify_column(&mut decimal("utilization_rate", 14, 4).null().to_owned());
+        alter.modify_column(decimal("utilization_rate", 14, 4).null().to_owned());
     }
     manager.alter_table(alter).await
 }
@@ -310,7 +310,7 @@ pub async fn drop_capacity_columns(
         alter.drop_column(Alias::new(name));
     }
     if level == StatsLevel::Daily {
-        alter.modify_column(&mut decimal("utilization_rate", 7, 4).null().to_owned());
+        alter.modify_column(decimal("utilization_rate", 7, 4).null().to_owned());
     }
     manager.alter_table(alter).await
 }

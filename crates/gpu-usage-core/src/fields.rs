@@ -201,16 +201,16 @@ impl Checks {
         self.parse_time(field, &s)
     }
 
-    /// An optional instant: absent and `null` are `Ok(None)`, a bad one
-    /// is `Err(())` (and a problem).
+    /// An optional instant: absent and `null` are `Some(None)`; a bad one
+    /// is `None`, with its problem recorded.
     pub fn optional_time(
         &mut self,
         field: &'static str,
         v: Field<String>,
-    ) -> Result<Option<DateTime<Utc>>, ()> {
+    ) -> Option<Option<DateTime<Utc>>> {
         match v.into_option() {
-            None => Ok(None),
-            Some(s) => self.parse_time(field, &s).map(Some).ok_or(()),
+            None => Some(None),
+            Some(s) => self.parse_time(field, &s).map(Some),
         }
     }
 

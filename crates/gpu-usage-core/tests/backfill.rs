@@ -7,17 +7,14 @@ use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use gpu_usage_core::EngineConfig;
-use gpu_usage_core::backfill::{self, BackfillStatus, RunOptions};
-use gpu_usage_core::entities::{
-    backfill_job, statistics_daily, statistics_hourly, statistics_minute,
-};
+use gpu_usage_core::backfill::{self, BackfillJob, BackfillStatus, RunOptions};
+use gpu_usage_core::entities::backfill_job;
 use gpu_usage_core::ingest;
 use gpu_usage_core::jobs::JobName;
 use gpu_usage_core::locks;
 use gpu_usage_core::record::{InvalidRecord, Record};
-use gpu_usage_core::rollup;
 use gpu_usage_core::types::{Granularity, Levels, TimeRange};
-use gpu_usage_testing::{TestDb, job_env, wire};
+use gpu_usage_testing::{TestDb, job_env, recompute_every_level, stripped_rows, wire};
 use sea_orm::ActiveValue::Set;
 use sea_orm::{
     ActiveModelTrait, ConnectionTrait, DatabaseConnection, EntityTrait, IntoActiveModel,
@@ -77,43 +74,11 @@ async fn seed(db: &DatabaseConnection) {
 
 /// Every statistics row, without ids and write times, in key order.
 async fn snapshot(db: &DatabaseConnection) -> Vec<(Granularity, NaiveDate, String)> {
-    let epoch = DateTime::<Utc>::UNIX_EPOCH;
-    let mut out = Vec::new();
-    for m in statistics_minute::Entity::find().all(db).await.unwrap() {
-        let key = m.time_bucket;
-        let m = statistics_minute::Model {
-            id: 0,
-            updated_at: epoch,
-            ..m
-        };
-        out.push((
-            Granularity::Minute,
-            key.date_naive(),
-            format!("{key:?} {m:?}"),
-        ));
-    }
-    for m in statistics_hourly::Entity::find().all(db).await.unwrap() {
-        let key = m.time_bucket;
-        let m = statistics_hourly::Model {
-            id: 0,
-            updated_at: epoch,
-            ..m
-        };
-        out.push((
-            Granularity::Hourly,
-            key.date_naive(),
-            format!("{key:?} {m:?}"),
-        ));
-    }
-    for m in statistics_daily::Entity::find().all(db).await.unwrap() {
-        let key = m.time_bucket;
-        let m = statistics_daily::Model {
-            id: 0,
-            updated_at: epoch,
-            ..m
-        };
-        out.push((Granularity::Daily, key, format!("{key:?} {m:?}")));
-    }
+    let mut out: Vec<_> = stripped_rows(db)
+        .await
+        .into_iter()
+        .map(|r| (r.level, r.day, format!("{} {}", r.bucket, r.row)))
+        .collect();
     out.sort();
     out
 }
@@ -123,22 +88,32 @@ async fn snapshot(db: &DatabaseConnection) -> Vec<(Granularity, NaiveDate, Strin
 async fn reference(t: &TestDb) -> Vec<(Granularity, NaiveDate, String)> {
     let r = TestDb::new(t.backend).await;
     seed(&r.db).await;
-    for level in Granularity::ALL {
-        rollup::recompute(&r.db, level, range(), now(), &EngineConfig::default())
-            .await
-            .unwrap();
-    }
+    recompute_every_level(&r.db, range(), now()).await;
     let rows = snapshot(&r.db).await;
     r.cleanup().await;
     rows
 }
 
+/// Queues a backfill of `range` at `now()` (or finds the one queued).
+async fn create(db: &DatabaseConnection, range: TimeRange, levels: Levels) -> BackfillJob {
+    backfill::create(db, range, levels, now()).await.unwrap()
+}
+
+/// Claims and runs the oldest queued backfill, as a runner at `now()`.
+async fn run_next_with(db: &DatabaseConnection, opts: &RunOptions<'_>) -> Option<BackfillJob> {
+    backfill::run_next(&job_env(db, now()), &EngineConfig::default(), opts)
+        .await
+        .unwrap()
+}
+
+async fn run_next(db: &DatabaseConnection) -> Option<BackfillJob> {
+    run_next_with(db, &RunOptions::default()).await
+}
+
 async fn runs_to_completion_like_a_direct_recompute(t: TestDb) {
     let db = &t.db;
     seed(db).await;
-    let job = backfill::create(db, range(), Levels::All, now())
-        .await
-        .unwrap();
+    let job = create(db, range(), Levels::All).await;
     assert_eq!(job.status, BackfillStatus::Pending);
     assert_eq!((job.chunks_total, job.chunks_done), (3, 0));
     assert_eq!(job.next_chunk_start, range().start());
@@ -147,24 +122,10 @@ async fn runs_to_completion_like_a_direct_recompute(t: TestDb) {
 
     // Repeats and covered sub-ranges return the queued job; other
     // granularities and uncovered ranges are new jobs.
-    assert_eq!(
-        backfill::create(db, range(), Levels::All, now())
-            .await
-            .unwrap()
-            .id,
-        job.id
-    );
+    assert_eq!(create(db, range(), Levels::All).await.id, job.id);
     let inner = TimeRange::new(ts("2026-06-11T03:00:00Z"), ts("2026-06-11T04:00:00Z")).unwrap();
-    assert_eq!(
-        backfill::create(db, inner, Levels::All, now())
-            .await
-            .unwrap()
-            .id,
-        job.id
-    );
-    let hourly_only = backfill::create(db, inner, Levels::Hourly, now())
-        .await
-        .unwrap();
+    assert_eq!(create(db, inner, Levels::All).await.id, job.id);
+    let hourly_only = create(db, inner, Levels::Hourly).await;
     assert_ne!(hourly_only.id, job.id);
     assert_eq!(hourly_only.chunks_total, 1);
 
@@ -175,10 +136,7 @@ async fn runs_to_completion_like_a_direct_recompute(t: TestDb) {
         on_progress: &on_progress,
         ..RunOptions::default()
     };
-    let done = backfill::run_next(&job_env(db, now()), &EngineConfig::default(), &opts)
-        .await
-        .unwrap()
-        .unwrap();
+    let done = run_next_with(db, &opts).await.unwrap();
     assert_eq!(done.id, job.id, "oldest first");
     assert_eq!(done.status, BackfillStatus::Succeeded);
     assert_eq!((done.chunks_done, done.chunks_total), (3, 3));
@@ -205,28 +163,12 @@ async fn runs_to_completion_like_a_direct_recompute(t: TestDb) {
     );
 
     // The hourly-only job is next; then nothing is left.
-    let next = backfill::run_next(
-        &job_env(db, now()),
-        &EngineConfig::default(),
-        &RunOptions::default(),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    let next = run_next(db).await.unwrap();
     assert_eq!(
         (next.id, next.status),
         (hourly_only.id, BackfillStatus::Succeeded)
     );
-    assert!(
-        backfill::run_next(
-            &job_env(db, now()),
-            &EngineConfig::default(),
-            &RunOptions::default()
-        )
-        .await
-        .unwrap()
-        .is_none()
-    );
+    assert!(run_next(db).await.is_none());
     assert_eq!(backfill::list(db, 10).await.unwrap().len(), 2);
     assert!(matches!(
         backfill::get(db, 999).await,
@@ -234,17 +176,11 @@ async fn runs_to_completion_like_a_direct_recompute(t: TestDb) {
     ));
     t.cleanup().await;
 }
-gpu_usage_testing::dual_backend_test!(
-    runs_to_completion_like_a_direct_recompute,
-    crate::runs_to_completion_like_a_direct_recompute
-);
 
 async fn resumes_an_interrupted_job_where_it_stopped(t: TestDb) {
     let db = &t.db;
     seed(db).await;
-    let job = backfill::create(db, range(), Levels::All, now())
-        .await
-        .unwrap();
+    let job = create(db, range(), Levels::All).await;
     // As left by a runner that died after the first chunk.
     let mut model = backfill_job::Entity::find_by_id(job.id)
         .one(db)
@@ -258,14 +194,7 @@ async fn resumes_an_interrupted_job_where_it_stopped(t: TestDb) {
     model.started_at = Set(Some(now() - TimeDelta::minutes(5)));
     model.update(db).await.unwrap();
 
-    let done = backfill::run_next(
-        &job_env(db, now()),
-        &EngineConfig::default(),
-        &RunOptions::default(),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    let done = run_next(db).await.unwrap();
     assert_eq!(done.status, BackfillStatus::Succeeded);
     assert_eq!((done.chunks_done, done.chunks_total), (3, 3));
     assert_eq!(
@@ -291,33 +220,18 @@ async fn resumes_an_interrupted_job_where_it_stopped(t: TestDb) {
     assert_eq!(rows, expected);
     t.cleanup().await;
 }
-gpu_usage_testing::dual_backend_test!(
-    resumes_an_interrupted_job_where_it_stopped,
-    crate::resumes_an_interrupted_job_where_it_stopped
-);
 
 async fn waits_for_busy_locks_and_fails_with_the_error(t: TestDb) {
     let db = &t.db;
     seed(db).await;
-    let job = backfill::create(db, range(), Levels::All, now())
-        .await
-        .unwrap();
+    let job = create(db, range(), Levels::All).await;
 
     // Another runner executes backfills: nothing is claimed.
     let backfill_lock = locks::try_lock(db, JobName::Backfill)
         .await
         .unwrap()
         .unwrap();
-    assert!(
-        backfill::run_next(
-            &job_env(db, now()),
-            &EngineConfig::default(),
-            &RunOptions::default()
-        )
-        .await
-        .unwrap()
-        .is_none()
-    );
+    assert!(run_next(db).await.is_none());
     backfill_lock.release().await.unwrap();
 
     // A rollup lock stays busy past the wait: the job yields, still running
@@ -330,43 +244,24 @@ async fn waits_for_busy_locks_and_fails_with_the_error(t: TestDb) {
         lock_wait: Duration::from_millis(300),
         ..RunOptions::default()
     };
-    let yielded = backfill::run_next(&job_env(db, now()), &EngineConfig::default(), &opts)
-        .await
-        .unwrap()
-        .unwrap();
+    let yielded = run_next_with(db, &opts).await.unwrap();
     assert_eq!(
         (yielded.status, yielded.chunks_done),
         (BackfillStatus::Running, 0)
     );
     minute_lock.release().await.unwrap();
-    let done = backfill::run_next(
-        &job_env(db, now()),
-        &EngineConfig::default(),
-        &RunOptions::default(),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    let done = run_next(db).await.unwrap();
     assert_eq!(
         (done.id, done.status, done.chunks_done),
         (job.id, BackfillStatus::Succeeded, 3)
     );
 
     // A chunk that fails marks the job failed with the error.
-    let again = backfill::create(db, range(), Levels::Hourly, now())
-        .await
-        .unwrap();
+    let again = create(db, range(), Levels::Hourly).await;
     db.execute_unprepared("DROP TABLE gpu_usage_statistics_hourly")
         .await
         .unwrap();
-    let failed = backfill::run_next(
-        &job_env(db, now()),
-        &EngineConfig::default(),
-        &RunOptions::default(),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    let failed = run_next(db).await.unwrap();
     assert_eq!(
         (failed.id, failed.status, failed.chunks_done),
         (again.id, BackfillStatus::Failed, 0)
@@ -378,23 +273,9 @@ async fn waits_for_busy_locks_and_fails_with_the_error(t: TestDb) {
         backfill::get(db, again.id).await.unwrap().error,
         Some(error)
     );
-    assert!(
-        backfill::run_next(
-            &job_env(db, now()),
-            &EngineConfig::default(),
-            &RunOptions::default()
-        )
-        .await
-        .unwrap()
-        .is_none(),
-        "failed jobs are not retried"
-    );
+    assert!(run_next(db).await.is_none(), "failed jobs are not retried");
     t.cleanup().await;
 }
-gpu_usage_testing::dual_backend_test!(
-    waits_for_busy_locks_and_fails_with_the_error,
-    crate::waits_for_busy_locks_and_fails_with_the_error
-);
 
 async fn retained_range_spans_the_retained_records(t: TestDb) {
     let db = &t.db;
@@ -419,7 +300,10 @@ async fn retained_range_spans_the_retained_records(t: TestDb) {
     assert!(r.end() >= now());
     t.cleanup().await;
 }
-gpu_usage_testing::dual_backend_test!(
-    retained_range_spans_the_retained_records,
-    crate::retained_range_spans_the_retained_records
-);
+
+gpu_usage_testing::dual_backend_tests! {
+    runs_to_completion_like_a_direct_recompute => runs_to_completion_like_a_direct_recompute,
+    resumes_an_interrupted_job_where_it_stopped => resumes_an_interrupted_job_where_it_stopped,
+    waits_for_busy_locks_and_fails_with_the_error => waits_for_busy_locks_and_fails_with_the_error,
+    retained_range_spans_the_retained_records => retained_range_spans_the_retained_records,
+}

@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use anyhow::ensure;
 use gpu_usage_core::types::{Granularity, ScopeType};
-use gpu_usage_testing::{Backend, TestDb};
+use gpu_usage_testing::Backend;
 use sea_orm::DatabaseConnection;
 use support::*;
 
@@ -124,12 +124,7 @@ async fn body(db: &DatabaseConnection, sc: &Scenario) -> anyhow::Result<()> {
 }
 
 async fn case(backend: Backend, sc: Scenario) -> anyhow::Result<()> {
-    let t = TestDb::new(backend).await;
-    let db = t.db.clone();
-    // On its own task so that a panic still drops the database.
-    let result = tokio::spawn(async move { body(&db, &sc).await }).await;
-    t.cleanup().await;
-    result.unwrap_or_else(|e| Err(anyhow::anyhow!("the case panicked: {e}")))
+    fresh_db_case(backend, |db| async move { body(&db, &sc).await }).await
 }
 
 fn strategy() -> impl proptest::strategy::Strategy<Value = Scenario> {
@@ -158,46 +153,44 @@ fn conservation_mysql() {
 /// Scripted: 240 records over the three days and their edges plus one task
 /// of exactly 168 h (the maximum) from two days before the range to two days
 /// after it, on 3 GPUs.
-async fn scripted(t: TestDb) {
-    guarded(t, |db| async move {
-        let db = &db;
-        let cfg = cfg();
-        let mut g = Lcg::new(7);
-        let mut recs: Vec<Rec> = (0..240)
-            .map(|i| {
-                g.rec(
-                    "c",
-                    i,
-                    d1() - 12 * HOUR,
-                    d1() + DAYS * DAY + 12 * HOUR,
-                    5 * HOUR,
-                )
-            })
-            .collect();
-        recs.push(Rec::new(
-            "week",
-            "ep-long",
-            Some("A100"),
-            3,
-            d1() - 2 * DAY,
-            d1() + 5 * DAY,
-            false,
-        ));
-        let now = d1() + 5 * DAY + MINUTE;
-        for chunk in recs.chunks(100) {
-            ingest(db, chunk, now, &cfg).await.unwrap();
-        }
-        let rows = run_jobs_twice(db, now, &cfg).await.unwrap();
-        check_conservation(&rows, &recs, d1(), d1() + DAYS * DAY).unwrap();
-        // The 168 h task alone: 3 GPUs × 3 days inside the range.
-        let ep = sums(rows.level(Granularity::Daily), d1(), d1() + DAYS * DAY);
-        let long = ep[&(ScopeType::Endpoint, Some("ep-long".to_owned()))];
-        assert_eq!(long.gpu_ms, 3 * DAYS * DAY);
-        assert_eq!(long.hours_micro, 3 * 24 * DAYS * 1_000_000);
-        // And everything equals the model, rows included.
-        check(diff_levels(&rows.stripped(), &model(&recs)), "rows").unwrap();
-    })
-    .await;
+async fn scripted(db: &DatabaseConnection) {
+    let cfg = cfg();
+    let mut g = Lcg::new(7);
+    let mut recs: Vec<Rec> = (0..240)
+        .map(|i| {
+            g.rec(
+                "c",
+                i,
+                d1() - 12 * HOUR,
+                d1() + DAYS * DAY + 12 * HOUR,
+                5 * HOUR,
+            )
+        })
+        .collect();
+    recs.push(Rec::new(
+        "week",
+        "ep-long",
+        Some("A100"),
+        3,
+        d1() - 2 * DAY,
+        d1() + 5 * DAY,
+        false,
+    ));
+    let now = d1() + 5 * DAY + MINUTE;
+    for chunk in recs.chunks(100) {
+        ingest(db, chunk, now, &cfg).await.unwrap();
+    }
+    let rows = run_jobs_twice(db, now, &cfg).await.unwrap();
+    check_conservation(&rows, &recs, d1(), d1() + DAYS * DAY).unwrap();
+    // The 168 h task alone: 3 GPUs × 3 days inside the range.
+    let ep = sums(rows.level(Granularity::Daily), d1(), d1() + DAYS * DAY);
+    let long = ep[&(ScopeType::Endpoint, Some("ep-long".to_owned()))];
+    assert_eq!(long.gpu_ms, 3 * DAYS * DAY);
+    assert_eq!(long.hours_micro, 3 * 24 * DAYS * 1_000_000);
+    // And everything equals the model, rows included.
+    assert_model(&rows, &recs, "rows");
 }
 
-gpu_usage_testing::dual_backend_test!(conservation_scripted_with_a_168h_task, super::scripted);
+gpu_usage_testing::guarded_dual_backend_tests! {
+    conservation_scripted_with_a_168h_task => scripted,
+}

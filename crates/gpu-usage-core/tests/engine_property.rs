@@ -21,7 +21,8 @@
 mod support;
 
 use anyhow::ensure;
-use gpu_usage_testing::{Backend, TestDb};
+use gpu_usage_core::types::ScopeType::{self, Endpoint, Global, Spec};
+use gpu_usage_testing::Backend;
 use sea_orm::DatabaseConnection;
 use support::*;
 
@@ -112,12 +113,7 @@ async fn body(db: &DatabaseConnection, sc: &Scenario) -> anyhow::Result<()> {
 }
 
 async fn case(backend: Backend, sc: Scenario) -> anyhow::Result<()> {
-    let t = TestDb::new(backend).await;
-    let db = t.db.clone();
-    // On its own task so that a panic still drops the database.
-    let result = tokio::spawn(async move { body(&db, &sc).await }).await;
-    t.cleanup().await;
-    result.unwrap_or_else(|e| Err(anyhow::anyhow!("the case panicked: {e}")))
+    fresh_db_case(backend, |db| async move { body(&db, &sc).await }).await
 }
 
 fn strategy() -> impl proptest::strategy::Strategy<Value = Scenario> {
@@ -163,12 +159,20 @@ fn model_worked_example() {
         Rec::new("d", "ep", Some("A100"), 1, d + 250, d + 251, false),
     ];
     let m = model(&recs);
-    let find = |rows: &Vec<Row>, t: i64, st: gpu_usage_core::types::ScopeType, v: Option<&str>| {
-        rows.iter()
-            .find(|r| r.bucket == at(t) && r.scope_type == st && r.scope_value.as_deref() == v)
-            .cloned()
-    };
-    use gpu_usage_core::types::ScopeType::{Endpoint, Global, Spec};
+    assert_minutes(&m, d);
+    assert_hours_and_days(&m, d);
+    assert_rounding();
+}
+
+/// The row of bucket `t` and the scope, if any.
+fn find(rows: &[Row], t: i64, st: ScopeType, v: Option<&str>) -> Option<Row> {
+    rows.iter()
+        .find(|r| r.bucket == at(t) && r.scope_type == st && r.scope_value.as_deref() == v)
+        .cloned()
+}
+
+/// `model_worked_example`'s minute rows.
+fn assert_minutes(m: &Levels, d: i64) {
     let g2359 = find(&m.minute, d - MINUTE, Global, None).unwrap();
     assert_eq!((g2359.gpu_ms, g2359.total_tasks), (60_000, 0));
     let g0000 = find(&m.minute, d, Global, None).unwrap();
@@ -192,6 +196,10 @@ fn model_worked_example() {
         (g0002.total_tasks, g0002.avg_centi, g0002.max_gpu_count),
         (1, 0, 0)
     );
+}
+
+/// `model_worked_example`'s hourly and daily rows.
+fn assert_hours_and_days(m: &Levels, d: i64) {
     // 00:00 hour: 120_001 GPU-ms, 3 + 1 tasks (a, b, c; d in minute 00:00).
     let h = find(&m.hourly, d, Global, None).unwrap();
     assert_eq!(
@@ -232,7 +240,10 @@ fn model_worked_example() {
         ),
         (60_000, 0, Some(at(d - HOUR)))
     );
-    // Rounding: half away from zero at 6 and 2 places.
+}
+
+/// Half away from zero at 6 and 2 places.
+fn assert_rounding() {
     assert_eq!(gpu_hours_micro(9), 3); // 2.5 µh
     assert_eq!(gpu_hours_micro(1_800), 500);
     assert_eq!(gpu_hours_micro(1), 0);

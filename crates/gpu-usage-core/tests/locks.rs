@@ -6,30 +6,28 @@ use std::time::Duration;
 
 use gpu_usage_core::jobs::JobName;
 use gpu_usage_core::locks::{self, MAX_LOCK_NAME_LEN, lock_name, try_lock};
-use gpu_usage_testing::TestDb;
+use gpu_usage_testing::{TestDb, mysql_scalar};
 use sea_orm::sqlx;
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
-
-async fn scalar(db: &DatabaseConnection, sql: &str, name: &str) -> Option<i64> {
-    let row = db
-        .query_one_raw(Statement::from_sql_and_values(
-            DbBackend::MySql,
-            sql,
-            [name.into()],
-        ))
-        .await
-        .unwrap()
-        .unwrap();
-    row.try_get::<Option<i64>>("", "v").unwrap()
-}
+use sea_orm::{ConnectionTrait, DatabaseConnection};
 
 async fn is_free(db: &DatabaseConnection, name: &str) -> bool {
-    scalar(db, "SELECT CAST(IS_FREE_LOCK(?) AS SIGNED) AS v", name).await == Some(1)
+    mysql_scalar(
+        db,
+        "SELECT CAST(IS_FREE_LOCK(?) AS SIGNED) AS v",
+        vec![name.into()],
+    )
+    .await
+        == Some(1)
 }
 
 /// Connection id of the session holding `name`, if any.
 async fn holder(db: &DatabaseConnection, name: &str) -> Option<i64> {
-    scalar(db, "SELECT CAST(IS_USED_LOCK(?) AS SIGNED) AS v", name).await
+    mysql_scalar(
+        db,
+        "SELECT CAST(IS_USED_LOCK(?) AS SIGNED) AS v",
+        vec![name.into()],
+    )
+    .await
 }
 
 async fn wait_until_free(db: &DatabaseConnection, name: &str) {
@@ -47,12 +45,19 @@ async fn other_pool(t: &TestDb) -> DatabaseConnection {
     gpu_usage_core::db::connect(&t.settings).await.unwrap()
 }
 
+/// A MariaDB test database, a second pool on it, and the lock name of
+/// `job` there.
+async fn mysql_two_pools(job: JobName) -> (TestDb, DatabaseConnection, String) {
+    let t = TestDb::mysql().await;
+    let b = other_pool(&t).await;
+    let name = lock_name(t.database_name().unwrap(), job);
+    (t, b, name)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_exactly_one_contender_wins_and_release_hands_over() {
-    let t = TestDb::mysql().await;
+    let (t, b, name) = mysql_two_pools(JobName::MinuteRollup).await;
     let a = t.db.clone();
-    let b = other_pool(&t).await;
-    let name = lock_name(t.database_name().unwrap(), JobName::MinuteRollup);
 
     for _ in 0..5 {
         let (la, lb) = tokio::join!(
@@ -93,9 +98,7 @@ async fn mysql_exactly_one_contender_wins_and_release_hands_over() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_dropped_or_aborted_holder_frees_the_lock() {
-    let t = TestDb::mysql().await;
-    let b = other_pool(&t).await;
-    let name = lock_name(t.database_name().unwrap(), JobName::HourlyRollup);
+    let (t, b, name) = mysql_two_pools(JobName::HourlyRollup).await;
 
     // Dropped without release: the connection is closed, never pooled.
     let lock = try_lock(&t.db, JobName::HourlyRollup)

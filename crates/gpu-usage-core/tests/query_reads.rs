@@ -7,10 +7,10 @@ use gpu_usage_core::DomainError;
 use gpu_usage_core::entities::{record, statistics_daily, statistics_hourly};
 use gpu_usage_core::level::{Daily, Hourly, Level, Row};
 use gpu_usage_core::query::*;
-use gpu_usage_core::types::{ScopeFilter, ScopeType, TaskStatus, TimeRange, day_of};
-use gpu_usage_testing::TestDb;
+use gpu_usage_core::types::{ScopeFilter, ScopeType, TaskStatus, TimeRange};
+use gpu_usage_testing::{TestDb, daily_row, hourly_row, record_row};
 use rust_decimal::Decimal;
-use sea_orm::{ActiveModelTrait, Set};
+use sea_orm::{ActiveModelTrait, NotSet, Set};
 
 fn t(s: &str) -> DateTime<Utc> {
     gpu_usage_core::types::parse_utc("t", s).unwrap()
@@ -33,12 +33,10 @@ async fn hourly(
 ) {
     let start = t(hour);
     statistics_hourly::ActiveModel {
-        time_bucket: Set(start),
         scope_type: Set(scope),
         scope_value: Set(value.map(str::to_owned)),
         total_tasks: Set(tasks),
         completed_tasks: Set(tasks),
-        failed_tasks: Set(0),
         total_gpu_hours: Set(Decimal::from(ms) / Decimal::from(3_600_000)),
         avg_gpu_count: Set(if tasks > 0 {
             Decimal::from(gpus)
@@ -50,10 +48,7 @@ async fn hourly(
         gpu_count_sum: Set(i64::from(tasks) * i64::from(gpus)),
         peak_minute: Set((ms > 0).then_some(start)),
         peak_gpu_hours: Set((ms > 0).then(|| dec("0.5"))),
-        period_start: Set(start),
-        period_end: Set(start + TimeDelta::hours(1)),
-        updated_at: Set(start),
-        ..Default::default()
+        ..hourly_row(start)
     }
     .insert(&db.db)
     .await
@@ -88,72 +83,55 @@ async fn all_pages<L: Level>(
     (rows, pages)
 }
 
+/// Hourly rows of 00:00–03:00 per endpoint and global, inserted out of
+/// order on purpose (the order must come from the query), and a global
+/// one outside the range.
+async fn seed_hours(db: &TestDb) {
+    let (endpoint, global) = (ScopeType::Endpoint, ScopeType::Global);
+    for (hour, scope, value, tasks, gpus, ms) in [
+        ("2026-01-01T02:00:00Z", endpoint, Some("b"), 1, 8, 7_200_000),
+        ("2026-01-01T00:00:00Z", endpoint, Some("b"), 2, 2, 3_600_000),
+        ("2026-01-01T00:00:00Z", endpoint, Some("a"), 1, 1, 1_800_000),
+        (
+            "2026-01-01T01:00:00Z",
+            endpoint,
+            Some("a"),
+            3,
+            4,
+            10_800_000,
+        ),
+        ("2026-01-01T02:00:00Z", endpoint, Some("a"), 0, 0, 3_600_000),
+        ("2026-01-01T00:00:00Z", global, None, 3, 2, 5_400_000),
+        ("2026-01-01T01:00:00Z", global, None, 3, 4, 10_800_000),
+        ("2026-01-01T02:00:00Z", global, None, 1, 8, 10_800_000),
+        // Outside the range: must not count.
+        ("2026-01-01T03:00:00Z", global, None, 9, 9, 99_000_000),
+    ] {
+        hourly(db, hour, scope, value, tasks, gpus, ms).await;
+    }
+}
+
+/// One page of `L` rows of `scope` in `[from, to)`.
+async fn read_page<L: Level>(
+    db: &TestDb,
+    scope: ScopeFilter,
+    from: &str,
+    to: &str,
+    limit: u64,
+) -> StatsPage<L::Row> {
+    statistics::<L>(&db.db, &query(scope, from, to, limit))
+        .await
+        .unwrap()
+}
+
+const HOUR_0: &str = "2026-01-01T00:00:00Z";
+const HOUR_3: &str = "2026-01-01T03:00:00Z";
+
 async fn pages_summary_and_order(t_db: TestDb) {
     let db = &t_db;
-    // Inserted out of order on purpose: the order must come from the query.
-    for (hour, ep, tasks, gpus, ms) in [
-        ("2026-01-01T02:00:00Z", "b", 1, 8, 7_200_000),
-        ("2026-01-01T00:00:00Z", "b", 2, 2, 3_600_000),
-        ("2026-01-01T00:00:00Z", "a", 1, 1, 1_800_000),
-        ("2026-01-01T01:00:00Z", "a", 3, 4, 10_800_000),
-        ("2026-01-01T02:00:00Z", "a", 0, 0, 3_600_000),
-    ] {
-        hourly(db, hour, ScopeType::Endpoint, Some(ep), tasks, gpus, ms).await;
-    }
-    hourly(
-        db,
-        "2026-01-01T00:00:00Z",
-        ScopeType::Global,
-        None,
-        3,
-        2,
-        5_400_000,
-    )
-    .await;
-    hourly(
-        db,
-        "2026-01-01T01:00:00Z",
-        ScopeType::Global,
-        None,
-        3,
-        4,
-        10_800_000,
-    )
-    .await;
-    hourly(
-        db,
-        "2026-01-01T02:00:00Z",
-        ScopeType::Global,
-        None,
-        1,
-        8,
-        10_800_000,
-    )
-    .await;
-    // Outside the range: must not count.
-    hourly(
-        db,
-        "2026-01-01T03:00:00Z",
-        ScopeType::Global,
-        None,
-        9,
-        9,
-        99_000_000,
-    )
-    .await;
-
+    seed_hours(db).await;
     let every_endpoint = ScopeFilter::new(ScopeType::Endpoint, None).unwrap();
-    let full = statistics::<Hourly>(
-        &db.db,
-        &query(
-            every_endpoint.clone(),
-            "2026-01-01T00:00:00Z",
-            "2026-01-01T03:00:00Z",
-            5000,
-        ),
-    )
-    .await
-    .unwrap();
+    let full = read_page::<Hourly>(db, every_endpoint.clone(), HOUR_0, HOUR_3, 5000).await;
     let order: Vec<(String, String)> = full
         .rows
         .iter()
@@ -193,16 +171,8 @@ async fn pages_summary_and_order(t_db: TestDb) {
     // Every page size yields the same rows exactly once, and the same
     // total and summary on every page.
     for limit in 1..=6 {
-        let (rows, pages) = all_pages::<Hourly>(
-            db,
-            query(
-                every_endpoint.clone(),
-                "2026-01-01T00:00:00Z",
-                "2026-01-01T03:00:00Z",
-                limit,
-            ),
-        )
-        .await;
+        let (rows, pages) =
+            all_pages::<Hourly>(db, query(every_endpoint.clone(), HOUR_0, HOUR_3, limit)).await;
         assert_eq!(rows, full.rows, "limit {limit}");
         for p in &pages {
             assert_eq!(p.total, 5);
@@ -211,35 +181,35 @@ async fn pages_summary_and_order(t_db: TestDb) {
         }
     }
 
+    scopes_cursors_and_empty_reads(db, &every_endpoint).await;
+    t_db.cleanup().await;
+}
+
+/// The rest of `pages_summary_and_order` over the same rows.
+async fn scopes_cursors_and_empty_reads(db: &TestDb, every_endpoint: &ScopeFilter) {
     // One value of a scope; global excludes endpoint rows.
-    let one = statistics::<Hourly>(
-        &db.db,
-        &query(
-            ScopeFilter::new(ScopeType::Endpoint, Some("a".into())).unwrap(),
-            "2026-01-01T00:00:00Z",
-            "2026-01-01T03:00:00Z",
-            10,
-        ),
+    let one = read_page::<Hourly>(
+        db,
+        ScopeFilter::new(ScopeType::Endpoint, Some("a".into())).unwrap(),
+        HOUR_0,
+        HOUR_3,
+        10,
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(one.total, 3);
     assert!(
         one.rows
             .iter()
             .all(|r| r.scope_value.as_deref() == Some("a"))
     );
-    let global = statistics::<Hourly>(
-        &db.db,
-        &query(
-            ScopeFilter::global(),
-            "2026-01-01T01:00:00Z",
-            "2026-01-01T03:00:00Z",
-            10,
-        ),
+    let global = read_page::<Hourly>(
+        db,
+        ScopeFilter::global(),
+        "2026-01-01T01:00:00Z",
+        "2026-01-01T03:00:00Z",
+        10,
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(global.total, 2, "half-open: 01:00 and 02:00 only");
     assert!(global.rows.iter().all(|r| r.scope_value.is_none()));
     // Whole numbers stored in DECIMAL columns read back (SQLite keeps them as INTEGER).
@@ -247,23 +217,8 @@ async fn pages_summary_and_order(t_db: TestDb) {
     assert_eq!(global.rows[0].avg_gpu_count, 4.0);
 
     // A cursor from another query is refused, not misapplied.
-    let first = statistics::<Hourly>(
-        &db.db,
-        &query(
-            every_endpoint.clone(),
-            "2026-01-01T00:00:00Z",
-            "2026-01-01T03:00:00Z",
-            1,
-        ),
-    )
-    .await
-    .unwrap();
-    let mut other = query(
-        ScopeFilter::global(),
-        "2026-01-01T00:00:00Z",
-        "2026-01-01T03:00:00Z",
-        1,
-    );
+    let first = read_page::<Hourly>(db, every_endpoint.clone(), HOUR_0, HOUR_3, 1).await;
+    let mut other = query(ScopeFilter::global(), HOUR_0, HOUR_3, 1);
     other.page.cursor = first.next_cursor;
     assert!(matches!(
         statistics::<Hourly>(&db.db, &other).await,
@@ -271,17 +226,14 @@ async fn pages_summary_and_order(t_db: TestDb) {
     ));
 
     // Nothing matches: empty rows, zero summary, no peak.
-    let none = statistics::<Hourly>(
-        &db.db,
-        &query(
-            ScopeFilter::global(),
-            "2025-01-01T00:00:00Z",
-            "2025-01-02T00:00:00Z",
-            10,
-        ),
+    let none = read_page::<Hourly>(
+        db,
+        ScopeFilter::global(),
+        "2025-01-01T00:00:00Z",
+        "2025-01-02T00:00:00Z",
+        10,
     )
-    .await
-    .unwrap();
+    .await;
     assert!(none.rows.is_empty());
     assert_eq!(none.total, 0);
     assert_eq!(none.summary.total_gpu_hours, 0.0);
@@ -292,60 +244,43 @@ async fn pages_summary_and_order(t_db: TestDb) {
     let scopes = scopes(&db.db).await.unwrap();
     assert_eq!(scopes.endpoints, vec!["a".to_owned(), "b".to_owned()]);
     assert!(scopes.specs.is_empty());
-    t_db.cleanup().await;
 }
-gpu_usage_testing::dual_backend_test!(pages_summary_and_order_all, super::pages_summary_and_order);
 
 async fn daily_includes_the_day_holding_start(t_db: TestDb) {
     let db = &t_db;
     for day in ["2026-01-01", "2026-01-02", "2026-01-03"] {
-        let start = t(&format!("{day}T00:00:00Z"));
+        // No peak and no capacity but a utilization rate.
         statistics_daily::ActiveModel {
-            time_bucket: Set(day_of(start)),
-            scope_type: Set(ScopeType::Global),
-            scope_value: Set(None),
-            total_tasks: Set(1),
-            completed_tasks: Set(1),
-            failed_tasks: Set(0),
             total_gpu_hours: Set(dec("1.25")),
-            avg_gpu_count: Set(dec("1")),
-            max_gpu_count: Set(1),
             gpu_milliseconds: Set(4_500_000),
-            gpu_count_sum: Set(1),
+            peak_hour: NotSet,
+            peak_gpu_hours: NotSet,
+            available_gpu_hours: NotSet,
             utilization_rate: Set(Some(dec("0.1234"))),
-            period_start: Set(start),
-            period_end: Set(start + TimeDelta::days(1)),
-            updated_at: Set(start),
-            ..Default::default()
+            ..daily_row(t(&format!("{day}T00:00:00Z")))
         }
         .insert(&db.db)
         .await
         .unwrap();
     }
-    let page = statistics::<Daily>(
-        &db.db,
-        &query(
-            ScopeFilter::global(),
-            "2026-01-01T12:00:00Z",
-            "2026-01-02T00:00:00Z",
-            10,
-        ),
+    let page = read_page::<Daily>(
+        db,
+        ScopeFilter::global(),
+        "2026-01-01T12:00:00Z",
+        "2026-01-02T00:00:00Z",
+        10,
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(page.rows.len(), 1);
     assert_eq!(page.rows[0].time_bucket(), t("2026-01-01T00:00:00Z"));
-    let page = statistics::<Daily>(
-        &db.db,
-        &query(
-            ScopeFilter::global(),
-            "2026-01-01T12:00:00Z",
-            "2026-01-02T00:00:01Z",
-            10,
-        ),
+    let page = read_page::<Daily>(
+        db,
+        ScopeFilter::global(),
+        "2026-01-01T12:00:00Z",
+        "2026-01-02T00:00:01Z",
+        10,
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(page.total, 2);
     assert_eq!(page.summary.total_gpu_hours, 2.5);
     let day = &page.rows[1];
@@ -365,44 +300,42 @@ async fn daily_includes_the_day_holding_start(t_db: TestDb) {
     assert_eq!(rows.len(), 3);
     t_db.cleanup().await;
 }
-gpu_usage_testing::dual_backend_test!(
-    daily_includes_the_day_holding_start_all,
-    super::daily_includes_the_day_holding_start
-);
 
-async fn records_filter_and_paginate(t_db: TestDb) {
-    let db = &t_db;
-    // Several records complete at the same instant: the id breaks the tie.
+/// Seven records, four completing at the same instant (the id breaks the
+/// tie), on endpoints a and b, one with a spec, one FAILED.
+async fn seed_records(db: &TestDb) {
     for i in 0..7 {
         let completed = if i < 4 {
             t("2026-01-01T00:10:00.250Z")
         } else {
             t("2026-01-01T00:20:00Z")
         };
+        let ep = if i % 2 == 0 { "a" } else { "b" };
         record::ActiveModel {
-            task_id: Set(format!("task-{i}")),
-            endpoint: Set(if i % 2 == 0 { "a" } else { "b" }.to_owned()),
-            worker_id: Set(None),
             spec_name: Set((i == 3).then(|| "h100".to_owned())),
-            gpu_count: Set(2),
-            gpu_type: Set(None),
             gpu_memory_gb: Set(Some(80)),
-            started_at: Set(completed - TimeDelta::hours(1)),
-            completed_at: Set(completed),
-            duration_seconds: Set(3600),
-            gpu_hours: Set(dec("2")),
             status: Set(if i == 5 {
                 TaskStatus::Failed
             } else {
                 TaskStatus::Completed
             }),
-            created_at: Set(completed),
-            ..Default::default()
+            ..record_row(
+                &format!("task-{i}"),
+                ep,
+                2,
+                completed - TimeDelta::hours(1),
+                completed,
+            )
         }
         .insert(&db.db)
         .await
         .unwrap();
     }
+}
+
+async fn records_filter_and_paginate(t_db: TestDb) {
+    let db = &t_db;
+    seed_records(db).await;
     let range = TimeRange::new(t("2026-01-01T00:00:00Z"), t("2026-01-01T01:00:00Z")).unwrap();
     let all = RecordFilter {
         range,
@@ -473,7 +406,9 @@ async fn records_filter_and_paginate(t_db: TestDb) {
     );
     t_db.cleanup().await;
 }
-gpu_usage_testing::dual_backend_test!(
-    records_filter_and_paginate_all,
-    super::records_filter_and_paginate
-);
+
+gpu_usage_testing::dual_backend_tests! {
+    pages_summary_and_order_all => pages_summary_and_order,
+    daily_includes_the_day_holding_start_all => daily_includes_the_day_holding_start,
+    records_filter_and_paginate_all => records_filter_and_paginate,
+}

@@ -13,10 +13,9 @@ use gpu_usage_core::job_runs::RunOutcome;
 use gpu_usage_core::jobs::JobName;
 use gpu_usage_core::retention::{self, BACKFILL_JOBS_TABLE, JOB_RUNS_TABLE};
 use gpu_usage_core::settings::RetentionSettings;
+use gpu_usage_core::types::Granularity;
 use gpu_usage_core::types::Levels;
-use gpu_usage_core::types::{Granularity, ScopeType, TaskStatus};
-use gpu_usage_testing::TestDb;
-use rust_decimal::Decimal;
+use gpu_usage_testing::{TestDb, daily_row, hourly_row, insert_row, minute_row, record_row};
 use sea_orm::ActiveEnum;
 use sea_orm::ActiveValue::{NotSet, Set};
 use sea_orm::{ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryOrder};
@@ -31,108 +30,11 @@ fn now() -> DateTime<Utc> {
 
 async fn add_record(db: &DatabaseConnection, task: &str, completed: DateTime<Utc>) {
     let started = completed - TimeDelta::minutes(10);
-    record::Entity::insert(record::ActiveModel {
-        id: NotSet,
-        task_id: Set(task.to_owned()),
-        endpoint: Set("ep".to_owned()),
-        worker_id: Set(None),
-        spec_name: Set(None),
-        gpu_count: Set(1),
-        gpu_type: Set(None),
-        gpu_memory_gb: Set(None),
-        started_at: Set(started),
-        completed_at: Set(completed),
-        duration_seconds: Set(600),
-        gpu_hours: Set(Decimal::new(166_667, 6)),
-        status: Set(TaskStatus::Completed),
-        created_at: Set(completed),
-    })
-    .exec(db)
-    .await
-    .unwrap();
-}
-
-async fn add_minute(db: &DatabaseConnection, bucket: DateTime<Utc>) {
-    statistics_minute::Entity::insert(statistics_minute::ActiveModel {
-        id: NotSet,
-        time_bucket: Set(bucket),
-        scope_type: Set(ScopeType::Global),
-        scope_value: Set(None),
-        total_tasks: Set(1),
-        completed_tasks: Set(1),
-        failed_tasks: Set(0),
-        total_gpu_seconds: Set(Decimal::new(60, 0)),
-        total_gpu_hours: Set(Decimal::new(16_667, 6)),
-        avg_gpu_count: Set(Decimal::new(1, 0)),
-        max_gpu_count: Set(1),
-        gpu_milliseconds: Set(60_000),
-        gpu_count_sum: Set(1),
-        period_start: Set(bucket),
-        period_end: Set(bucket + TimeDelta::minutes(1)),
-        updated_at: Set(bucket),
-        ..Default::default()
-    })
-    .exec(db)
-    .await
-    .unwrap();
-}
-
-async fn add_hour(db: &DatabaseConnection, bucket: DateTime<Utc>) {
-    statistics_hourly::Entity::insert(statistics_hourly::ActiveModel {
-        id: NotSet,
-        time_bucket: Set(bucket),
-        scope_type: Set(ScopeType::Global),
-        scope_value: Set(None),
-        total_tasks: Set(1),
-        completed_tasks: Set(1),
-        failed_tasks: Set(0),
-        total_gpu_hours: Set(Decimal::new(16_667, 6)),
-        avg_gpu_count: Set(Decimal::new(1, 0)),
-        max_gpu_count: Set(1),
-        gpu_milliseconds: Set(60_000),
-        gpu_count_sum: Set(1),
-        peak_minute: Set(Some(bucket)),
-        peak_gpu_hours: Set(Some(Decimal::new(16_667, 6))),
-        period_start: Set(bucket),
-        period_end: Set(bucket + TimeDelta::hours(1)),
-        updated_at: Set(bucket),
-        ..Default::default()
-    })
-    .exec(db)
-    .await
-    .unwrap();
-}
-
-async fn add_day(db: &DatabaseConnection, day: DateTime<Utc>) {
-    statistics_daily::Entity::insert(statistics_daily::ActiveModel {
-        id: NotSet,
-        time_bucket: Set(day.date_naive()),
-        scope_type: Set(ScopeType::Global),
-        scope_value: Set(None),
-        total_tasks: Set(1),
-        completed_tasks: Set(1),
-        failed_tasks: Set(0),
-        total_gpu_hours: Set(Decimal::new(16_667, 6)),
-        avg_gpu_count: Set(Decimal::new(1, 0)),
-        max_gpu_count: Set(1),
-        gpu_milliseconds: Set(60_000),
-        gpu_count_sum: Set(1),
-        peak_hour: Set(Some(day)),
-        peak_gpu_hours: Set(Some(Decimal::new(16_667, 6))),
-        available_gpu_hours: Set(None),
-        utilization_rate: Set(None),
-        period_start: Set(day),
-        period_end: Set(day + TimeDelta::days(1)),
-        updated_at: Set(day),
-        ..Default::default()
-    })
-    .exec(db)
-    .await
-    .unwrap();
+    insert_row(db, record_row(task, "ep", 1, started, completed)).await;
 }
 
 async fn add_job_run(db: &DatabaseConnection, started: DateTime<Utc>) {
-    job_run::Entity::insert(job_run::ActiveModel {
+    let run = job_run::ActiveModel {
         id: NotSet,
         job: Set(JobName::MinuteRollup),
         runner: Set("test".to_owned()),
@@ -141,15 +43,13 @@ async fn add_job_run(db: &DatabaseConnection, started: DateTime<Utc>) {
         outcome: Set(RunOutcome::Succeeded),
         rows_written: Set(0),
         detail: Set(None),
-    })
-    .exec(db)
-    .await
-    .unwrap();
+    };
+    insert_row(db, run).await;
 }
 
 async fn add_backfill(db: &DatabaseConnection, status: &str, finished: Option<DateTime<Utc>>) {
     let start = ts("2026-01-01T00:00:00Z");
-    backfill_job::Entity::insert(backfill_job::ActiveModel {
+    let job = backfill_job::ActiveModel {
         id: NotSet,
         range_start: Set(start),
         range_end: Set(start + TimeDelta::days(1)),
@@ -163,28 +63,27 @@ async fn add_backfill(db: &DatabaseConnection, status: &str, finished: Option<Da
         updated_at: Set(start),
         started_at: Set(None),
         finished_at: Set(finished),
-    })
-    .exec(db)
-    .await
-    .unwrap();
+    };
+    insert_row(db, job).await;
 }
 
 /// One expired and one fresh row per table (daily: one very old, one fresh;
 /// backfills: an old finished one, a fresh finished one, an old pending one).
 async fn seed(db: &DatabaseConnection) {
     let n = now();
-    add_record(db, "old", n - TimeDelta::days(91)).await;
-    add_record(db, "fresh", n - TimeDelta::days(1)).await;
-    add_minute(db, Granularity::Minute.floor(n - TimeDelta::days(4))).await;
-    add_minute(db, Granularity::Minute.floor(n - TimeDelta::days(1))).await;
-    add_hour(db, Granularity::Hourly.floor(n - TimeDelta::days(31))).await;
-    add_hour(db, Granularity::Hourly.floor(n - TimeDelta::days(1))).await;
-    add_day(db, Granularity::Daily.floor(n - TimeDelta::days(400))).await;
-    add_day(db, Granularity::Daily.floor(n - TimeDelta::days(1))).await;
-    add_job_run(db, n - TimeDelta::days(15)).await;
-    add_job_run(db, n - TimeDelta::days(1)).await;
-    add_backfill(db, "succeeded", Some(n - TimeDelta::days(15))).await;
-    add_backfill(db, "failed", Some(n - TimeDelta::days(1))).await;
+    let ago = |days| n - TimeDelta::days(days);
+    add_record(db, "old", ago(91)).await;
+    add_record(db, "fresh", ago(1)).await;
+    insert_row(db, minute_row(Granularity::Minute.floor(ago(4)))).await;
+    insert_row(db, minute_row(Granularity::Minute.floor(ago(1)))).await;
+    insert_row(db, hourly_row(Granularity::Hourly.floor(ago(31)))).await;
+    insert_row(db, hourly_row(Granularity::Hourly.floor(ago(1)))).await;
+    insert_row(db, daily_row(Granularity::Daily.floor(ago(400)))).await;
+    insert_row(db, daily_row(Granularity::Daily.floor(ago(1)))).await;
+    add_job_run(db, ago(15)).await;
+    add_job_run(db, ago(1)).await;
+    add_backfill(db, "succeeded", Some(ago(15))).await;
+    add_backfill(db, "failed", Some(ago(1))).await;
     add_backfill(db, "pending", None).await;
 }
 
@@ -197,6 +96,69 @@ async fn counts(db: &DatabaseConnection) -> [u64; 6] {
         job_run::Entity::find().count(db).await.unwrap(),
         backfill_job::Entity::find().count(db).await.unwrap(),
     ]
+}
+
+/// What `seed` stored fresh is still there, and only that.
+async fn assert_fresh_rows_kept(db: &DatabaseConnection) {
+    let tasks: Vec<String> = record::Entity::find()
+        .all(db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.task_id)
+        .collect();
+    assert_eq!(tasks, ["fresh"]);
+    let yesterday = now() - TimeDelta::days(1);
+    let minute = statistics_minute::Entity::find().one(db).await.unwrap();
+    assert_eq!(
+        minute.unwrap().time_bucket,
+        Granularity::Minute.floor(yesterday)
+    );
+    let hour = statistics_hourly::Entity::find().one(db).await.unwrap();
+    assert_eq!(
+        hour.unwrap().time_bucket,
+        Granularity::Hourly.floor(yesterday)
+    );
+    let statuses: Vec<String> = backfill_job::Entity::find()
+        .order_by_asc(backfill_job::Column::Id)
+        .all(db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| b.status.to_value())
+        .collect();
+    assert_eq!(
+        statuses,
+        ["failed", "pending"],
+        "an old pending backfill is still work to do"
+    );
+}
+
+/// Horizons were recorded at the cutoffs, for the rollup tables only.
+async fn assert_horizons_at_the_cutoffs(db: &DatabaseConnection) {
+    let horizons = retention_horizon::Entity::find()
+        .order_by_asc(retention_horizon::Column::TableName)
+        .all(db)
+        .await
+        .unwrap();
+    let h: Vec<(String, DateTime<Utc>)> = horizons
+        .into_iter()
+        .map(|h| (h.table_name, h.deleted_before))
+        .collect();
+    assert_eq!(
+        h,
+        vec![
+            ("gpu_usage_records".to_owned(), now() - TimeDelta::days(90)),
+            (
+                "gpu_usage_statistics_hourly".to_owned(),
+                Granularity::Hourly.floor(now() - TimeDelta::days(30))
+            ),
+            (
+                "gpu_usage_statistics_minute".to_owned(),
+                Granularity::Minute.floor(now() - TimeDelta::days(3))
+            ),
+        ]
+    );
 }
 
 async fn expired_rows_go_fresh_rows_stay(t: TestDb) {
@@ -223,70 +185,8 @@ async fn expired_rows_go_fresh_rows_stay(t: TestDb) {
     assert_eq!(report.deleted(), 5);
     assert_eq!(counts(db).await, [1, 1, 1, 2, 1, 2]);
 
-    let tasks: Vec<String> = record::Entity::find()
-        .all(db)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|r| r.task_id)
-        .collect();
-    assert_eq!(tasks, ["fresh"]);
-    let minute = statistics_minute::Entity::find()
-        .one(db)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        minute.time_bucket,
-        Granularity::Minute.floor(now() - TimeDelta::days(1))
-    );
-    let hour = statistics_hourly::Entity::find()
-        .one(db)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        hour.time_bucket,
-        Granularity::Hourly.floor(now() - TimeDelta::days(1))
-    );
-    let statuses: Vec<String> = backfill_job::Entity::find()
-        .order_by_asc(backfill_job::Column::Id)
-        .all(db)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|b| b.status.to_value())
-        .collect();
-    assert_eq!(
-        statuses,
-        ["failed", "pending"],
-        "an old pending backfill is still work to do"
-    );
-
-    // Horizons were recorded at the cutoffs, for the rollup tables only.
-    let horizons = retention_horizon::Entity::find()
-        .order_by_asc(retention_horizon::Column::TableName)
-        .all(db)
-        .await
-        .unwrap();
-    let h: Vec<(String, DateTime<Utc>)> = horizons
-        .into_iter()
-        .map(|h| (h.table_name, h.deleted_before))
-        .collect();
-    assert_eq!(
-        h,
-        vec![
-            ("gpu_usage_records".to_owned(), now() - TimeDelta::days(90)),
-            (
-                "gpu_usage_statistics_hourly".to_owned(),
-                Granularity::Hourly.floor(now() - TimeDelta::days(30))
-            ),
-            (
-                "gpu_usage_statistics_minute".to_owned(),
-                Granularity::Minute.floor(now() - TimeDelta::days(3))
-            ),
-        ]
-    );
+    assert_fresh_rows_kept(db).await;
+    assert_horizons_at_the_cutoffs(db).await;
 
     // Idempotent: a second run deletes nothing.
     let again = retention::cleanup(db, now(), &settings).await;
@@ -313,16 +213,12 @@ async fn expired_rows_go_fresh_rows_stay(t: TestDb) {
     assert_eq!(statistics_daily::Entity::find().count(db).await.unwrap(), 1);
     t.cleanup().await;
 }
-gpu_usage_testing::dual_backend_test!(
-    expired_rows_go_fresh_rows_stay,
-    crate::expired_rows_go_fresh_rows_stay
-);
 
 async fn small_batches_delete_everything(t: TestDb) {
     let db = &t.db;
     let old = Granularity::Minute.floor(now() - TimeDelta::days(5));
     for i in 0..25 {
-        add_minute(db, old + TimeDelta::minutes(i)).await;
+        insert_row(db, minute_row(old + TimeDelta::minutes(i))).await;
         add_record(
             db,
             &format!("old-{i}"),
@@ -330,7 +226,7 @@ async fn small_batches_delete_everything(t: TestDb) {
         )
         .await;
     }
-    add_minute(db, Granularity::Minute.floor(now())).await;
+    insert_row(db, minute_row(Granularity::Minute.floor(now()))).await;
     let settings = RetentionSettings {
         delete_batch_size: 4,
         ..RetentionSettings::default()
@@ -348,10 +244,6 @@ async fn small_batches_delete_everything(t: TestDb) {
     assert_eq!(record::Entity::find().count(db).await.unwrap(), 0);
     t.cleanup().await;
 }
-gpu_usage_testing::dual_backend_test!(
-    small_batches_delete_everything,
-    crate::small_batches_delete_everything
-);
 
 async fn a_failing_table_does_not_stop_the_others(t: TestDb) {
     let db = &t.db;
@@ -376,7 +268,9 @@ async fn a_failing_table_does_not_stop_the_others(t: TestDb) {
     assert_eq!(report.table(BACKFILL_JOBS_TABLE).unwrap().deleted, 1);
     t.cleanup().await;
 }
-gpu_usage_testing::dual_backend_test!(
-    a_failing_table_does_not_stop_the_others,
-    crate::a_failing_table_does_not_stop_the_others
-);
+
+gpu_usage_testing::dual_backend_tests! {
+    expired_rows_go_fresh_rows_stay => expired_rows_go_fresh_rows_stay,
+    small_batches_delete_everything => small_batches_delete_everything,
+    a_failing_table_does_not_stop_the_others => a_failing_table_does_not_stop_the_others,
+}

@@ -33,10 +33,74 @@ fn rec(
     }))
 }
 
+/// The global rows of `$table`, oldest first.
+macro_rules! global_rows {
+    ($table:ident, $db:expr) => {
+        $table::Entity::find()
+            .filter($table::Column::ScopeType.eq(ScopeType::Global))
+            .order_by_asc($table::Column::TimeBucket)
+            .all($db)
+            .await
+            .unwrap()
+    };
+}
+
 async fn run_all(db: &sea_orm::DatabaseConnection, now: DateTime<Utc>, cfg: &EngineConfig) {
     for g in Granularity::ALL {
         process_pending(db, g, now, cfg).await.unwrap();
     }
+}
+
+/// The worked example's rows, checked by hand.
+async fn assert_worked_example_rows(db: &sea_orm::DatabaseConnection) {
+    let minutes = global_rows!(statistics_minute, db);
+    let ms: Vec<(String, i64, i32)> = minutes
+        .iter()
+        .map(|m| {
+            (
+                m.time_bucket.format("%H:%M").to_string(),
+                m.gpu_milliseconds,
+                m.total_tasks,
+            )
+        })
+        .collect();
+    assert_eq!(
+        ms,
+        vec![
+            ("23:58".into(), 60_000, 0),
+            ("23:59".into(), 120_000, 0),
+            ("00:00".into(), 120_000 + 49_500, 0),
+            ("00:01".into(), 40_500, 2),
+        ]
+    );
+    let last = minutes.last().unwrap();
+    assert_eq!(last.failed_tasks, 1);
+    assert_eq!(last.avg_gpu_count, Decimal::new(150, 2));
+
+    let hours = global_rows!(statistics_hourly, db);
+    assert_eq!(hours.len(), 2);
+    assert_eq!(hours[1].gpu_milliseconds, 210_000);
+    assert_eq!(hours[1].peak_minute, Some(t("2026-03-02T00:00:00Z")));
+    assert_eq!(hours[0].peak_minute, Some(t("2026-03-01T23:59:00Z")));
+
+    let days = statistics_daily::Entity::find()
+        .order_by_asc(statistics_daily::Column::TimeBucket)
+        .all(db)
+        .await
+        .unwrap();
+    // Day 1: global + ep-1 + a100. Day 2: global, ep-1, ep-2, a100.
+    assert_eq!(days.len(), 7, "{days:#?}");
+    let d2 = days
+        .iter()
+        .find(|d| d.scope_type == ScopeType::Global && d.time_bucket.to_string() == "2026-03-02")
+        .unwrap();
+    assert_eq!(
+        (d2.total_tasks, d2.completed_tasks, d2.failed_tasks),
+        (2, 1, 1)
+    );
+    assert_eq!(d2.gpu_milliseconds, 210_000);
+    assert_eq!(d2.peak_hour, Some(t("2026-03-02T00:00:00Z")));
+    assert_eq!(d2.max_gpu_count, 2);
 }
 
 async fn worked_example(tdb: TestDb) {
@@ -83,73 +147,12 @@ async fn worked_example(tdb: TestDb) {
 
     for _ in 0..2 {
         run_all(db, now, &cfg).await;
-        let minutes = statistics_minute::Entity::find()
-            .filter(statistics_minute::Column::ScopeType.eq(ScopeType::Global))
-            .order_by_asc(statistics_minute::Column::TimeBucket)
-            .all(db)
-            .await
-            .unwrap();
-        let ms: Vec<(String, i64, i32)> = minutes
-            .iter()
-            .map(|m| {
-                (
-                    m.time_bucket.format("%H:%M").to_string(),
-                    m.gpu_milliseconds,
-                    m.total_tasks,
-                )
-            })
-            .collect();
-        assert_eq!(
-            ms,
-            vec![
-                ("23:58".into(), 60_000, 0),
-                ("23:59".into(), 120_000, 0),
-                ("00:00".into(), 120_000 + 49_500, 0),
-                ("00:01".into(), 40_500, 2),
-            ]
-        );
-        let last = minutes.last().unwrap();
-        assert_eq!(last.failed_tasks, 1);
-        assert_eq!(last.avg_gpu_count, Decimal::new(150, 2));
-
-        let hours = statistics_hourly::Entity::find()
-            .filter(statistics_hourly::Column::ScopeType.eq(ScopeType::Global))
-            .order_by_asc(statistics_hourly::Column::TimeBucket)
-            .all(db)
-            .await
-            .unwrap();
-        assert_eq!(hours.len(), 2);
-        assert_eq!(hours[1].gpu_milliseconds, 210_000);
-        assert_eq!(hours[1].peak_minute, Some(t("2026-03-02T00:00:00Z")));
-        assert_eq!(hours[0].peak_minute, Some(t("2026-03-01T23:59:00Z")));
-
-        let days = statistics_daily::Entity::find()
-            .order_by_asc(statistics_daily::Column::TimeBucket)
-            .all(db)
-            .await
-            .unwrap();
-        // Day 1: global + ep-1 + a100. Day 2: global, ep-1, ep-2, a100.
-        assert_eq!(days.len(), 7, "{days:#?}");
-        let d2 = days
-            .iter()
-            .find(|d| {
-                d.scope_type == ScopeType::Global && d.time_bucket.to_string() == "2026-03-02"
-            })
-            .unwrap();
-        assert_eq!(
-            (d2.total_tasks, d2.completed_tasks, d2.failed_tasks),
-            (2, 1, 1)
-        );
-        assert_eq!(d2.gpu_milliseconds, 210_000);
-        assert_eq!(d2.peak_hour, Some(t("2026-03-02T00:00:00Z")));
-        assert_eq!(d2.max_gpu_count, 2);
+        assert_worked_example_rows(db).await;
     }
     let st = status::rollup_status(db, now).await.unwrap();
     assert!(st.iter().all(|l| l.pending_ranges == 0), "{st:?}");
     tdb.cleanup().await;
 }
-
-gpu_usage_testing::dual_backend_test!(worked_example_both_backends, worked_example);
 
 /// SPEC: a 30-day backfill must not issue hundreds of thousands of queries.
 /// Counts every statement (transactions included) of rebuilding 30 days at
@@ -211,11 +214,6 @@ async fn thirty_day_rebuild_is_set_based(mut tdb: TestDb) {
     tdb.cleanup().await;
 }
 
-gpu_usage_testing::dual_backend_test!(
-    thirty_day_rebuild_statement_count,
-    thirty_day_rebuild_is_set_based
-);
-
 /// Two ingests racing on one task_id with different content: one record is
 /// stored, and the other call reports a conflict (never a silent duplicate),
 /// whether it lost at the read or at the insert.
@@ -224,24 +222,12 @@ async fn racing_ingests_report_the_conflict(tdb: TestDb) {
     let now = t("2026-03-02T00:30:00Z");
     for round in 0..10 {
         let id = format!("race-{round}");
-        let a = vec![rec(
-            &id,
-            "ep",
-            None,
-            1,
-            "2026-03-02T00:00:00Z",
-            "2026-03-02T00:01:00Z",
-            "COMPLETED",
-        )];
-        let b = vec![rec(
-            &id,
-            "ep",
-            None,
-            2,
-            "2026-03-02T00:00:00Z",
-            "2026-03-02T00:01:00Z",
-            "COMPLETED",
-        )];
+        // The same task with 1 and with 2 GPUs.
+        let task = |gpus| {
+            let (start, end) = ("2026-03-02T00:00:00Z", "2026-03-02T00:01:00Z");
+            vec![rec(&id, "ep", None, gpus, start, end, "COMPLETED")]
+        };
+        let (a, b) = (task(1), task(2));
         let (ra, rb) = tokio::join!(ingest(&tdb.db, a, now, &cfg), ingest(&tdb.db, b, now, &cfg));
         let (ra, rb) = (ra.unwrap(), rb.unwrap());
         assert_eq!(ra.inserted + rb.inserted, 1, "{ra:?} {rb:?}");
@@ -251,4 +237,8 @@ async fn racing_ingests_report_the_conflict(tdb: TestDb) {
     tdb.cleanup().await;
 }
 
-gpu_usage_testing::dual_backend_test!(racing_ingests, racing_ingests_report_the_conflict);
+gpu_usage_testing::dual_backend_tests! {
+    worked_example_both_backends => worked_example,
+    thirty_day_rebuild_statement_count => thirty_day_rebuild_is_set_based,
+    racing_ingests => racing_ingests_report_the_conflict,
+}

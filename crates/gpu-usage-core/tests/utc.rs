@@ -14,30 +14,21 @@ use std::str::FromStr;
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use gpu_usage_core::db;
 use gpu_usage_core::entities::record;
-use gpu_usage_core::settings::DatabaseSettings;
-use gpu_usage_core::types::TaskStatus;
-use gpu_usage_testing::{Backend, TestDb, mysql_server_url};
-use rust_decimal::Decimal;
+use gpu_usage_testing::{
+    Backend, TestDb, database_settings, find_record, mysql_server_url, record_row,
+};
+use sea_orm::sqlx::mysql::{MySql, MySqlConnectOptions, MySqlConnection, MySqlPool};
+use sea_orm::sqlx::pool::PoolConnection;
 use sea_orm::sqlx::{self, Connection as _};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, ConnectionTrait,
-    DatabaseConnection, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Statement,
-    TransactionTrait,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection,
+    DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Statement, TransactionTrait,
 };
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 
 /// The zone the server is switched to: far enough from UTC that any session
 /// inheriting it is caught by a seconds-scale comparison.
 const FOREIGN_ZONE: &str = "+05:00";
-
-fn settings(url: &str, max_connections: u32) -> DatabaseSettings {
-    DatabaseSettings {
-        url: SecretString::from(url.to_owned()),
-        max_connections,
-        connect_timeout_secs: 5,
-        acquire_timeout_secs: 10,
-    }
-}
 
 fn quoted_zone(zone: &str) -> String {
     assert!(
@@ -59,6 +50,11 @@ async fn text(db: &impl ConnectionTrait, sql: &str) -> String {
     row.try_get_by_index::<String>(0).unwrap()
 }
 
+async fn set_global_zone(admin: &DatabaseConnection, zone: &str) {
+    let sql = format!("SET GLOBAL time_zone = {}", quoted_zone(zone));
+    admin.execute_unprepared(&sql).await.unwrap();
+}
+
 /// Sets `@@GLOBAL.time_zone` and puts the original back when restored or
 /// dropped (also while unwinding from a panic).
 struct GlobalTimeZone {
@@ -74,22 +70,13 @@ impl GlobalTimeZone {
             server_url: server_url.to_owned(),
             original: Some(original),
         };
-        admin
-            .execute_unprepared(&format!("SET GLOBAL time_zone = {}", quoted_zone(zone)))
-            .await
-            .unwrap();
+        set_global_zone(admin, zone).await;
         guard
     }
 
     async fn restore(mut self, admin: &DatabaseConnection) {
         if let Some(original) = self.original.take() {
-            admin
-                .execute_unprepared(&format!(
-                    "SET GLOBAL time_zone = {}",
-                    quoted_zone(&original)
-                ))
-                .await
-                .unwrap();
+            set_global_zone(admin, &original).await;
         }
     }
 }
@@ -107,14 +94,8 @@ impl Drop for GlobalTimeZone {
                 .build()
                 .unwrap();
             rt.block_on(async move {
-                let admin = db::connect(&settings(&url, 2)).await.unwrap();
-                admin
-                    .execute_unprepared(&format!(
-                        "SET GLOBAL time_zone = {}",
-                        quoted_zone(&original)
-                    ))
-                    .await
-                    .unwrap();
+                let admin = db::connect(&database_settings(&url, 2)).await.unwrap();
+                set_global_zone(&admin, &original).await;
                 admin.close().await.ok();
             });
         })
@@ -136,16 +117,84 @@ fn close_to_now(t: DateTime<Utc>, what: &str) {
     );
 }
 
+/// Acquires `n` connections of `pool` at once: them, their connection ids,
+/// and the (global, session) zone each sees.
+async fn every_connection(
+    pool: &MySqlPool,
+    n: u32,
+) -> (
+    Vec<PoolConnection<MySql>>,
+    BTreeSet<i64>,
+    Vec<(String, String)>,
+) {
+    let mut held = Vec::new();
+    for _ in 0..n {
+        held.push(pool.acquire().await.unwrap());
+    }
+    let mut ids = BTreeSet::new();
+    let mut zones = Vec::new();
+    for conn in &mut held {
+        let (global, session, id): (String, String, i64) = sqlx::query_as(
+            "SELECT CAST(@@GLOBAL.time_zone AS CHAR), CAST(@@SESSION.time_zone AS CHAR), \
+                    CAST(CONNECTION_ID() AS SIGNED)",
+        )
+        .fetch_one(&mut **conn)
+        .await
+        .unwrap();
+        ids.insert(id);
+        zones.push((global, session));
+    }
+    (held, ids, zones)
+}
+
+/// The zone of a session opened on `url` without pinning one.
+async fn unpinned_session_zone(url: &str) -> String {
+    let options = MySqlConnectOptions::from_str(url).unwrap().timezone(None);
+    let mut unpinned = MySqlConnection::connect_with(&options).await.unwrap();
+    let (zone,): (String,) = sqlx::query_as("SELECT CAST(@@SESSION.time_zone AS CHAR)")
+        .fetch_one(&mut unpinned)
+        .await
+        .unwrap();
+    unpinned.close().await.ok();
+    zone
+}
+
+/// A one-minute record written by SQL, `created_at` left to its default.
+async fn insert_without_created_at(
+    db: &impl ConnectionTrait,
+    task_id: &str,
+    started: DateTime<Utc>,
+) {
+    db.execute_raw(Statement::from_sql_and_values(
+        db.get_database_backend(),
+        "INSERT INTO gpu_usage_records \
+             (task_id, endpoint, gpu_count, started_at, completed_at, duration_seconds, \
+              gpu_hours, status) \
+         VALUES (?, 'ep-utc', 1, ?, ?, 60, 0.016667, 'COMPLETED')",
+        [
+            task_id.into(),
+            started.into(),
+            (started + TimeDelta::seconds(60)).into(),
+        ],
+    ))
+    .await
+    .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_sessions_are_utc_even_when_the_server_is_not() {
     let t = TestDb::mysql().await;
     let server = mysql_server_url();
-    let admin = db::connect(&settings(&server, 2)).await.unwrap();
+    let admin = db::connect(&database_settings(&server, 2)).await.unwrap();
     let pool_size = 2;
 
     // --- The window: the server's default zone is +05:00. -----------------
     let guard = GlobalTimeZone::set(&admin, &server, FOREIGN_ZONE).await;
-    let app = db::connect(&settings(t.settings.url.expose_secret(), pool_size)).await;
+    let app = db::connect(&database_settings(
+        t.settings.url.expose_secret(),
+        pool_size,
+    ))
+    .await;
     let app = match app {
         Ok(app) => app,
         Err(e) => {
@@ -155,38 +204,10 @@ async fn mysql_sessions_are_utc_even_when_the_server_is_not() {
     };
     let pool = app.get_mysql_connection_pool().clone();
     // Every connection the pool may ever hold is opened now, inside the window.
-    let mut held = Vec::new();
-    for _ in 0..pool_size {
-        held.push(pool.acquire().await.unwrap());
-    }
-    let mut born_in_window = BTreeSet::new();
-    let mut observed = Vec::new();
-    for conn in &mut held {
-        let (global, session, id): (String, String, i64) = sqlx::query_as(
-            "SELECT CAST(@@GLOBAL.time_zone AS CHAR), CAST(@@SESSION.time_zone AS CHAR), \
-                    CAST(CONNECTION_ID() AS SIGNED)",
-        )
-        .fetch_one(&mut **conn)
-        .await
-        .unwrap();
-        born_in_window.insert(id);
-        observed.push((global, session));
-    }
+    let (held, born_in_window, observed) = every_connection(&pool, pool_size).await;
     // Control: a session that does not pin its zone inherits the server's,
     // so the window really would have shifted an unpinned pool.
-    let raw_url = t.settings.url.expose_secret().to_owned();
-    let mut unpinned = sqlx::mysql::MySqlConnection::connect_with(
-        &sqlx::mysql::MySqlConnectOptions::from_str(&raw_url)
-            .unwrap()
-            .timezone(None),
-    )
-    .await
-    .unwrap();
-    let (unpinned_zone,): (String,) = sqlx::query_as("SELECT CAST(@@SESSION.time_zone AS CHAR)")
-        .fetch_one(&mut unpinned)
-        .await
-        .unwrap();
-    unpinned.close().await.ok();
+    let unpinned_zone = unpinned_session_zone(t.settings.url.expose_secret()).await;
     drop(held);
     guard.restore(&admin).await;
     // --- End of the window. -------------------------------------------------
@@ -226,40 +247,16 @@ async fn mysql_sessions_are_utc_even_when_the_server_is_not() {
         0,
         "NOW() = UTC_TIMESTAMP()"
     );
-    txn.execute_raw(Statement::from_sql_and_values(
-        DbBackend::MySql,
-        "INSERT INTO gpu_usage_records \
-             (task_id, endpoint, gpu_count, started_at, completed_at, duration_seconds, \
-              gpu_hours, status) \
-         VALUES (?, 'ep-utc', 1, ?, ?, 60, 0.016667, 'COMPLETED')",
-        [
-            task_id.into(),
-            started.into(),
-            (started + TimeDelta::seconds(60)).into(),
-        ],
-    ))
-    .await
-    .unwrap();
+    insert_without_created_at(&txn, task_id, started).await;
     txn.commit().await.unwrap();
 
-    let stored = record::Entity::find()
-        .filter(record::Column::TaskId.eq(task_id))
-        .one(&app)
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = find_record(&app, task_id).await.unwrap();
     close_to_now(stored.created_at, "created_at DEFAULT CURRENT_TIMESTAMP(3)");
     assert!(stored.created_at > stored.started_at, "{stored:?}");
 
     // The same holds for a pool opened after the window (the normal case).
     close_to_now(
-        record::Entity::find()
-            .filter(record::Column::TaskId.eq(task_id))
-            .one(&t.db)
-            .await
-            .unwrap()
-            .unwrap()
-            .created_at,
+        find_record(&t.db, task_id).await.unwrap().created_at,
         "created_at read through another pool",
     );
 
@@ -281,20 +278,9 @@ async fn datetime_round_trip(t: TestDb) {
     let created =
         Utc.with_ymd_and_hms(2026, 11, 29, 23, 59, 59).unwrap() + TimeDelta::milliseconds(999);
     let inserted = record::ActiveModel {
-        id: NotSet,
-        task_id: Set("utc-round-trip".to_owned()),
-        endpoint: Set("ep-utc".to_owned()),
-        worker_id: Set(None),
         spec_name: Set(Some("A100".to_owned())),
-        gpu_count: Set(2),
-        gpu_type: Set(None),
-        gpu_memory_gb: Set(None),
-        started_at: Set(started),
-        completed_at: Set(completed),
-        duration_seconds: Set(3600),
-        gpu_hours: Set(Decimal::new(2_000_253, 6)),
-        status: Set(TaskStatus::Completed),
         created_at: Set(created),
+        ..record_row("utc-round-trip", "ep-utc", 2, started, completed)
     }
     .insert(db)
     .await
@@ -353,54 +339,13 @@ async fn datetime_round_trip(t: TestDb) {
 async fn default_timestamp_is_utc(t: TestDb) {
     let db = &t.db;
     let started = Utc::now() - TimeDelta::minutes(2);
-    db.execute_raw(Statement::from_sql_and_values(
-        db.get_database_backend(),
-        "INSERT INTO gpu_usage_records \
-             (task_id, endpoint, gpu_count, started_at, completed_at, duration_seconds, \
-              gpu_hours, status) \
-         VALUES (?, 'ep-utc', 1, ?, ?, 60, 0.016667, 'COMPLETED')",
-        [
-            "utc-default".into(),
-            started.into(),
-            (started + TimeDelta::seconds(60)).into(),
-        ],
-    ))
-    .await
-    .unwrap();
-    let stored = record::Entity::find()
-        .filter(record::Column::TaskId.eq("utc-default"))
-        .one(db)
-        .await
-        .unwrap()
-        .unwrap();
+    insert_without_created_at(db, "utc-default", started).await;
+    let stored = find_record(db, "utc-default").await.unwrap();
     close_to_now(stored.created_at, "created_at from the column default");
     t.cleanup().await;
 }
 
-mod round_trip {
-    use super::*;
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn sqlite() {
-        datetime_round_trip(TestDb::new(Backend::Sqlite).await).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn mysql() {
-        datetime_round_trip(TestDb::new(Backend::MySql).await).await;
-    }
-}
-
-mod default_timestamp {
-    use super::*;
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn sqlite() {
-        default_timestamp_is_utc(TestDb::new(Backend::Sqlite).await).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn mysql() {
-        default_timestamp_is_utc(TestDb::new(Backend::MySql).await).await;
-    }
+gpu_usage_testing::dual_backend_tests! {
+    round_trip => datetime_round_trip,
+    default_timestamp => default_timestamp_is_utc,
 }

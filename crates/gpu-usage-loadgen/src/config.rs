@@ -135,58 +135,19 @@ mod tests {
 
     #[test]
     fn bad_values_are_named() {
-        let cases: Vec<(Config, &str)> = vec![
-            (
-                Config {
-                    rate: 0.0,
-                    ..Config::default()
-                },
-                "rate",
-            ),
-            (
-                Config {
-                    rate: f64::NAN,
-                    ..Config::default()
-                },
-                "rate",
-            ),
-            (
-                Config {
-                    daily_cycle: 1.0,
-                    ..Config::default()
-                },
-                "daily_cycle",
-            ),
-            (
-                Config {
-                    endpoints: 0,
-                    ..Config::default()
-                },
-                "endpoints",
-            ),
-            (
-                Config {
-                    workers: Some(3),
-                    ..Config::default()
-                },
-                "workers",
-            ),
-            (
-                Config {
-                    failed_share: 1.5,
-                    ..Config::default()
-                },
-                "failed_share",
-            ),
-            (
-                Config {
-                    task_prefix: "a b".into(),
-                    ..Config::default()
-                },
-                "task_prefix",
-            ),
+        type Spoil = fn(&mut Config);
+        let cases: [(Spoil, &str); 7] = [
+            (|c| c.rate = 0.0, "rate"),
+            (|c| c.rate = f64::NAN, "rate"),
+            (|c| c.daily_cycle = 1.0, "daily_cycle"),
+            (|c| c.endpoints = 0, "endpoints"),
+            (|c| c.workers = Some(3), "workers"),
+            (|c| c.failed_share = 1.5, "failed_share"),
+            (|c| c.task_prefix = "a b".into(), "task_prefix"),
         ];
-        for (c, field) in cases {
+        for (bad, field) in cases {
+            let mut c = Config::default();
+            bad(&mut c);
             let e = c.validate().unwrap_err().to_string();
             assert!(e.contains(field), "{e} should name {field}");
         }

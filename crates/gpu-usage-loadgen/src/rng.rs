@@ -47,21 +47,18 @@ mod tests {
     #[test]
     fn streams_are_reproducible_and_distinct() {
         let draw = |seed, p, a, b| stream(seed, p, a, b).random::<u64>();
-        assert_eq!(
-            draw(1, Purpose::Arrivals, 5, 0),
-            draw(1, Purpose::Arrivals, 5, 0)
-        );
-        assert_ne!(
-            draw(1, Purpose::Arrivals, 5, 0),
-            draw(2, Purpose::Arrivals, 5, 0)
-        );
-        assert_ne!(
-            draw(1, Purpose::Arrivals, 5, 0),
-            draw(1, Purpose::Timeline, 5, 0)
-        );
-        assert_ne!(
-            draw(1, Purpose::Timeline, 5, 0),
-            draw(1, Purpose::Timeline, 0, 5)
-        );
+        let first = draw(1, Purpose::Arrivals, 5, 0);
+        assert_eq!(first, draw(1, Purpose::Arrivals, 5, 0));
+        // Another seed, purpose, or coordinate order: another stream.
+        for (a, b) in [
+            (first, draw(2, Purpose::Arrivals, 5, 0)),
+            (first, draw(1, Purpose::Timeline, 5, 0)),
+            (
+                draw(1, Purpose::Timeline, 5, 0),
+                draw(1, Purpose::Timeline, 0, 5),
+            ),
+        ] {
+            assert_ne!(a, b);
+        }
     }
 }

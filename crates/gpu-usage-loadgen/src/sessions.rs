@@ -17,11 +17,8 @@ use crate::timeline::{Span, block_of, block_sessions};
 /// `null` while the worker is still up at the configuration's `now`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Session {
-    pub worker_id: String,
-    pub endpoint: String,
-    pub spec_name: Option<String>,
-    pub gpu_type: Option<String>,
-    pub gpu_count: u32,
+    #[serde(flatten)]
+    pub worker: WorkerIdentity,
     #[serde(serialize_with = "crate::time::ser_time")]
     pub started_at: DateTime<Utc>,
     #[serde(serialize_with = "crate::time::ser_opt_time")]
@@ -31,13 +28,20 @@ pub struct Session {
 /// A worker saying it is up: `POST /workers/heartbeats` JSON.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Heartbeat {
+    #[serde(flatten)]
+    pub worker: WorkerIdentity,
+    #[serde(serialize_with = "crate::time::ser_time")]
+    pub at: DateTime<Utc>,
+}
+
+/// The worker a session or heartbeat is about, as both send it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WorkerIdentity {
     pub worker_id: String,
     pub endpoint: String,
     pub spec_name: Option<String>,
     pub gpu_type: Option<String>,
     pub gpu_count: u32,
-    #[serde(serialize_with = "crate::time::ser_time")]
-    pub at: DateTime<Utc>,
 }
 
 /// One worker's sessions that overlap `[lo, hi)`, in order, one block at
@@ -96,16 +100,16 @@ fn report_end(inner: &Inner, range: TimeRange) -> i64 {
         .map_or(end, |now| end.min(now.timestamp_millis()))
 }
 
-fn identity(inner: &Inner, w: usize) -> (String, String, Option<String>, Option<String>, u32) {
+fn identity(inner: &Inner, w: usize) -> WorkerIdentity {
     let worker = &inner.fleet.workers[w];
     let spec = &inner.fleet.specs[worker.spec];
-    (
-        worker.id.clone(),
-        inner.fleet.endpoints[worker.endpoint].name.clone(),
-        Some(spec.name.clone()),
-        Some(spec.gpu_type.clone()),
-        worker.gpu_count,
-    )
+    WorkerIdentity {
+        worker_id: worker.id.clone(),
+        endpoint: inner.fleet.endpoints[worker.endpoint].name.clone(),
+        spec_name: Some(spec.name.clone()),
+        gpu_type: Some(spec.gpu_type.clone()),
+        gpu_count: worker.gpu_count,
+    }
 }
 
 /// Sessions overlapping a range, ordered by `started_at` (then worker);
@@ -149,13 +153,8 @@ impl Iterator for Sessions {
             self.heap.push(Reverse((s, w, e)));
         }
         let now = self.inner.config.now.map(|t| t.timestamp_millis());
-        let (worker_id, endpoint, spec_name, gpu_type, gpu_count) = identity(&self.inner, w);
         Some(Session {
-            worker_id,
-            endpoint,
-            spec_name,
-            gpu_type,
-            gpu_count,
+            worker: identity(&self.inner, w),
             started_at: from_ms(start),
             ended_at: match now {
                 Some(now) if end > now => None,
@@ -232,13 +231,8 @@ impl Iterator for Heartbeats {
     fn next(&mut self) -> Option<Heartbeat> {
         let Reverse((at, w)) = self.heap.pop()?;
         self.advance(w, Some(at));
-        let (worker_id, endpoint, spec_name, gpu_type, gpu_count) = identity(&self.inner, w);
         Some(Heartbeat {
-            worker_id,
-            endpoint,
-            spec_name,
-            gpu_type,
-            gpu_count,
+            worker: identity(&self.inner, w),
             at: from_ms(at),
         })
     }

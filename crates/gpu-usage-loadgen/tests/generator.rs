@@ -179,7 +179,7 @@ fn arrivals_follow_the_rate() {
 fn by_worker(sessions: &[Session]) -> HashMap<&str, Vec<&Session>> {
     let mut m: HashMap<&str, Vec<&Session>> = HashMap::new();
     for s in sessions {
-        m.entry(s.worker_id.as_str()).or_default().push(s);
+        m.entry(s.worker.worker_id.as_str()).or_default().push(s);
     }
     m
 }
@@ -244,7 +244,9 @@ fn attribution(rate: f64) -> (f64, f64) {
         .sum();
     let available: i64 = sessions
         .iter()
-        .map(|s| i64::from(s.gpu_count) * clipped_ms(s.started_at, s.ended_at.unwrap(), range))
+        .map(|s| {
+            i64::from(s.worker.gpu_count) * clipped_ms(s.started_at, s.ended_at.unwrap(), range)
+        })
         .sum();
     (
         inside as f64 / rs.len() as f64,
@@ -310,12 +312,12 @@ fn heartbeats_beat_inside_sessions_at_the_interval() {
     let mut last: HashMap<&str, DateTime<Utc>> = HashMap::new();
     for b in &beats {
         assert!(b.at >= day.start() && b.at < day.end());
-        let s = workers[b.worker_id.as_str()]
+        let s = workers[b.worker.worker_id.as_str()]
             .iter()
             .find(|s| s.started_at <= b.at && b.at < s.ended_at.unwrap())
             .unwrap_or_else(|| panic!("{b:?} outside its sessions"));
         assert_eq!((b.at - s.started_at).num_milliseconds() % 60_000, 0);
-        if let Some(prev) = last.insert(b.worker_id.as_str(), b.at)
+        if let Some(prev) = last.insert(b.worker.worker_id.as_str(), b.at)
             && prev >= s.started_at
         {
             assert_eq!((b.at - prev).num_seconds(), 60, "{b:?}");

@@ -114,6 +114,19 @@ async fn send_all(
     sender.finish().await
 }
 
+/// `n` records sent in batches of `batch` to a server answering with
+/// `answer`: what the server saw and what the sender reports.
+async fn serve_and_send(
+    answer: Answer,
+    n: usize,
+    batch: usize,
+) -> (Arc<Seen>, gpu_usage_loadgen::output::Report) {
+    let seen = Arc::new(Seen::default());
+    let base = server(Arc::clone(&seen), answer).await;
+    let report = send_all(base, records(n), batch).await;
+    (seen, report)
+}
+
 fn ok(_: usize) -> (u16, &'static str, String) {
     (
         200,
@@ -124,25 +137,13 @@ fn ok(_: usize) -> (u16, &'static str, String) {
 
 #[tokio::test]
 async fn batches_reach_the_server_with_the_token() {
-    let seen = Arc::new(Seen::default());
-    let base = server(Arc::clone(&seen), ok).await;
-    let report = send_all(base, records(2_500), 1_000).await;
+    let (seen, report) = serve_and_send(ok, 2_500, 1_000).await;
     assert_eq!(seen.records.load(Ordering::SeqCst), 2_500);
     assert_eq!(seen.requests.load(Ordering::SeqCst), 3);
-    assert!(
-        seen.paths
-            .lock()
-            .unwrap()
-            .iter()
-            .all(|p| p == "/api/v1/gpu-usage/records")
-    );
-    assert!(
-        seen.auth
-            .lock()
-            .unwrap()
-            .iter()
-            .all(|a| a == "Bearer s3cret")
-    );
+    let all_are =
+        |seen: &Mutex<Vec<String>>, want: &str| seen.lock().unwrap().iter().all(|s| s == want);
+    assert!(all_are(&seen.paths, "/api/v1/gpu-usage/records"));
+    assert!(all_are(&seen.auth, "Bearer s3cret"));
     assert_eq!(report.requests, 3);
     assert_eq!(report.items_ok, 2_500);
     assert_eq!(report.items_failed, 0);
@@ -165,9 +166,7 @@ fn unavailable_twice(n: usize) -> (u16, &'static str, String) {
 
 #[tokio::test]
 async fn a_503_is_retried_after_its_retry_after() {
-    let seen = Arc::new(Seen::default());
-    let base = server(Arc::clone(&seen), unavailable_twice).await;
-    let report = send_all(base, records(10), 1_000).await;
+    let (seen, report) = serve_and_send(unavailable_twice, 10, 1_000).await;
     assert_eq!(seen.records.load(Ordering::SeqCst), 10);
     assert_eq!(report.requests, 3);
     assert_eq!(report.retries, 2);
@@ -181,9 +180,7 @@ fn unprocessable(_: usize) -> (u16, &'static str, String) {
 
 #[tokio::test]
 async fn other_errors_are_counted_by_status_and_not_retried() {
-    let seen = Arc::new(Seen::default());
-    let base = server(Arc::clone(&seen), unprocessable).await;
-    let report = send_all(base, records(1_200), 500).await;
+    let (seen, report) = serve_and_send(unprocessable, 1_200, 500).await;
     assert_eq!(seen.requests.load(Ordering::SeqCst), 3);
     assert_eq!(report.items_ok, 0);
     assert_eq!(report.items_failed, 1_200);

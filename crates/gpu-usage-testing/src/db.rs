@@ -35,10 +35,12 @@ fn unique_suffix() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..16].to_owned()
 }
 
-fn database_settings(url: String) -> DatabaseSettings {
+/// Pool settings for `url`: short timeouts, `max_connections` connections
+/// (the test databases' pools have 8).
+pub fn database_settings(url: &str, max_connections: u32) -> DatabaseSettings {
     DatabaseSettings {
-        url: SecretString::from(url),
-        max_connections: 8,
+        url: SecretString::from(url.to_owned()),
+        max_connections,
         connect_timeout_secs: 5,
         acquire_timeout_secs: 10,
     }
@@ -64,22 +66,10 @@ impl TestDb {
 
     async fn sqlite_unmigrated_inner(migrate: bool) -> TestDb {
         let path = std::env::temp_dir().join(format!("gu_test_{}.db", unique_suffix()));
-        let settings = database_settings(format!("sqlite://{}?mode=rwc", path.display()));
-        let db = gpu_usage_core::db::connect(&settings)
-            .await
-            .expect("open sqlite test db");
-        if migrate {
-            gpu_usage_core::migrate(&db)
-                .await
-                .expect("migrate sqlite test db");
-        }
-        TestDb {
-            db,
-            backend: Backend::Sqlite,
-            settings,
-            mysql_name: None,
-            sqlite_path: Some(path),
-        }
+        let settings = database_settings(&format!("sqlite://{}?mode=rwc", path.display()), 8);
+        let mut t = Self::open(settings, Backend::Sqlite, migrate).await;
+        t.sqlite_path = Some(path);
+        t
     }
 
     pub async fn mysql() -> TestDb {
@@ -94,7 +84,7 @@ impl TestDb {
     async fn mysql_inner(migrate: bool) -> TestDb {
         let server = mysql_server_url();
         let name = format!("gu_test_{}", unique_suffix());
-        let admin = gpu_usage_core::db::connect(&database_settings(server.clone()))
+        let admin = gpu_usage_core::db::connect(&database_settings(&server, 8))
             .await
             .unwrap_or_else(|e| {
                 panic!("MariaDB/MySQL at {server} is not reachable ({e}); run scripts/test.sh")
@@ -106,20 +96,28 @@ impl TestDb {
             .await
             .expect("create test database");
         admin.close().await.ok();
-        let settings = database_settings(format!("{}/{name}", server.trim_end_matches('/')));
+        let settings = database_settings(&format!("{}/{name}", server.trim_end_matches('/')), 8);
+        let mut t = Self::open(settings, Backend::MySql, migrate).await;
+        t.mysql_name = Some(name);
+        t
+    }
+
+    /// Connects to the (existing, empty) database of `settings`, migrated
+    /// if asked.
+    async fn open(settings: DatabaseSettings, backend: Backend, migrate: bool) -> TestDb {
         let db = gpu_usage_core::db::connect(&settings)
             .await
-            .expect("connect to test database");
+            .unwrap_or_else(|e| panic!("connect to the {backend:?} test database: {e}"));
         if migrate {
             gpu_usage_core::migrate(&db)
                 .await
-                .expect("migrate mysql test db");
+                .unwrap_or_else(|e| panic!("migrate the {backend:?} test database: {e}"));
         }
         TestDb {
             db,
-            backend: Backend::MySql,
+            backend,
             settings,
-            mysql_name: Some(name),
+            mysql_name: None,
             sqlite_path: None,
         }
     }
@@ -155,6 +153,25 @@ impl Drop for TestDb {
     }
 }
 
+/// The `v` column (a nullable integer) of the one row MariaDB returns for
+/// `sql` with `values` bound: lock and process-list queries.
+pub async fn mysql_scalar(
+    db: &DatabaseConnection,
+    sql: &str,
+    values: Vec<sea_orm::Value>,
+) -> Option<i64> {
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::MySql,
+            sql,
+            values,
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .unwrap_or_else(|| panic!("{sql}: no row"));
+    row.try_get::<Option<i64>>("", "v").unwrap()
+}
+
 fn drop_mysql_database(name: &str) {
     let Ok(rt) = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -163,7 +180,8 @@ fn drop_mysql_database(name: &str) {
         return;
     };
     rt.block_on(async {
-        let Ok(admin) = gpu_usage_core::db::connect(&database_settings(mysql_server_url())).await
+        let Ok(admin) =
+            gpu_usage_core::db::connect(&database_settings(&mysql_server_url(), 8)).await
         else {
             return;
         };
@@ -194,20 +212,52 @@ fn drop_mysql_database(name: &str) {
 #[macro_export]
 macro_rules! dual_backend_test {
     ($name:ident, $body:path) => {
+        $crate::__dual_backend_mod!($name, |t| $body(t).await);
+    };
+}
+
+/// [`dual_backend_test!`] for several tests at once:
+/// `dual_backend_tests! { name => body, other => other_body }`.
+#[macro_export]
+macro_rules! dual_backend_tests {
+    ($($name:ident => $body:path),+ $(,)?) => {
+        $($crate::dual_backend_test!($name, $body);)+
+    };
+}
+
+/// Like [`dual_backend_tests!`] for bodies `async fn(&DatabaseConnection)`
+/// run by [`guarded`](crate::guarded): on a task of their own, the test
+/// database dropped whatever happens.
+#[macro_export]
+macro_rules! guarded_dual_backend_tests {
+    ($($name:ident => $body:path),+ $(,)?) => {
+        $($crate::__dual_backend_mod!(
+            $name,
+            |t| $crate::guarded(t, |db| async move { $body(&db).await }).await
+        );)+
+    };
+}
+
+/// `mod $name` with a test per backend, each running `$run` with the
+/// fresh [`TestDb`] bound to `$t`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __dual_backend_mod {
+    ($name:ident, |$t:ident| $run:expr) => {
         mod $name {
             #[allow(unused_imports)]
             use super::*;
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
-                let t = $crate::TestDb::new($crate::Backend::Sqlite).await;
-                $body(t).await;
+                let $t = $crate::TestDb::new($crate::Backend::Sqlite).await;
+                $run;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn mysql() {
-                let t = $crate::TestDb::new($crate::Backend::MySql).await;
-                $body(t).await;
+                let $t = $crate::TestDb::new($crate::Backend::MySql).await;
+                $run;
             }
         }
     };

@@ -1,7 +1,7 @@
 //! Running the engine the way every test does: each rollup twice (the
 //! second run must change nothing), and proptest with a runtime per case.
 
-use crate::TestDb;
+use crate::{Backend, TestDb};
 use anyhow::{bail, ensure};
 use gpu_usage_core::EngineConfig;
 use gpu_usage_core::ingest::IngestReport;
@@ -123,17 +123,27 @@ pub async fn assert_caught_up(db: &impl ConnectionTrait, now_ms: i64) -> anyhow:
     Ok(())
 }
 
+/// Runs `body` on a task of its own, then drops the test database whatever
+/// happened (a failing MariaDB test would otherwise leave its database
+/// behind); the task's outcome.
+async fn on_own_task<T: Send + 'static>(
+    t: TestDb,
+    body: impl std::future::Future<Output = T> + Send + 'static,
+) -> Result<T, tokio::task::JoinError> {
+    let result = tokio::spawn(body).await;
+    t.cleanup().await;
+    result
+}
+
 /// Runs a test body on its own task and drops the test database whatever
-/// happens (a failing MariaDB test would otherwise leave its database
-/// behind), then re-raises the body's panic.
+/// happens, then re-raises the body's panic.
 pub async fn guarded<F, Fut>(t: TestDb, body: F)
 where
     F: FnOnce(DatabaseConnection) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
-    let result = tokio::spawn(body(t.db.clone())).await;
-    t.cleanup().await;
-    if let Err(e) = result {
+    let body = body(t.db.clone());
+    if let Err(e) = on_own_task(t, body).await {
         match e.try_into_panic() {
             Ok(payload) => std::panic::resume_unwind(payload),
             Err(e) => panic!("test task failed: {e}"),
@@ -141,8 +151,49 @@ where
     }
 }
 
+/// One property case on a fresh database of `backend`, run like
+/// [`guarded`]; a panic is the case's failure.
+pub async fn fresh_db_case<F, Fut>(backend: Backend, body: F) -> anyhow::Result<()>
+where
+    F: FnOnce(DatabaseConnection) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    let t = TestDb::new(backend).await;
+    let body = body(t.db.clone());
+    on_own_task(t, body)
+        .await
+        .unwrap_or_else(|e| Err(anyhow::anyhow!("the case panicked: {e}")))
+}
+
 pub fn check(result: Result<(), String>, what: &str) -> anyhow::Result<()> {
     result.map_err(|d| anyhow::anyhow!("{what}:\n{d}"))
+}
+
+/// Panics, naming `what` and showing the diff, unless `rows` (without
+/// `updated_at`) are the model's rows of `recs`.
+#[track_caller]
+pub fn assert_model(rows: &Levels, recs: &[Rec], what: &str) {
+    assert_model_where(rows, recs, |_, _| true, what);
+}
+
+/// [`assert_model`] for the rows `keep` keeps, on both sides.
+#[track_caller]
+pub fn assert_model_where(
+    rows: &Levels,
+    recs: &[Rec],
+    keep: impl Fn(Granularity, &Row) -> bool,
+    what: &str,
+) {
+    let diff = diff_levels(&rows.stripped().filter(&keep), &model(recs).filter(&keep));
+    check(diff, what).unwrap();
+}
+
+/// Panics unless `after` equals `before` row for row, `updated_at`
+/// included: `what` changed nothing.
+#[track_caller]
+pub fn assert_unchanged(after: &Levels, before: &Levels, what: &str) {
+    check(diff_levels(after, before), &format!("{what} changed rows")).unwrap();
+    assert_eq!(after, before, "{what} changed updated_at");
 }
 
 /// Runs a proptest strategy with a tokio runtime per test, `cases` cases

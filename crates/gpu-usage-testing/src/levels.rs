@@ -3,15 +3,12 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::TestDb;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use gpu_usage_core::EngineConfig;
 use gpu_usage_core::entities::{record, statistics_daily, statistics_hourly, statistics_minute};
-use gpu_usage_core::rollup;
-use gpu_usage_core::types::{Granularity, ScopeType, TimeRange, day_start};
+use gpu_usage_core::types::{Granularity, ScopeType, day_start};
 use rust_decimal::{Decimal, RoundingStrategy};
-use sea_orm::{ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait};
+use sea_orm::{ConnectionTrait, EntityTrait, PaginatorTrait};
 
 /// One statistics row, level-independent, with decimals as integers in
 /// units of their column's last place (DB values rounded to the column
@@ -38,8 +35,20 @@ pub struct Row {
     pub peak_at: Option<DateTime<Utc>>,
     /// peak_gpu_hours in 1e-6 GPU-hours.
     pub peak_micro: Option<i64>,
-    /// available_gpu_hours or utilization_rate set (daily; must stay NULL).
-    pub capacity_set: bool,
+    /// Capacity (worker sessions): exact GPU-ms available and idle.
+    pub avail_ms: i64,
+    pub idle_ms: i64,
+    pub overused_minutes: i64,
+    /// available_gpu_seconds in milliseconds (minute rows only).
+    pub avail_seconds_milli: Option<i64>,
+    /// available_gpu_hours and idle_gpu_hours in 1e-6 GPU-hours.
+    pub avail_hours_micro: i64,
+    pub idle_hours_micro: i64,
+    /// utilization_rate in 1e-4.
+    pub util_basis: Option<i64>,
+    pub capacity_complete: Option<bool>,
+    pub peak_in_use: i64,
+    pub peak_available: i64,
     pub period_start: DateTime<Utc>,
     pub period_end: DateTime<Utc>,
     /// Only from the database; `None` in the model and in `stripped()`.
@@ -116,105 +125,90 @@ fn count(n: i32) -> i64 {
     i64::from(n)
 }
 
+/// The [`Row`] of model `$m` of any level: the columns every level has,
+/// then `$rest`, the level's own.
+macro_rules! row_of {
+    ($m:ident, $bucket:expr, { $($rest:tt)* }) => {
+        Row {
+            bucket: $bucket,
+            scope_type: $m.scope_type,
+            scope_value: $m.scope_value,
+            total_tasks: count($m.total_tasks),
+            completed_tasks: count($m.completed_tasks),
+            failed_tasks: count($m.failed_tasks),
+            gpu_ms: $m.gpu_milliseconds,
+            gpu_count_sum: $m.gpu_count_sum,
+            max_gpu_count: count($m.max_gpu_count),
+            gpu_hours_micro: units($m.total_gpu_hours, 6),
+            avg_centi: units($m.avg_gpu_count, 2),
+            avail_ms: $m.available_gpu_ms,
+            idle_ms: $m.idle_gpu_ms,
+            overused_minutes: count($m.overused_minutes),
+            idle_hours_micro: units($m.idle_gpu_hours, 6),
+            util_basis: $m.utilization_rate.map(|d| units(d, 4)),
+            capacity_complete: $m.capacity_complete,
+            peak_in_use: count($m.peak_gpus_in_use),
+            peak_available: count($m.peak_gpus_available),
+            period_start: $m.period_start,
+            period_end: $m.period_end,
+            updated_at: Some($m.updated_at),
+            $($rest)*
+        }
+    };
+}
+
 fn minute_row(m: statistics_minute::Model) -> Row {
-    Row {
-        bucket: m.time_bucket,
-        scope_type: m.scope_type,
-        scope_value: m.scope_value,
-        total_tasks: count(m.total_tasks),
-        completed_tasks: count(m.completed_tasks),
-        failed_tasks: count(m.failed_tasks),
-        gpu_ms: m.gpu_milliseconds,
-        gpu_count_sum: m.gpu_count_sum,
-        max_gpu_count: count(m.max_gpu_count),
+    row_of!(m, m.time_bucket, {
         gpu_seconds_milli: Some(units(m.total_gpu_seconds, 3)),
-        gpu_hours_micro: units(m.total_gpu_hours, 6),
-        avg_centi: units(m.avg_gpu_count, 2),
         peak_at: None,
         peak_micro: None,
-        capacity_set: false,
-        period_start: m.period_start,
-        period_end: m.period_end,
-        updated_at: Some(m.updated_at),
-    }
+        avail_seconds_milli: Some(units(m.available_gpu_seconds, 3)),
+        avail_hours_micro: units(m.available_gpu_hours, 6),
+    })
 }
 
 fn hourly_row(m: statistics_hourly::Model) -> Row {
-    Row {
-        bucket: m.time_bucket,
-        scope_type: m.scope_type,
-        scope_value: m.scope_value,
-        total_tasks: count(m.total_tasks),
-        completed_tasks: count(m.completed_tasks),
-        failed_tasks: count(m.failed_tasks),
-        gpu_ms: m.gpu_milliseconds,
-        gpu_count_sum: m.gpu_count_sum,
-        max_gpu_count: count(m.max_gpu_count),
+    row_of!(m, m.time_bucket, {
         gpu_seconds_milli: None,
-        gpu_hours_micro: units(m.total_gpu_hours, 6),
-        avg_centi: units(m.avg_gpu_count, 2),
         peak_at: m.peak_minute,
         peak_micro: m.peak_gpu_hours.map(|d| units(d, 6)),
-        capacity_set: false,
-        period_start: m.period_start,
-        period_end: m.period_end,
-        updated_at: Some(m.updated_at),
-    }
+        avail_seconds_milli: None,
+        avail_hours_micro: units(m.available_gpu_hours, 6),
+    })
 }
 
 fn daily_row(m: statistics_daily::Model) -> Row {
-    Row {
-        bucket: day_start(m.time_bucket),
-        scope_type: m.scope_type,
-        scope_value: m.scope_value,
-        total_tasks: count(m.total_tasks),
-        completed_tasks: count(m.completed_tasks),
-        failed_tasks: count(m.failed_tasks),
-        gpu_ms: m.gpu_milliseconds,
-        gpu_count_sum: m.gpu_count_sum,
-        max_gpu_count: count(m.max_gpu_count),
+    row_of!(m, day_start(m.time_bucket), {
         gpu_seconds_milli: None,
-        gpu_hours_micro: units(m.total_gpu_hours, 6),
-        avg_centi: units(m.avg_gpu_count, 2),
         peak_at: m.peak_hour,
         peak_micro: m.peak_gpu_hours.map(|d| units(d, 6)),
-        capacity_set: m.available_gpu_hours.is_some() || m.utilization_rate.is_some(),
-        period_start: m.period_start,
-        period_end: m.period_end,
-        updated_at: Some(m.updated_at),
-    }
+        avail_seconds_milli: None,
+        // The original schema's column is nullable; this service always
+        // fills it (0 without sessions), so NULL is a difference.
+        avail_hours_micro: m.available_gpu_hours.map_or(-1, |d| units(d, 6)),
+    })
+}
+
+/// Every row of one level's table, sorted.
+async fn read_level<E: EntityTrait>(
+    db: &impl ConnectionTrait,
+    row: fn(E::Model) -> Row,
+) -> anyhow::Result<Vec<Row>> {
+    let models = E::find()
+        .all(db)
+        .await
+        .with_context(|| format!("read {} rows", E::default().table_name()))?;
+    let mut rows: Vec<Row> = models.into_iter().map(row).collect();
+    rows.sort();
+    Ok(rows)
 }
 
 /// Every row of every statistics level, sorted.
 pub async fn read_levels(db: &impl ConnectionTrait) -> anyhow::Result<Levels> {
-    let mut minute: Vec<Row> = statistics_minute::Entity::find()
-        .all(db)
-        .await
-        .context("read minute rows")?
-        .into_iter()
-        .map(minute_row)
-        .collect();
-    let mut hourly: Vec<Row> = statistics_hourly::Entity::find()
-        .all(db)
-        .await
-        .context("read hourly rows")?
-        .into_iter()
-        .map(hourly_row)
-        .collect();
-    let mut daily: Vec<Row> = statistics_daily::Entity::find()
-        .all(db)
-        .await
-        .context("read daily rows")?
-        .into_iter()
-        .map(daily_row)
-        .collect();
-    minute.sort();
-    hourly.sort();
-    daily.sort();
     Ok(Levels {
-        minute,
-        hourly,
-        daily,
+        minute: read_level::<statistics_minute::Entity>(db, minute_row).await?,
+        hourly: read_level::<statistics_hourly::Entity>(db, hourly_row).await?,
+        daily: read_level::<statistics_daily::Entity>(db, daily_row).await?,
     })
 }
 
@@ -283,70 +277,4 @@ fn diff_rows(g: Granularity, actual: &[Row], expected: &[Row], out: &mut String)
 /// Distinct (bucket, scope) keys of a level, for quick sanity checks.
 pub fn keys(rows: &[Row]) -> HashSet<Key> {
     rows.iter().map(Row::key).collect()
-}
-
-/// Stores JSON records through ingest (parsed like a transport) and checks
-/// they were all inserted.
-pub async fn ingest_json(
-    db: &DatabaseConnection,
-    recs: Vec<serde_json::Value>,
-    now: DateTime<Utc>,
-) {
-    let n = recs.len();
-    let parsed = recs.into_iter().map(crate::wire).collect();
-    let r = gpu_usage_core::ingest::ingest(db, parsed, now, &EngineConfig::default())
-        .await
-        .unwrap();
-    assert_eq!(r.inserted, n, "{r:?}");
-}
-
-/// Every statistics row without ids and write times, as sorted debug
-/// strings: equal snapshots mean equal statistics.
-pub async fn snapshot(db: &DatabaseConnection) -> Vec<String> {
-    let epoch = DateTime::<Utc>::UNIX_EPOCH;
-    let mut out = Vec::new();
-    for m in statistics_minute::Entity::find().all(db).await.unwrap() {
-        let m = statistics_minute::Model {
-            id: 0,
-            updated_at: epoch,
-            ..m
-        };
-        out.push(format!("minute {m:?}"));
-    }
-    for m in statistics_hourly::Entity::find().all(db).await.unwrap() {
-        let m = statistics_hourly::Model {
-            id: 0,
-            updated_at: epoch,
-            ..m
-        };
-        out.push(format!("hourly {m:?}"));
-    }
-    for m in statistics_daily::Entity::find().all(db).await.unwrap() {
-        let m = statistics_daily::Model {
-            id: 0,
-            updated_at: epoch,
-            ..m
-        };
-        out.push(format!("daily {m:?}"));
-    }
-    out.sort();
-    out
-}
-
-/// The same records on a fresh database, rebuilt by one direct recompute
-/// of every level over `range`: what any sequence of jobs must converge to.
-pub async fn reference(
-    backend: crate::Backend,
-    recs: Vec<serde_json::Value>,
-    range: TimeRange,
-    now: DateTime<Utc>,
-) -> Vec<String> {
-    let r = TestDb::new(backend).await;
-    ingest_json(&r.db, recs, now).await;
-    for level in Granularity::ALL {
-        rollup::recompute(&r.db, level, range, now, &EngineConfig::default())
-            .await
-            .unwrap();
-    }
-    snapshot(&r.db).await
 }

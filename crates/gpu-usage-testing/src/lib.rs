@@ -10,6 +10,11 @@
 //! - [`model`]: the reference model of the accounting rules.
 //! - [`levels`]: every statistics row read back, compared and diffed.
 //! - [`engine`]: running the jobs as the tests do (twice), and properties.
+//! - [`sessions`]: [`Ses`], a worker session as the tests think of it, and
+//!   which reports end up stored.
+//! - [`rows`]: rows written straight to the tables, and records read back.
+//! - [`snapshot`]: statistics as two databases agree on them, and the
+//!   reference a snapshot is compared with.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 pub mod db;
@@ -18,6 +23,9 @@ pub mod generators;
 pub mod levels;
 pub mod model;
 pub mod records;
+pub mod rows;
+pub mod sessions;
+pub mod snapshot;
 pub mod time;
 
 pub use engine::*;
@@ -25,6 +33,9 @@ pub use generators::*;
 pub use levels::*;
 pub use model::*;
 pub use records::*;
+pub use rows::*;
+pub use sessions::*;
+pub use snapshot::*;
 pub use time::*;
 
 use std::sync::Arc;
@@ -34,7 +45,7 @@ use gpu_usage_core::clock::ManualClock;
 use gpu_usage_core::jobs::JobEnv;
 use sea_orm::DatabaseConnection;
 
-pub use db::{Backend, TestDb, mysql_server_url};
+pub use db::{Backend, TestDb, database_settings, mysql_scalar, mysql_server_url};
 
 /// A job runner named `test` whose clock stands still at `now`.
 pub fn job_env(db: &DatabaseConnection, now: DateTime<Utc>) -> JobEnv {

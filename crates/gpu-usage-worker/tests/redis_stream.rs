@@ -17,10 +17,10 @@ use gpu_usage_core::entities::record;
 use gpu_usage_core::ingest;
 use gpu_usage_core::process as shutdown;
 use gpu_usage_core::settings::RedisSettings;
-use gpu_usage_testing::TestDb;
+use gpu_usage_testing::{Backend, TestDb};
 use gpu_usage_worker::stream::{self, StreamConsumer};
 use gpu_usage_worker::{Clock, ManualClock};
-use sea_orm::{EntityTrait, PaginatorTrait};
+use sea_orm::{DatabaseConnection, EntityTrait, PaginatorTrait};
 use secrecy::SecretString;
 use serde_json::Value as Json;
 
@@ -83,61 +83,77 @@ async fn pending(pool: &deadpool_redis::Pool, s: &RedisSettings) -> usize {
     reply.count()
 }
 
-async fn drop_keys(pool: &deadpool_redis::Pool, s: &RedisSettings) {
-    let mut conn = pool.get().await.unwrap();
-    let _: () = conn.del(&[&s.stream, &s.dead_letter_stream]).await.unwrap();
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_valid_record_once_every_malformed_one_dead_lettered_nothing_pending() {
-    let t = TestDb::mysql().await;
+/// A MariaDB test database, a stream (and group) of its own on the test
+/// Redis with a pool, and a clock at 10:00.
+async fn fixture() -> (
+    TestDb,
+    RedisSettings,
+    deadpool_redis::Pool,
+    Arc<ManualClock>,
+) {
     let s = redis_settings();
     let pool = stream::create_pool(&s).unwrap();
-    let clock = Arc::new(ManualClock::new(ts("2026-06-15T10:00:00Z")));
-    let valid = records(
-        30,
-        "rs",
-        40,
-        ts("2026-06-15T06:00:00Z"),
-        ts("2026-06-15T09:59:00Z"),
-    );
+    let (t, clock) = db_and_clock(Backend::MySql, "2026-06-15T10:00:00Z").await;
+    (t, s, pool, clock)
+}
 
-    let mut expected_dead: BTreeMap<String, &str> = BTreeMap::new();
+/// Drops the streams, then the database.
+async fn finish(t: TestDb, s: &RedisSettings, pool: &deadpool_redis::Pool) {
+    let mut conn = pool.get().await.unwrap();
+    let _: () = conn.del(&[&s.stream, &s.dead_letter_stream]).await.unwrap();
+    t.cleanup().await;
+}
+
+/// Malformed entry number `n`: a bad type, bad JSON, no record, bytes that
+/// are no UTF-8, an invalid record.
+fn malformed(n: usize) -> Vec<(&'static str, Vec<u8>)> {
+    match n {
+        0 => vec![
+            ("task_id", b"bad-int".to_vec()),
+            ("endpoint", b"e".to_vec()),
+            ("gpu_count", b"two".to_vec()),
+        ],
+        1 => vec![("record", b"{not json".to_vec())],
+        2 => vec![("unrelated", b"x".to_vec())],
+        3 => vec![
+            ("task_id", b"bad-bytes".to_vec()),
+            ("endpoint", vec![0xff, 0xfe, 0x00]),
+        ],
+        _ => vec![
+            ("task_id", b"bad-status".to_vec()),
+            ("endpoint", b"e".to_vec()),
+            ("gpu_count", b"1".to_vec()),
+            ("started_at", b"2026-06-15T09:00:00Z".to_vec()),
+            ("completed_at", b"2026-06-15T08:00:00Z".to_vec()),
+            ("status", b"DONE".to_vec()),
+        ],
+    }
+}
+
+/// Publishes every valid record (as JSON or field by field, some twice),
+/// malformed entries among them and a conflicting record at the end; the
+/// ids of the entries to be dead-lettered with their kind, and the stream
+/// length.
+async fn publish_all(
+    pool: &deadpool_redis::Pool,
+    s: &RedisSettings,
+    valid: &[Json],
+) -> (BTreeMap<String, &'static str>, usize) {
+    let mut expected_dead = BTreeMap::new();
     for (i, r) in valid.iter().enumerate() {
         if i % 4 == 0 {
-            publish_json(&pool, &s.stream, r).await;
+            publish_json(pool, &s.stream, r).await;
         } else {
-            publish_flat(&pool, &s.stream, r).await;
+            publish_flat(pool, &s.stream, r).await;
         }
         // Replays: the platform retried some publishes.
         if i % 5 == 0 {
-            publish_flat(&pool, &s.stream, r).await;
+            publish_flat(pool, &s.stream, r).await;
         }
         if i % 8 == 3 {
-            let malformed: Vec<(&str, Vec<u8>)> = match i / 8 {
-                0 => vec![
-                    ("task_id", b"bad-int".to_vec()),
-                    ("endpoint", b"e".to_vec()),
-                    ("gpu_count", b"two".to_vec()),
-                ],
-                1 => vec![("record", b"{not json".to_vec())],
-                2 => vec![("unrelated", b"x".to_vec())],
-                3 => vec![
-                    ("task_id", b"bad-bytes".to_vec()),
-                    ("endpoint", vec![0xff, 0xfe, 0x00]),
-                ],
-                _ => vec![
-                    ("task_id", b"bad-status".to_vec()),
-                    ("endpoint", b"e".to_vec()),
-                    ("gpu_count", b"1".to_vec()),
-                    ("started_at", b"2026-06-15T09:00:00Z".to_vec()),
-                    ("completed_at", b"2026-06-15T08:00:00Z".to_vec()),
-                    ("status", b"DONE".to_vec()),
-                ],
-            };
-            let refs: Vec<(&str, &[u8])> =
-                malformed.iter().map(|(k, v)| (*k, v.as_slice())).collect();
-            let id = xadd(&pool, &s.stream, &refs).await;
+            let fields = malformed(i / 8);
+            let refs: Vec<(&str, &[u8])> = fields.iter().map(|(k, v)| (*k, v.as_slice())).collect();
+            let id = xadd(pool, &s.stream, &refs).await;
             expected_dead.insert(id, "malformed");
         }
     }
@@ -147,12 +163,74 @@ async fn every_valid_record_once_every_malformed_one_dead_lettered_nothing_pendi
     let last = valid.last().unwrap();
     let mut conflicting = last.clone();
     conflicting["gpu_count"] = (last["gpu_count"].as_i64().unwrap() + 1).into();
-    let id = publish_flat(&pool, &s.stream, &conflicting).await;
+    let id = publish_flat(pool, &s.stream, &conflicting).await;
     expected_dead.insert(id, "conflict");
-    let total: usize = {
-        let mut conn = pool.get().await.unwrap();
-        conn.xlen(&s.stream).await.unwrap()
-    };
+    let mut conn = pool.get().await.unwrap();
+    let total: usize = conn.xlen(&s.stream).await.unwrap();
+    (expected_dead, total)
+}
+
+/// Every valid record stored exactly once, as first published.
+async fn assert_stored_once(db: &DatabaseConnection, valid: &[Json]) {
+    assert_eq!(
+        record::Entity::find().count(db).await.unwrap(),
+        valid.len() as u64
+    );
+    let stored: BTreeMap<String, i32> = record::Entity::find()
+        .all(db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.task_id, r.gpu_count))
+        .collect();
+    for r in valid {
+        assert_eq!(
+            stored.get(r["task_id"].as_str().unwrap()),
+            Some(&(r["gpu_count"].as_i64().unwrap() as i32))
+        );
+    }
+}
+
+/// Every malformed (and the conflicting) entry dead-lettered once, with
+/// the reason and its original fields.
+async fn assert_dead_lettered(
+    pool: &deadpool_redis::Pool,
+    s: &RedisSettings,
+    expected_dead: &BTreeMap<String, &str>,
+) {
+    let mut conn = pool.get().await.unwrap();
+    let dead: StreamRangeReply = conn.xrange_all(&s.dead_letter_stream).await.unwrap();
+    let mut seen = BTreeSet::new();
+    for e in &dead.ids {
+        let source: String = redis::from_redis_value(e.map["source_id"].clone()).unwrap();
+        let reason: String = redis::from_redis_value(e.map["dead_letter_reason"].clone()).unwrap();
+        let kind = expected_dead
+            .get(&source)
+            .unwrap_or_else(|| panic!("unexpected dead letter {source}: {reason}"));
+        match *kind {
+            "conflict" => assert!(reason.starts_with("conflict"), "{reason}"),
+            _ => assert!(
+                reason.starts_with("malformed") || reason.starts_with("invalid"),
+                "{reason}"
+            ),
+        }
+        assert!(seen.insert(source.clone()), "dead-lettered twice: {source}");
+        if e.map.get("task_id") == Some(&Value::BulkString(b"bad-bytes".to_vec())) {
+            assert_eq!(
+                e.map["endpoint"],
+                Value::BulkString(vec![0xff, 0xfe, 0x00]),
+                "original bytes kept"
+            );
+        }
+    }
+    assert_eq!(seen, expected_dead.keys().cloned().collect::<BTreeSet<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_valid_record_once_every_malformed_one_dead_lettered_nothing_pending() {
+    let (t, s, pool, clock) = fixture().await;
+    let valid = records_in(30, "rs", 40, "2026-06-15T06:00:00Z", "2026-06-15T09:59:00Z");
+    let (expected_dead, total) = publish_all(&pool, &s, &valid).await;
 
     // Consumer 1 reads a batch and dies before acknowledging it.
     let ctx = context(t.db.clone(), clock.clone(), "c1");
@@ -191,76 +269,25 @@ async fn every_valid_record_once_every_malformed_one_dead_lettered_nothing_pendi
     );
     assert_eq!(pending(&pool, &s).await, 0);
 
-    // Every valid record stored exactly once, as first published.
-    assert_eq!(
-        record::Entity::find().count(&t.db).await.unwrap(),
-        valid.len() as u64
-    );
-    let stored: BTreeMap<String, i32> = record::Entity::find()
-        .all(&t.db)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|r| (r.task_id, r.gpu_count))
-        .collect();
-    for r in &valid {
-        assert_eq!(
-            stored.get(r["task_id"].as_str().unwrap()),
-            Some(&(r["gpu_count"].as_i64().unwrap() as i32))
-        );
-    }
-
-    // Every malformed (and the conflicting) entry dead-lettered once, with
-    // the reason and its original fields.
-    let mut conn = pool.get().await.unwrap();
-    let dead: StreamRangeReply = conn.xrange_all(&s.dead_letter_stream).await.unwrap();
-    let mut seen = BTreeSet::new();
-    for e in &dead.ids {
-        let source: String = redis::from_redis_value(e.map["source_id"].clone()).unwrap();
-        let reason: String = redis::from_redis_value(e.map["dead_letter_reason"].clone()).unwrap();
-        let kind = expected_dead
-            .get(&source)
-            .unwrap_or_else(|| panic!("unexpected dead letter {source}: {reason}"));
-        match *kind {
-            "conflict" => assert!(reason.starts_with("conflict"), "{reason}"),
-            _ => assert!(
-                reason.starts_with("malformed") || reason.starts_with("invalid"),
-                "{reason}"
-            ),
-        }
-        assert!(seen.insert(source.clone()), "dead-lettered twice: {source}");
-        if e.map.get("task_id") == Some(&Value::BulkString(b"bad-bytes".to_vec())) {
-            assert_eq!(
-                e.map["endpoint"],
-                Value::BulkString(vec![0xff, 0xfe, 0x00]),
-                "original bytes kept"
-            );
-        }
-    }
-    assert_eq!(seen, expected_dead.keys().cloned().collect::<BTreeSet<_>>());
-    drop(conn);
-
-    drop_keys(&pool, &s).await;
-    t.cleanup().await;
+    assert_stored_once(&t.db, &valid).await;
+    assert_dead_lettered(&pool, &s, &expected_dead).await;
+    finish(t, &s, &pool).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_consumer_loop_stores_what_arrives_and_stops_on_shutdown() {
-    let t = TestDb::mysql().await;
-    let s = redis_settings();
-    let pool = stream::create_pool(&s).unwrap();
-    let clock = Arc::new(ManualClock::new(ts("2026-06-15T10:00:00Z")));
+    let (t, s, pool, clock) = fixture().await;
     let ctx = context(t.db.clone(), clock.clone(), "looper");
     let consumer = StreamConsumer::new(pool.clone(), s.clone(), ctx.clone(), "looper");
     let (trigger, stop) = shutdown::channel();
     let task = tokio::spawn(consumer.run(stop));
 
-    let recs = records(
+    let recs = records_in(
         31,
         "loop",
         5,
-        ts("2026-06-15T09:00:00Z"),
-        ts("2026-06-15T09:59:00Z"),
+        "2026-06-15T09:00:00Z",
+        "2026-06-15T09:59:00Z",
     );
     // Published before and after the group exists: both are consumed.
     for r in &recs {
@@ -288,6 +315,5 @@ async fn the_consumer_loop_stores_what_arrives_and_stops_on_shutdown() {
         "stopped within about one block time"
     );
     assert_eq!(pending(&pool, &s).await, 0);
-    drop_keys(&pool, &s).await;
-    t.cleanup().await;
+    finish(t, &s, &pool).await;
 }

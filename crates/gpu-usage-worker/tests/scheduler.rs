@@ -19,7 +19,7 @@ use gpu_usage_core::types::{Granularity, TimeRange};
 use gpu_usage_testing::{Backend, TestDb};
 use gpu_usage_worker::jobs::run_job;
 use gpu_usage_worker::{BackgroundOptions, Clock, Intervals, JobOutcome, ManualClock, Scheduler};
-use sea_orm::{ConnectionTrait, EntityTrait};
+use sea_orm::{ConnectionTrait, DatabaseConnection, EntityTrait};
 
 fn outcome_of(report: &gpu_usage_worker::TickReport, job: JobName) -> Option<&JobOutcome> {
     report
@@ -33,6 +33,27 @@ fn ran(o: Option<&JobOutcome>) -> bool {
     matches!(o, Some(JobOutcome::Ran { .. }))
 }
 
+/// Every job ran, the last run of each succeeded, all by `runner`.
+async fn assert_every_job_last_succeeded(db: &DatabaseConnection, runner: &str) {
+    let runs = job_runs::latest_per_job(db).await.unwrap();
+    let names: Vec<&str> = runs.iter().map(|r| r.last_run.job.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "capacity",
+            "cleanup",
+            "rollup_daily",
+            "rollup_hourly",
+            "rollup_minute"
+        ]
+    );
+    // Without capacity reports the capacity job has nothing to do.
+    assert!(runs.iter().all(|r| {
+        let ok = ["succeeded", "nothing_to_do"].contains(&r.last_run.outcome.as_str());
+        ok && r.last_run.runner == runner
+    }));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn explicit_clock_drives_the_chain_and_folds_in_late_data() {
     let t = TestDb::sqlite().await;
@@ -42,21 +63,18 @@ async fn explicit_clock_drives_the_chain_and_folds_in_late_data() {
     let mut all = records(1, "first", 30, window.0, window.1);
     ingest(&t.db, all.clone(), clock.now()).await;
 
-    let opts = BackgroundOptions {
-        clock: clock.clone(),
-        runner: Some("solo".into()),
-        backfill: false,
-        redis: false,
-        ..BackgroundOptions::default()
-    };
-    let bg = gpu_usage_worker::spawn_with(&settings(), t.db.clone(), opts).unwrap();
+    let bg = spawn_background(t.db.clone(), &clock, "solo", Tasks::Scheduler);
     let mut ticks = bg.ticks().unwrap();
 
     // Fresh database: nothing ran before, so every job runs at start-up.
     let first = wait_tick(&mut ticks, start).await;
-    assert!(ran(outcome_of(&first, JobName::MinuteRollup)), "{first:?}");
-    assert!(ran(outcome_of(&first, JobName::HourlyRollup)), "{first:?}");
-    assert!(ran(outcome_of(&first, JobName::DailyRollup)), "{first:?}");
+    for job in [
+        JobName::MinuteRollup,
+        JobName::HourlyRollup,
+        JobName::DailyRollup,
+    ] {
+        assert!(ran(outcome_of(&first, job)), "{job}: {first:?}");
+    }
     assert_eq!(
         outcome_of(&first, JobName::Cleanup),
         Some(&JobOutcome::NothingToDo)
@@ -64,28 +82,26 @@ async fn explicit_clock_drives_the_chain_and_folds_in_late_data() {
 
     // A late record for yesterday, then the 10:00 tick: every level is due
     // and takes it in, in order.
-    let late = records(
-        2,
-        "late",
-        1,
-        ts("2026-06-14T03:00:00Z"),
-        ts("2026-06-14T03:30:00Z"),
-    );
-    ingest(&t.db, late.clone(), clock.now()).await;
-    all.extend(late);
-    clock.set(ts("2026-06-15T10:00:00Z"));
-    let tick = wait_tick(&mut ticks, ts("2026-06-15T10:00:00Z")).await;
+    let late = records_in(2, "late", 1, "2026-06-14T03:00:00Z", "2026-06-14T03:30:00Z");
+    ingest_into(&t.db, &mut all, late, clock.now()).await;
+    let tick = tick_at(&clock, &mut ticks, "2026-06-15T10:00:00Z").await;
     let jobs: Vec<JobName> = tick.outcomes.iter().map(|(j, _)| *j).collect();
     assert_eq!(
         jobs,
         [
+            JobName::Capacity,
             JobName::MinuteRollup,
             JobName::HourlyRollup,
             JobName::DailyRollup
         ],
-        "in order"
+        "in order: sessions counted up to now before the minute rollup"
     );
-    assert!(tick.outcomes.iter().all(|(_, o)| ran(Some(o))), "{tick:?}");
+    // No worker reports capacity here.
+    assert_eq!(tick.outcomes[0].1, JobOutcome::NothingToDo);
+    assert!(
+        tick.outcomes[1..].iter().all(|(_, o)| ran(Some(o))),
+        "{tick:?}"
+    );
     let range = TimeRange::new(ts("2026-06-14T00:00:00Z"), ts("2026-06-16T00:00:00Z")).unwrap();
     assert_eq!(
         snapshot(&t.db).await,
@@ -94,21 +110,20 @@ async fn explicit_clock_drives_the_chain_and_folds_in_late_data() {
 
     // Another late record at 10:00:30: minute rows have it after the 10:01
     // tick, hourly after 10:05, daily after 11:00 (SPEC §4 bounds).
-    let late = records(
+    let late = records_in(
         3,
         "later",
         1,
-        ts("2026-06-14T05:00:00Z"),
-        ts("2026-06-14T05:20:00Z"),
+        "2026-06-14T05:00:00Z",
+        "2026-06-14T05:20:00Z",
     );
-    ingest(&t.db, late.clone(), clock.now()).await;
-    all.extend(late);
-    clock.set(ts("2026-06-15T10:01:00Z"));
-    let tick = wait_tick(&mut ticks, ts("2026-06-15T10:01:00Z")).await;
+    ingest_into(&t.db, &mut all, late, clock.now()).await;
+    let tick = tick_at(&clock, &mut ticks, "2026-06-15T10:01:00Z").await;
+    let due: Vec<JobName> = tick.outcomes.iter().map(|(j, _)| *j).collect();
     assert_eq!(
-        tick.outcomes.len(),
-        1,
-        "only the minute job is due: {tick:?}"
+        due,
+        [JobName::Capacity, JobName::MinuteRollup],
+        "only the per-minute jobs are due: {tick:?}"
     );
     assert!(ran(outcome_of(&tick, JobName::MinuteRollup)));
     let st = status::rollup_status(&t.db, clock.now()).await.unwrap();
@@ -118,16 +133,14 @@ async fn explicit_clock_drives_the_chain_and_folds_in_late_data() {
         "{st:?}"
     );
 
-    clock.set(ts("2026-06-15T10:05:00Z"));
-    let tick = wait_tick(&mut ticks, ts("2026-06-15T10:05:00Z")).await;
+    let tick = tick_at(&clock, &mut ticks, "2026-06-15T10:05:00Z").await;
     assert!(ran(outcome_of(&tick, JobName::HourlyRollup)), "{tick:?}");
     assert!(
         outcome_of(&tick, JobName::DailyRollup).is_none(),
         "daily is hourly: {tick:?}"
     );
 
-    clock.set(ts("2026-06-15T11:00:00Z"));
-    let tick = wait_tick(&mut ticks, ts("2026-06-15T11:00:00Z")).await;
+    let tick = tick_at(&clock, &mut ticks, "2026-06-15T11:00:00Z").await;
     assert!(ran(outcome_of(&tick, JobName::DailyRollup)), "{tick:?}");
     assert_eq!(
         snapshot(&t.db).await,
@@ -136,16 +149,7 @@ async fn explicit_clock_drives_the_chain_and_folds_in_late_data() {
     let st = status::rollup_status(&t.db, clock.now()).await.unwrap();
     assert!(st.iter().all(|s| s.pending_ranges == 0), "{st:?}");
 
-    let runs = job_runs::latest_per_job(&t.db).await.unwrap();
-    let names: Vec<&str> = runs.iter().map(|r| r.last_run.job.as_str()).collect();
-    assert_eq!(
-        names,
-        ["cleanup", "rollup_daily", "rollup_hourly", "rollup_minute"]
-    );
-    assert!(
-        runs.iter()
-            .all(|r| r.last_run.outcome == "succeeded" && r.last_run.runner == "solo")
-    );
+    assert_every_job_last_succeeded(&t.db, "solo").await;
 
     bg.shutdown(Duration::from_secs(10)).await;
     t.cleanup().await;
@@ -153,20 +157,9 @@ async fn explicit_clock_drives_the_chain_and_folds_in_late_data() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_are_retried_with_back_off_and_never_stop_the_loop() {
-    let t = TestDb::sqlite().await;
-    let clock = Arc::new(ManualClock::new(ts("2026-06-15T10:00:00Z")));
-    ingest(
-        &t.db,
-        records(
-            4,
-            "r",
-            10,
-            ts("2026-06-15T08:00:00Z"),
-            ts("2026-06-15T09:59:00Z"),
-        ),
-        clock.now(),
-    )
-    .await;
+    let (t, clock) = db_and_clock(Backend::Sqlite, "2026-06-15T10:00:00Z").await;
+    let recs = records_in(4, "r", 10, "2026-06-15T08:00:00Z", "2026-06-15T09:59:00Z");
+    ingest(&t.db, recs, clock.now()).await;
     let ctx = context(t.db.clone(), clock.clone(), "retrier");
     let intervals = Intervals::from_settings(&settings().worker);
     let mut sched = Scheduler::new(ctx.clone(), intervals);
@@ -241,8 +234,7 @@ async fn failures_are_retried_with_back_off_and_never_stop_the_loop() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_held_lock_skips_and_runs_are_recorded() {
-    let t = TestDb::sqlite().await;
-    let clock = Arc::new(ManualClock::new(ts("2026-06-15T10:00:00Z")));
+    let (t, clock) = db_and_clock(Backend::Sqlite, "2026-06-15T10:00:00Z").await;
     let ctx = context(t.db.clone(), clock.clone(), "r1");
     let held = locks::try_lock(&t.db, JobName::MinuteRollup)
         .await
@@ -259,18 +251,8 @@ async fn a_held_lock_skips_and_runs_are_recorded() {
     assert_eq!(ctx.metrics.job_runs(JobName::MinuteRollup, "skipped"), 1);
     held.release().await.unwrap();
 
-    ingest(
-        &t.db,
-        records(
-            5,
-            "r",
-            10,
-            ts("2026-06-15T09:00:00Z"),
-            ts("2026-06-15T09:59:00Z"),
-        ),
-        clock.now(),
-    )
-    .await;
+    let recs = records_in(5, "r", 10, "2026-06-15T09:00:00Z", "2026-06-15T09:59:00Z");
+    ingest(&t.db, recs, clock.now()).await;
     let JobOutcome::Ran { rows_written, .. } = run_job(&ctx, JobName::MinuteRollup).await else {
         panic!("expected a run");
     };
@@ -293,21 +275,10 @@ async fn a_held_lock_skips_and_runs_are_recorded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_probes_and_metrics() {
-    let t = TestDb::sqlite().await;
-    let clock = Arc::new(ManualClock::new(ts("2026-06-15T10:00:00Z")));
+    let (t, clock) = db_and_clock(Backend::Sqlite, "2026-06-15T10:00:00Z").await;
     let ctx = context(t.db.clone(), clock.clone(), "http");
-    ingest(
-        &t.db,
-        records(
-            6,
-            "r",
-            5,
-            ts("2026-06-15T09:00:00Z"),
-            ts("2026-06-15T09:59:00Z"),
-        ),
-        clock.now(),
-    )
-    .await;
+    let recs = records_in(6, "r", 5, "2026-06-15T09:00:00Z", "2026-06-15T09:59:00Z");
+    ingest(&t.db, recs, clock.now()).await;
     run_job(&ctx, JobName::MinuteRollup).await;
     run_job(&ctx, JobName::MinuteRollup).await;
 
@@ -373,8 +344,7 @@ async fn http_probes_and_metrics() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_returns_promptly_after_the_shutdown_future_resolves() {
-    let t = TestDb::sqlite().await;
-    let clock = Arc::new(ManualClock::new(ts("2026-06-15T10:00:10Z")));
+    let (t, clock) = db_and_clock(Backend::Sqlite, "2026-06-15T10:00:10Z").await;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let opts = BackgroundOptions {
         clock: clock.clone(),
@@ -429,15 +399,8 @@ async fn run_returns_promptly_after_the_shutdown_future_resolves() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_backfill_poller_runs_queued_jobs() {
-    let t = TestDb::sqlite().await;
-    let clock = Arc::new(ManualClock::new(ts("2026-06-15T10:00:00Z")));
-    let recs = records(
-        7,
-        "bf",
-        20,
-        ts("2026-06-13T22:00:00Z"),
-        ts("2026-06-15T09:00:00Z"),
-    );
+    let (t, clock) = db_and_clock(Backend::Sqlite, "2026-06-15T10:00:00Z").await;
+    let recs = records_in(7, "bf", 20, "2026-06-13T22:00:00Z", "2026-06-15T09:00:00Z");
     ingest(&t.db, recs.clone(), clock.now()).await;
     let range = TimeRange::new(ts("2026-06-13T00:00:00Z"), ts("2026-06-16T00:00:00Z")).unwrap();
     let job = gpu_usage_core::backfill::create(
@@ -449,14 +412,7 @@ async fn the_backfill_poller_runs_queued_jobs() {
     .await
     .unwrap();
 
-    let opts = BackgroundOptions {
-        clock: clock.clone(),
-        runner: Some("poller".into()),
-        scheduler: false,
-        redis: false,
-        ..BackgroundOptions::default()
-    };
-    let bg = gpu_usage_worker::spawn_with(&settings(), t.db.clone(), opts).unwrap();
+    let bg = spawn_background(t.db.clone(), &clock, "poller", Tasks::BackfillPoller);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let j = gpu_usage_core::backfill::get(&t.db, job.id).await.unwrap();

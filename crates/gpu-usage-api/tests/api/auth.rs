@@ -9,28 +9,56 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 use crate::support::{
-    ADMIN_TOKEN, INGEST_TOKEN, READ_TOKEN, both_backends, expect_error, options, settings,
-    spawn_app_with, with_tokens,
+    ADMIN_TOKEN, INGEST_TOKEN, READ_TOKEN, TestApp, both_backends, expect_error, options, settings,
+    spawn_app_with, task, with_tokens,
 };
 
 async fn roles_per_endpoint(db: TestDb) {
     let app = spawn_app_with(db, |s, _| with_tokens(s)).await;
-    let send =
-        |method: Method, path: &str, token: Option<&str>, body: Option<serde_json::Value>| {
-            let mut r = app.request(method, path);
-            if let Some(t) = token {
-                r = r.bearer_auth(t);
-            }
-            if let Some(b) = body {
-                r = r.json(&b);
-            }
-            r.send()
-        };
-    let record = json!({"task_id": "a1", "endpoint": "e", "gpu_count": 1,
-        "started_at": "2026-01-02T10:00:00Z", "completed_at": "2026-01-02T10:10:00Z", "status": "COMPLETED"});
-    let day = "start_time=2026-01-02T00:00:00Z&end_time=2026-01-02T12:00:00Z";
+    reads_need_a_token(&app).await;
+    ingest_needs_ingest_or_admin(&app).await;
 
-    // Reads need a token here (public_reads = false).
+    // Triggers need admin.
+    let day = "start_time=2026-01-02T00:00:00Z&end_time=2026-01-02T12:00:00Z";
+    for path in [
+        format!("/aggregate?granularity=minute&{day}"),
+        format!("/backfill?{day}"),
+    ] {
+        for (token, status, code) in [
+            (None, 401, "unauthorized"),
+            (Some(READ_TOKEN), 403, "forbidden"),
+            (Some(INGEST_TOKEN), 403, "forbidden"),
+        ] {
+            let res = app.send(Method::POST, &path, token, None).await;
+            expect_error(res, status, code).await;
+        }
+        let res = app.send(Method::POST, &path, Some(ADMIN_TOKEN), None).await;
+        assert!(res.status().is_success(), "{path}: {}", res.status());
+    }
+    // The refusal happens before anything is parsed or done.
+    let res = app
+        .send(
+            Method::POST,
+            "/aggregate?granularity=week",
+            Some(READ_TOKEN),
+            None,
+        )
+        .await;
+    expect_error(res, 403, "forbidden").await;
+
+    // Probes and documentation are open.
+    for probe in ["/healthz", "/readyz"] {
+        assert_eq!(app.get_outside(probe).await.status(), 200, "{probe}");
+    }
+    for doc in ["/openapi.json", "/docs"] {
+        let res = app.send(Method::GET, doc, None, None).await;
+        assert_eq!(res.status(), 200, "{doc}");
+    }
+    app.finish().await;
+}
+
+/// Reads need a token here (public_reads = false).
+async fn reads_need_a_token(app: &TestApp) {
     for path in [
         "/hourly",
         "/minute",
@@ -41,17 +69,13 @@ async fn roles_per_endpoint(db: TestDb) {
         "/backfill",
         "/backfill/1",
     ] {
-        let res = send(Method::GET, path, None, None).await.unwrap();
+        let res = app.send(Method::GET, path, None, None).await;
         assert_eq!(res.headers()["www-authenticate"], "Bearer", "{path}");
         expect_error(res, 401, "unauthorized").await;
-        expect_error(
-            send(Method::GET, path, Some("wrong"), None).await.unwrap(),
-            401,
-            "unauthorized",
-        )
-        .await;
+        let res = app.send(Method::GET, path, Some("wrong"), None).await;
+        expect_error(res, 401, "unauthorized").await;
         for token in [READ_TOKEN, INGEST_TOKEN, ADMIN_TOKEN] {
-            let res = send(Method::GET, path, Some(token), None).await.unwrap();
+            let res = app.send(Method::GET, path, Some(token), None).await;
             assert_ne!(res.status(), StatusCode::UNAUTHORIZED, "{path}");
             assert_ne!(res.status(), StatusCode::FORBIDDEN, "{path}");
         }
@@ -64,134 +88,28 @@ async fn roles_per_endpoint(db: TestDb) {
         .await
         .unwrap();
     expect_error(res, 401, "unauthorized").await;
+}
 
-    // Ingest needs ingest or admin.
-    expect_error(
-        send(Method::POST, "/records", None, Some(record.clone()))
-            .await
-            .unwrap(),
-        401,
-        "unauthorized",
-    )
-    .await;
-    expect_error(
-        send(
-            Method::POST,
-            "/records",
-            Some(READ_TOKEN),
-            Some(record.clone()),
-        )
-        .await
-        .unwrap(),
-        403,
-        "forbidden",
-    )
-    .await;
-    let res = send(
-        Method::POST,
-        "/records",
-        Some(INGEST_TOKEN),
-        Some(record.clone()),
-    )
-    .await
-    .unwrap();
-    assert_eq!(res.status(), 200);
-    let res = send(
-        Method::POST,
-        "/records",
-        Some(ADMIN_TOKEN),
-        Some(record.clone()),
-    )
-    .await
-    .unwrap();
+/// Ingest needs ingest or admin.
+async fn ingest_needs_ingest_or_admin(app: &TestApp) {
+    let record = task(
+        "a1",
+        "e",
+        1,
+        "2026-01-02T10:00:00Z",
+        "2026-01-02T10:10:00Z",
+        "COMPLETED",
+    );
+    let post = |token| app.send(Method::POST, "/records", token, Some(&record));
+    expect_error(post(None).await, 401, "unauthorized").await;
+    expect_error(post(Some(READ_TOKEN)).await, 403, "forbidden").await;
+    assert_eq!(post(Some(INGEST_TOKEN)).await.status(), 200);
+    let res = post(Some(ADMIN_TOKEN)).await;
     assert_eq!(
         res.json::<serde_json::Value>().await.unwrap()["duplicates"],
         1
     );
-
-    // Triggers need admin.
-    for path in [
-        format!("/aggregate?granularity=minute&{day}"),
-        format!("/backfill?{day}"),
-    ] {
-        expect_error(
-            send(Method::POST, &path, None, None).await.unwrap(),
-            401,
-            "unauthorized",
-        )
-        .await;
-        expect_error(
-            send(Method::POST, &path, Some(READ_TOKEN), None)
-                .await
-                .unwrap(),
-            403,
-            "forbidden",
-        )
-        .await;
-        expect_error(
-            send(Method::POST, &path, Some(INGEST_TOKEN), None)
-                .await
-                .unwrap(),
-            403,
-            "forbidden",
-        )
-        .await;
-        let res = send(Method::POST, &path, Some(ADMIN_TOKEN), None)
-            .await
-            .unwrap();
-        assert!(res.status().is_success(), "{path}: {}", res.status());
-    }
-    // The refusal happens before anything is parsed or done.
-    expect_error(
-        send(
-            Method::POST,
-            "/aggregate?granularity=week",
-            Some(READ_TOKEN),
-            None,
-        )
-        .await
-        .unwrap(),
-        403,
-        "forbidden",
-    )
-    .await;
-
-    // Probes and documentation are open.
-    assert_eq!(
-        app.client
-            .get(format!("{}/healthz", app.base))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    assert_eq!(
-        app.client
-            .get(format!("{}/readyz", app.base))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    assert_eq!(
-        send(Method::GET, "/openapi.json", None, None)
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    assert_eq!(
-        send(Method::GET, "/docs", None, None)
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    app.finish().await;
 }
-both_backends!(roles_per_endpoint);
 
 async fn public_reads(db: TestDb) {
     let app = spawn_app_with(db, |s, _| {
@@ -202,12 +120,7 @@ async fn public_reads(db: TestDb) {
     assert_eq!(app.get("/hourly").await.status(), 200);
     assert_eq!(app.get("/records").await.status(), 200);
     // A wrong token is still refused: the client should learn it is wrong.
-    let res = app
-        .request(Method::GET, "/hourly")
-        .bearer_auth("nope")
-        .send()
-        .await
-        .unwrap();
+    let res = app.send(Method::GET, "/hourly", Some("nope"), None).await;
     expect_error(res, 401, "unauthorized").await;
     expect_error(
         app.post_empty("/aggregate?granularity=all").await,
@@ -223,7 +136,8 @@ async fn public_reads(db: TestDb) {
     .await;
     app.finish().await;
 }
-both_backends!(public_reads);
+
+both_backends!(roles_per_endpoint, public_reads);
 
 /// Binding to every interface without a token would publish an open
 /// admin API; the server refuses to start.

@@ -7,7 +7,7 @@ use gpu_usage_testing::TestDb;
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::support::{both_backends, spawn_app};
+use crate::support::{TestApp, both_backends, column, content_type, spawn_app};
 
 /// Every route a client can call, as (method, path template).
 const ROUTES: &[(&str, &str)] = &[
@@ -37,6 +37,44 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/gpu-usage/openapi.json"),
     ("get", "/api/v1/gpu-usage/docs"),
 ];
+
+async fn assert_served(app: &TestApp, documented: &BTreeSet<(String, String)>) {
+    for (method, path) in documented {
+        let url = format!("{}{}", app.base, path.replace("{id}", "1"));
+        let method = if method == "get" {
+            Method::GET
+        } else {
+            Method::POST
+        };
+        let res = app
+            .client
+            .request(method.clone(), &url)
+            .send()
+            .await
+            .unwrap();
+        let status = res.status();
+        let body = res.text().await.unwrap();
+        assert!(
+            !body.contains("\"no_route\""),
+            "{method} {path} is documented but not served: {status} {body}"
+        );
+    }
+}
+
+fn assert_refs_resolve(doc: &Value) {
+    let mut refs = Vec::new();
+    collect_refs(doc, &mut refs);
+    assert!(!refs.is_empty());
+    for r in refs {
+        let name = r
+            .strip_prefix("#/components/schemas/")
+            .unwrap_or_else(|| panic!("odd $ref {r}"));
+        assert!(
+            doc["components"]["schemas"][name].is_object(),
+            "dangling $ref {r}"
+        );
+    }
+}
 
 async fn document_matches_routes(db: TestDb) {
     let app = spawn_app(db).await;
@@ -75,35 +113,11 @@ async fn document_matches_routes(db: TestDb) {
     );
 
     // Every documented operation is really served (not the no-route 404).
-    for (method, path) in &documented {
-        let url = format!("{}{}", app.base, path.replace("{id}", "1"));
-        let method = if method == "get" {
-            Method::GET
-        } else {
-            Method::POST
-        };
-        let res = app
-            .client
-            .request(method.clone(), &url)
-            .send()
-            .await
-            .unwrap();
-        let status = res.status();
-        let body = res.text().await.unwrap();
-        assert!(
-            !body.contains("\"no_route\""),
-            "{method} {path} is documented but not served: {status} {body}"
-        );
-    }
+    assert_served(&app, &documented).await;
 
     // Parameters and bodies are documented, including the error shape.
     let hourly = &doc["paths"]["/api/v1/gpu-usage/hourly"]["get"];
-    let params: Vec<&str> = hourly["parameters"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["name"].as_str().unwrap())
-        .collect();
+    let params = column(&hourly["parameters"], "name", Value::as_str);
     for p in [
         "scope_type",
         "scope_value",
@@ -132,32 +146,15 @@ async fn document_matches_routes(db: TestDb) {
     );
 
     // Every reference resolves: a reader (or generator) never hits a hole.
-    let mut refs = Vec::new();
-    collect_refs(&doc, &mut refs);
-    assert!(!refs.is_empty());
-    for r in refs {
-        let name = r
-            .strip_prefix("#/components/schemas/")
-            .unwrap_or_else(|| panic!("odd $ref {r}"));
-        assert!(
-            doc["components"]["schemas"][name].is_object(),
-            "dangling $ref {r}"
-        );
-    }
+    assert_refs_resolve(&doc);
     app.finish().await;
 }
-both_backends!(document_matches_routes);
 
 async fn reference_page_probes_and_request_ids(db: TestDb) {
     let app = spawn_app(db).await;
     let res = app.get("/docs").await;
     assert_eq!(res.status(), 200);
-    assert!(
-        res.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/html")
-    );
+    assert!(content_type(&res).starts_with("text/html"));
     let html = res.text().await.unwrap();
     assert!(html.contains("fetch(\"openapi.json\")"));
     assert!(
@@ -165,22 +162,12 @@ async fn reference_page_probes_and_request_ids(db: TestDb) {
         "the page must not load external assets"
     );
 
-    let res = app
-        .client
-        .get(format!("{}/healthz", app.base))
-        .send()
-        .await
-        .unwrap();
+    let res = app.get_outside("/healthz").await;
     assert_eq!(res.status(), 200);
     let id = res.headers()["x-request-id"].to_str().unwrap().to_owned();
     assert_eq!(id.len(), 36, "a UUID: {id}");
     assert_eq!(res.json::<Value>().await.unwrap()["status"], "ok");
-    let res = app
-        .client
-        .get(format!("{}/readyz", app.base))
-        .send()
-        .await
-        .unwrap();
+    let res = app.get_outside("/readyz").await;
     assert_eq!(res.status(), 200);
     let other = res.headers()["x-request-id"].to_str().unwrap().to_owned();
     assert_ne!(id, other, "every request gets its own id");
@@ -189,7 +176,11 @@ async fn reference_page_probes_and_request_ids(db: TestDb) {
     assert!(res.headers().get("x-request-id").is_some());
     app.finish().await;
 }
-both_backends!(reference_page_probes_and_request_ids);
+
+both_backends!(
+    document_matches_routes,
+    reference_page_probes_and_request_ids,
+);
 
 fn collect_refs(v: &Value, out: &mut Vec<String>) {
     match v {

@@ -5,7 +5,9 @@ use gpu_usage_testing::TestDb;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::support::{both_backends, expect_error, fixture_records, spawn_app_with};
+use crate::support::{
+    TestApp, both_backends, column, expect_error, fixture_records, spawn_app_with,
+};
 
 async fn bad_query_parameters(db: TestDb) {
     let app = spawn_app_with(db, |s, _| s.api.max_range_days = 31).await;
@@ -79,13 +81,7 @@ async fn bad_query_parameters(db: TestDb) {
     expect_error(app.get("/backfill/abc").await, 400, "invalid_parameter").await;
     expect_error(app.get("/backfill/999999").await, 404, "not_found").await;
     expect_error(app.get("/nothing-here").await, 404, "no_route").await;
-    let res = app
-        .client
-        .get(format!("{}/no-such-page", app.base))
-        .send()
-        .await
-        .unwrap();
-    expect_error(res, 404, "no_route").await;
+    expect_error(app.get_outside("/no-such-page").await, 404, "no_route").await;
     // A wrong method on a served path is 405 with the methods it has.
     let res = app.request(Method::POST, "/hourly").send().await.unwrap();
     assert_eq!(res.headers()["allow"], "GET");
@@ -123,7 +119,6 @@ async fn bad_query_parameters(db: TestDb) {
     assert_eq!(res.headers()["allow"], "GET");
     app.finish().await;
 }
-both_backends!(bad_query_parameters);
 
 async fn bad_bodies_change_nothing(db: TestDb) {
     let app = spawn_app_with(db, |s, _| {
@@ -131,70 +126,50 @@ async fn bad_bodies_change_nothing(db: TestDb) {
         s.ingest.max_batch = 5;
     })
     .await;
+    bad_record_bodies(&app).await;
+    bad_records(&app).await;
+    bad_triggers(&app).await;
 
-    let raw = |body: &'static str, ct: Option<&'static str>| {
-        let mut r = app.request(Method::POST, "/records").body(body);
-        if let Some(ct) = ct {
-            r = r.header("Content-Type", ct);
-        }
-        r.send()
-    };
-    expect_error(
-        raw("{\"task_id\": ", Some("application/json"))
-            .await
-            .unwrap(),
-        400,
-        "invalid_body",
-    )
-    .await;
-    expect_error(
-        raw("{}", Some("text/plain")).await.unwrap(),
-        415,
-        "unsupported_media_type",
-    )
-    .await;
-    expect_error(
-        raw("{}", None).await.unwrap(),
-        415,
-        "unsupported_media_type",
-    )
-    .await;
-    expect_error(
-        raw("null", Some("application/json")).await.unwrap(),
-        400,
-        "invalid_body",
-    )
-    .await;
-    expect_error(
-        raw("42", Some("application/json")).await.unwrap(),
-        400,
-        "invalid_body",
-    )
-    .await;
-    expect_error(
-        raw("[]", Some("application/json")).await.unwrap(),
-        400,
-        "invalid_body",
-    )
-    .await;
+    // Nothing was stored or computed by any of it.
+    let records = app
+        .get_json("/records?start_time=2025-12-01T00:00:00Z&end_time=2026-01-03T00:00:00Z")
+        .await;
+    assert_eq!(records["total"], 0);
+    let minute = app
+        .get_json("/minute?start_time=2026-01-01T00:00:00Z&end_time=2026-01-02T00:00:00Z")
+        .await;
+    assert_eq!(minute["total"], 0);
+    let jobs = app.get_json("/backfill").await;
+    assert_eq!(jobs["data"], json!([]));
+    app.finish().await;
+}
+
+/// `POST /records` bodies that are no batch at all.
+async fn bad_record_bodies(app: &TestApp) {
+    let json = Some("application/json");
+    for (body, ct, status, code) in [
+        ("{\"task_id\": ", json, 400, "invalid_body"),
+        ("{}", Some("text/plain"), 415, "unsupported_media_type"),
+        ("{}", None, 415, "unsupported_media_type"),
+        ("null", json, 400, "invalid_body"),
+        ("42", json, 400, "invalid_body"),
+        ("[]", json, 400, "invalid_body"),
+    ] {
+        let res = app.post_raw("/records", body, ct).await;
+        expect_error(res, status, code).await;
+    }
     let big = json!([{"task_id": "x".repeat(5000)}]);
-    expect_error(
-        app.post_json("/records", &big).await,
-        413,
-        "payload_too_large",
-    )
-    .await;
+    let res = app.post_json("/records", &big).await;
+    expect_error(res, 413, "payload_too_large").await;
     let six: Vec<Value> = (0..6)
         .map(|i| json!({"task_id": format!("b{i}")}))
         .collect();
-    expect_error(
-        app.post_json("/records", &Value::Array(six)).await,
-        400,
-        "invalid_body",
-    )
-    .await;
+    let res = app.post_json("/records", &Value::Array(six)).await;
+    expect_error(res, 400, "invalid_body").await;
+}
 
-    // One bad record rejects the whole batch; every problem is listed.
+/// One bad record rejects the whole batch; every problem is listed.
+async fn bad_records(app: &TestApp) {
     let mut batch = fixture_records();
     let records = batch.as_array_mut().unwrap();
     records[1]["gpu_count"] = json!(-1);
@@ -202,12 +177,8 @@ async fn bad_bodies_change_nothing(db: TestDb) {
     records[3]["status"] = json!("RUNNING");
     records.push(json!({"task_id": "t5", "endpoint": "e", "gpu_count": "two",
         "started_at": "2026-01-01T00:00:00Z", "completed_at": "2026-01-01T00:01:00Z", "status": "FAILED"}));
-    let body = expect_error(
-        app.post_json("/records", &batch).await,
-        422,
-        "invalid_records",
-    )
-    .await;
+    let res = app.post_json("/records", &batch).await;
+    let body = expect_error(res, 422, "invalid_records").await;
     let problems = body["problems"].as_array().unwrap();
     let at: Vec<(u64, &str)> = problems
         .iter()
@@ -224,119 +195,71 @@ async fn bad_bodies_change_nothing(db: TestDb) {
     // Type errors are caught before domain validation; the domain's own
     // checks are exercised on a batch without them.
     batch.as_array_mut().unwrap().pop();
-    let body = expect_error(
-        app.post_json("/records", &batch).await,
-        422,
-        "invalid_records",
-    )
-    .await;
-    let indexes: Vec<u64> = body["problems"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["index"].as_u64().unwrap())
-        .collect();
+    let res = app.post_json("/records", &batch).await;
+    let body = expect_error(res, 422, "invalid_records").await;
+    let indexes = column(&body["problems"], "index", Value::as_u64);
     for i in [1, 2, 3] {
         assert!(indexes.contains(&i), "record {i} not reported: {body}");
     }
     assert!(!indexes.contains(&0), "{body}");
+}
 
-    // Bad triggers.
-    let agg = |q: &'static str, body: Option<&'static str>| {
-        let mut r = app.request(Method::POST, q);
-        if let Some(b) = body {
-            r = r.header("Content-Type", "application/json").body(b);
-        }
-        r.send()
-    };
-    expect_error(
-        agg("/aggregate?granularity=week", None).await.unwrap(),
-        400,
-        "invalid_parameter",
-    )
-    .await;
-    expect_error(
-        agg("/aggregate?granularity=all&start_time=soon", None)
-            .await
-            .unwrap(),
-        400,
-        "invalid_parameter",
-    )
-    .await;
-    // Years MySQL's DATETIME cannot hold once a range is widened to whole
-    // days: refused as input, not a 500 from the database.
-    for path in [
-        "/aggregate?granularity=all&start_time=9999-12-31T00:00:00Z&end_time=9999-12-31T23:00:00Z",
-        "/backfill?start_time=0999-01-01T00:00:00Z&end_time=0999-01-02T00:00:00Z",
-    ] {
-        expect_error(agg(path, None).await.unwrap(), 400, "invalid_parameter").await;
-    }
-    expect_error(
-        agg("/aggregate?granularity=all", Some("[1]"))
-            .await
-            .unwrap(),
-        400,
-        "invalid_body",
-    )
-    .await;
-    expect_error(
-        agg("/aggregate?granularity=all", Some("{")).await.unwrap(),
-        400,
-        "invalid_body",
-    )
-    .await;
-    expect_error(
-        agg(
+async fn bad_triggers(app: &TestApp) {
+    let json = Some("application/json");
+    for (path, body, code) in [
+        ("/aggregate?granularity=week", None, "invalid_parameter"),
+        (
+            "/aggregate?granularity=all&start_time=soon",
+            None,
+            "invalid_parameter",
+        ),
+        // Years MySQL's DATETIME cannot hold once a range is widened to whole
+        // days: refused as input, not a 500 from the database.
+        (
+            "/aggregate?granularity=all&start_time=9999-12-31T00:00:00Z&end_time=9999-12-31T23:00:00Z",
+            None,
+            "invalid_parameter",
+        ),
+        (
+            "/backfill?start_time=0999-01-01T00:00:00Z&end_time=0999-01-02T00:00:00Z",
+            None,
+            "invalid_parameter",
+        ),
+        ("/aggregate?granularity=all", Some("[1]"), "invalid_body"),
+        ("/aggregate?granularity=all", Some("{"), "invalid_body"),
+        (
             "/aggregate?granularity=all",
             Some("{\"granularity\":\"daily\"}"),
-        )
-        .await
-        .unwrap(),
-        400,
-        "invalid_parameter",
-    )
-    .await;
-    expect_error(
-        agg("/aggregate?granularity=all", Some("{\"level\":\"daily\"}"))
-            .await
-            .unwrap(),
-        400,
-        "invalid_body",
-    )
-    .await;
-    expect_error(
-        agg("/aggregate?verbose=1", None).await.unwrap(),
-        400,
-        "invalid_parameter",
-    )
-    .await;
-    expect_error(
-        agg("/backfill?start_time=2026-01-01T00:00:00Z", None)
-            .await
-            .unwrap(),
-        400,
-        "invalid_parameter",
-    )
-    .await;
-    expect_error(
-        agg("/backfill", Some("{\"end_time\":\"2026-01-01T00:00:00Z\"}"))
-            .await
-            .unwrap(),
-        400,
-        "invalid_parameter",
-    )
-    .await;
-    expect_error(
-        agg(
+            "invalid_parameter",
+        ),
+        (
+            "/aggregate?granularity=all",
+            Some("{\"level\":\"daily\"}"),
+            "invalid_body",
+        ),
+        ("/aggregate?verbose=1", None, "invalid_parameter"),
+        (
+            "/backfill?start_time=2026-01-01T00:00:00Z",
+            None,
+            "invalid_parameter",
+        ),
+        (
+            "/backfill",
+            Some("{\"end_time\":\"2026-01-01T00:00:00Z\"}"),
+            "invalid_parameter",
+        ),
+        (
             "/backfill?start_time=2026-01-02T00:00:00Z&end_time=2026-01-01T00:00:00Z",
             None,
-        )
-        .await
-        .unwrap(),
-        400,
-        "invalid_parameter",
-    )
-    .await;
+            "invalid_parameter",
+        ),
+    ] {
+        let res = match body {
+            Some(b) => app.post_raw(path, b, json).await,
+            None => app.post_empty(path).await,
+        };
+        expect_error(res, 400, code).await;
+    }
     let huge = "x".repeat(70 * 1024);
     let res = app
         .request(Method::POST, "/aggregate")
@@ -345,22 +268,7 @@ async fn bad_bodies_change_nothing(db: TestDb) {
         .await
         .unwrap();
     expect_error(res, 413, "payload_too_large").await;
-
-    // Nothing was stored or computed by any of it.
-    let records = app
-        .get_json("/records?start_time=2025-12-01T00:00:00Z&end_time=2026-01-03T00:00:00Z")
-        .await;
-    assert_eq!(records["total"], 0);
-    let minute = app
-        .get_json("/minute?start_time=2026-01-01T00:00:00Z&end_time=2026-01-02T00:00:00Z")
-        .await;
-    assert_eq!(minute["total"], 0);
-    let jobs = app.get_json("/backfill").await;
-    assert_eq!(jobs["data"], json!([]));
-    app.finish().await;
 }
-both_backends!(bad_bodies_change_nothing);
-
 /// Times the database cannot hold, or that no range limit allows, are a
 /// 400 naming the parameter; no input gives a 5xx.
 async fn far_times_are_refused_not_failed(db: TestDb) {
@@ -395,4 +303,9 @@ async fn far_times_are_refused_not_failed(db: TestDb) {
     }
     app.finish().await;
 }
-both_backends!(far_times_are_refused_not_failed);
+
+both_backends!(
+    bad_query_parameters,
+    bad_bodies_change_nothing,
+    far_times_are_refused_not_failed
+);

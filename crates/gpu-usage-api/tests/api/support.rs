@@ -12,7 +12,7 @@ use gpu_usage_core::types::parse_utc;
 use gpu_usage_testing::TestDb;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use secrecy::SecretString;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// The instant the fixtures are written for: every default window, the
 /// retention horizons and ingest's clock-skew check use it.
@@ -132,6 +132,43 @@ impl TestApp {
         self.client.request(method, self.url(path))
     }
 
+    /// `method path` below the API prefix, with a bearer token and a JSON
+    /// body if given.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> Response {
+        let mut r = self.request(method, path);
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            r = r.json(b);
+        }
+        r.send().await.unwrap()
+    }
+
+    /// POST of a raw body, with a `Content-Type` if given.
+    pub async fn post_raw(&self, path: &str, body: &'static str, ct: Option<&str>) -> Response {
+        let mut r = self.request(Method::POST, path).body(body);
+        if let Some(ct) = ct {
+            r = r.header("Content-Type", ct);
+        }
+        r.send().await.unwrap()
+    }
+
+    /// GET of a path outside the API (probes, the dashboard, `/`).
+    pub async fn get_outside(&self, path: &str) -> Response {
+        self.client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub async fn get(&self, path: &str) -> Response {
         self.request(Method::GET, path).send().await.unwrap()
     }
@@ -142,6 +179,23 @@ impl TestApp {
         let body: Value = res.json().await.unwrap();
         assert_eq!(status, StatusCode::OK, "GET {path}: {body}");
         body
+    }
+
+    /// Every page of the GET `path` (with a query string), following
+    /// `next_cursor` (twenty at the most).
+    pub async fn pages(&self, path: &str) -> Vec<Value> {
+        let mut pages = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let c = cursor.map(|c| format!("&cursor={c}")).unwrap_or_default();
+            let page = self.get_json(&format!("{path}{c}")).await;
+            cursor = page["next_cursor"].as_str().map(str::to_owned);
+            pages.push(page);
+            if cursor.is_none() {
+                return pages;
+            }
+            assert!(pages.len() < 20, "pagination does not end");
+        }
     }
 
     pub async fn post_json(&self, path: &str, body: &Value) -> Response {
@@ -208,50 +262,61 @@ pub async fn expect_error(res: Response, status: u16, code: &str) -> Value {
     body
 }
 
+/// The record JSON a client posts, with only the required fields.
+pub fn task(id: &str, ep: &str, gpus: u32, start: &str, end: &str, status: &str) -> Value {
+    json!({"task_id": id, "endpoint": ep, "gpu_count": gpus,
+        "started_at": start, "completed_at": end, "status": status})
+}
+
 /// The fixture: four tasks on 2026-01-01 whose statistics are worked out
 /// by hand in `reads.rs`.
 pub fn fixture_records() -> Value {
-    serde_json::json!([
-        {
-            "task_id": "t1", "endpoint": "ep-a", "spec_name": "a100", "worker_id": "w1",
-            "gpu_count": 2, "gpu_type": "A100", "gpu_memory_gb": 80,
-            "started_at": "2026-01-01T10:00:00Z", "completed_at": "2026-01-01T10:30:00Z",
-            "status": "COMPLETED"
-        },
-        {
-            "task_id": "t2", "endpoint": "ep-b", "spec_name": "h100",
-            "gpu_count": 4,
-            "started_at": "2026-01-01T10:15:00Z", "completed_at": "2026-01-01T11:15:00Z",
-            "status": "FAILED"
-        },
-        {
-            "task_id": "t3", "endpoint": "ep-a",
-            "gpu_count": 1,
-            "started_at": "2026-01-01T23:30:00Z", "completed_at": "2026-01-02T00:30:00Z",
-            "status": "completed"
-        },
-        {
-            "task_id": "t4", "endpoint": "ep-b", "spec_name": "a100",
-            "gpu_count": 8,
-            "started_at": "2026-01-01T11:00:00.000Z", "completed_at": "2026-01-01T11:00:30.500Z",
-            "status": "COMPLETED"
-        }
+    json!([
+        {"task_id": "t1", "endpoint": "ep-a", "spec_name": "a100", "worker_id": "w1", "gpu_count": 2,
+         "gpu_type": "A100", "gpu_memory_gb": 80,
+         "started_at": "2026-01-01T10:00:00Z", "completed_at": "2026-01-01T10:30:00Z", "status": "COMPLETED"},
+        {"task_id": "t2", "endpoint": "ep-b", "spec_name": "h100", "gpu_count": 4,
+         "started_at": "2026-01-01T10:15:00Z", "completed_at": "2026-01-01T11:15:00Z", "status": "FAILED"},
+        {"task_id": "t3", "endpoint": "ep-a", "gpu_count": 1,
+         "started_at": "2026-01-01T23:30:00Z", "completed_at": "2026-01-02T00:30:00Z", "status": "completed"},
+        {"task_id": "t4", "endpoint": "ep-b", "spec_name": "a100", "gpu_count": 8,
+         "started_at": "2026-01-01T11:00:00.000Z", "completed_at": "2026-01-01T11:00:30.500Z",
+         "status": "COMPLETED"}
     ])
 }
 
-/// Ingests the fixture and recomputes every level over both days.
-pub async fn load_fixture(app: &TestApp) {
+/// The app with the fixture ingested and every level recomputed over both
+/// days.
+pub async fn spawn_app_with_fixture(db: TestDb) -> TestApp {
+    let app = spawn_app(db).await;
     app.ingest(&fixture_records()).await;
     app.aggregate("granularity=all&start_time=2026-01-01T00:00:00Z&end_time=2026-01-02T00:00:00Z")
         .await;
     // The default range: the last 24 hours before NOW.
     app.aggregate("granularity=all").await;
+    app
 }
 
-/// Generates `name::sqlite` and `name::mysql` for `async fn(TestDb)`.
+/// `content-type` of a response.
+pub fn content_type(res: &Response) -> &str {
+    res.headers()["content-type"].to_str().unwrap()
+}
+
+/// `field` of every object in the JSON array `array`, read by `get`.
+pub fn column<'a, T>(array: &'a Value, field: &str, get: fn(&'a Value) -> Option<T>) -> Vec<T> {
+    array
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| get(&item[field]).unwrap_or_else(|| panic!("{field} of {item}")))
+        .collect()
+}
+
+/// Generates `name::sqlite` and `name::mysql` for every `async fn
+/// name(TestDb)` listed.
 macro_rules! both_backends {
-    ($name:ident) => {
-        gpu_usage_testing::dual_backend_test!($name, super::$name);
+    ($($name:ident),+ $(,)?) => {
+        $(gpu_usage_testing::dual_backend_test!($name, super::$name);)+
     };
 }
 pub(crate) use both_backends;

@@ -6,10 +6,14 @@ use gpu_usage_core::jobs::JobName;
 use gpu_usage_core::locks;
 use gpu_usage_core::{EngineConfig, backfill};
 use gpu_usage_testing::TestDb;
-use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::support::{both_backends, expect_error, fixture_records, now, spawn_app};
+use crate::support::{both_backends, column, expect_error, fixture_records, now, spawn_app};
+
+/// The fixture's day, as a JSON body.
+fn day_body() -> Value {
+    json!({"start_time": "2026-01-01T00:00:00Z", "end_time": "2026-01-02T00:00:00Z"})
+}
 
 async fn dashboard_trigger_forms(db: TestDb) {
     let app = spawn_app(db).await;
@@ -24,12 +28,7 @@ async fn dashboard_trigger_forms(db: TestDb) {
     // Default range: the 24 hours before now.
     assert_eq!(body["start_time"], "2026-01-01T12:00:00Z");
     assert_eq!(body["end_time"], "2026-01-02T12:00:00Z");
-    let levels: Vec<&str> = body["levels"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l["level"].as_str().unwrap())
-        .collect();
+    let levels = column(&body["levels"], "level", Value::as_str);
     assert_eq!(levels, ["minute", "hourly", "daily"], "finest first");
     for l in body["levels"].as_array().unwrap() {
         assert!(l["rows_written"].as_u64().unwrap() > 0, "{body}");
@@ -38,21 +37,18 @@ async fn dashboard_trigger_forms(db: TestDb) {
 
     // The same with a literal `null` JSON body, as browser clients send.
     let res = app
-        .request(Method::POST, "/aggregate?granularity=all")
-        .header("Content-Type", "application/json")
-        .body("null")
-        .send()
-        .await
-        .unwrap();
+        .post_raw(
+            "/aggregate?granularity=all",
+            "null",
+            Some("application/json"),
+        )
+        .await;
     assert_eq!(res.status(), 200);
 
     // Parameters in a JSON body, and the original's spellings. Each level
     // is built from the one below, so they are run finest first.
     let res = app
-        .post_json(
-            "/aggregate?granularity=minute",
-            &json!({"start_time": "2026-01-01T00:00:00Z", "end_time": "2026-01-02T00:00:00Z"}),
-        )
+        .post_json("/aggregate?granularity=minute", &day_body())
         .await;
     assert_eq!(res.status(), 200);
     let res = app.post_empty("/aggregate?granularity=hour&start_time=2026-01-01T00:00:00Z&end_time=2026-01-02T00:00:00Z").await;
@@ -71,7 +67,6 @@ async fn dashboard_trigger_forms(db: TestDb) {
     assert!((daily["data"][0]["total_gpu_hours"].as_f64().unwrap() - 5.567778).abs() < 1e-9);
     app.finish().await;
 }
-both_backends!(dashboard_trigger_forms);
 
 async fn busy_levels_answer_409(db: TestDb) {
     let app = spawn_app(db).await;
@@ -115,7 +110,6 @@ async fn busy_levels_answer_409(db: TestDb) {
     );
     app.finish().await;
 }
-both_backends!(busy_levels_answer_409);
 
 async fn long_ranges_become_backfill_jobs(db: TestDb) {
     let app = spawn_app(db).await;
@@ -160,7 +154,7 @@ async fn long_ranges_become_backfill_jobs(db: TestDb) {
     assert_eq!(done["status"], "succeeded", "{done}");
     assert_eq!(done["chunks_done"], 3);
     assert_eq!(done["progress"], 1.0);
-    crate::support::expect_error(app.get("/backfill/0").await, 404, "not_found").await;
+    expect_error(app.get("/backfill/0").await, 404, "not_found").await;
 
     let daily = app
         .get_json("/daily?start_time=2026-01-01T00:00:00Z&end_time=2026-01-03T00:00:00Z")
@@ -178,7 +172,6 @@ async fn long_ranges_become_backfill_jobs(db: TestDb) {
     assert_eq!(body["job"]["granularity"], "daily");
     app.finish().await;
 }
-both_backends!(long_ranges_become_backfill_jobs);
 
 async fn backfill_endpoints(db: TestDb) {
     let app = spawn_app(db).await;
@@ -201,24 +194,15 @@ async fn backfill_endpoints(db: TestDb) {
     assert_eq!(first["job"]["end_time"], "2026-01-02T00:00:00Z");
 
     // The same request as a JSON body: the active job is returned.
-    let res = app
-        .post_json(
-            "/backfill",
-            &json!({"start_time": "2026-01-01T00:00:00Z", "end_time": "2026-01-02T00:00:00Z"}),
-        )
-        .await;
+    let res = app.post_json("/backfill", &day_body()).await;
     assert_eq!(res.status(), 202);
     let same: Value = res.json().await.unwrap();
     assert_eq!(same["job"]["id"], first["job"]["id"]);
 
     // Neither time: everything still retained, from the earliest record.
     let res = app
-        .request(Method::POST, "/backfill")
-        .header("Content-Type", "application/json")
-        .body("null")
-        .send()
-        .await
-        .unwrap();
+        .post_raw("/backfill", "null", Some("application/json"))
+        .await;
     assert_eq!(res.status(), 202);
     let all: Value = res.json().await.unwrap();
     assert_eq!(all["job"]["start_time"], "2026-01-01T10:00:00Z", "{all}");
@@ -227,12 +211,7 @@ async fn backfill_endpoints(db: TestDb) {
     assert!(end.to_utc() >= now() - TimeDelta::minutes(1), "{all}");
 
     let list = app.get_json("/backfill").await;
-    let ids: Vec<i64> = list["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|j| j["id"].as_i64().unwrap())
-        .collect();
+    let ids = column(&list["data"], "id", Value::as_i64);
     assert_eq!(
         ids,
         [
@@ -250,7 +229,6 @@ async fn backfill_endpoints(db: TestDb) {
     assert_eq!(one["progress"], 0.0);
     app.finish().await;
 }
-both_backends!(backfill_endpoints);
 
 async fn engine_status(db: TestDb) {
     let app = spawn_app(db).await;
@@ -259,10 +237,7 @@ async fn engine_status(db: TestDb) {
     assert_eq!(before["now"], "2026-01-02T12:00:00Z");
     let levels = before["levels"].as_array().unwrap();
     assert_eq!(
-        levels
-            .iter()
-            .map(|l| l["level"].as_str().unwrap())
-            .collect::<Vec<_>>(),
+        column(&before["levels"], "level", Value::as_str),
         ["minute", "hourly", "daily"]
     );
     // Ingest queued the records' minutes: the minute level is behind.
@@ -293,4 +268,11 @@ async fn engine_status(db: TestDb) {
     assert_eq!(minute["last_success_at"], "2026-01-02T12:00:00Z");
     app.finish().await;
 }
-both_backends!(engine_status);
+
+both_backends!(
+    dashboard_trigger_forms,
+    busy_levels_answer_409,
+    long_ranges_become_backfill_jobs,
+    backfill_endpoints,
+    engine_status,
+);

@@ -4,11 +4,10 @@
 use gpu_usage_testing::TestDb;
 use serde_json::Value;
 
-use crate::support::{both_backends, load_fixture, spawn_app};
+use crate::support::{both_backends, spawn_app_with_fixture};
 
 async fn the_original_page_works(db: TestDb) {
-    let app = spawn_app(db).await;
-    load_fixture(&app).await;
+    let app = spawn_app_with_fixture(db).await;
 
     // "Avg GPU Hours/Day": total_gpu_hours ÷ the number of daily rows.
     let daily = app

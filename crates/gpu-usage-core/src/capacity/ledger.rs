@@ -38,8 +38,16 @@ pub struct Stored {
     pub ended_at: Option<DateTime<Utc>>,
     pub last_seen: DateTime<Utc>,
     pub counted_until: DateTime<Utc>,
-    /// `counted_until` and `ended_at` as loaded, to tell what changed.
-    loaded: Option<(DateTime<Utc>, Option<DateTime<Utc>>, DateTime<Utc>)>,
+    /// As loaded, to tell what changed; `None` for a new session.
+    loaded: Option<Loaded>,
+}
+
+/// The columns an operation may change, as loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Loaded {
+    counted_until: DateTime<Utc>,
+    ended_at: Option<DateTime<Utc>>,
+    last_seen: DateTime<Utc>,
 }
 
 impl Stored {
@@ -77,7 +85,11 @@ impl Stored {
             ended_at: m.ended_at,
             last_seen: m.last_seen,
             counted_until: m.counted_until,
-            loaded: Some((m.counted_until, m.ended_at, m.last_seen)),
+            loaded: Some(Loaded {
+                counted_until: m.counted_until,
+                ended_at: m.ended_at,
+                last_seen: m.last_seen,
+            }),
         }
     }
 
@@ -90,7 +102,8 @@ impl Stored {
     /// zero-length one overlaps nothing.
     pub fn overlaps(&self, start: DateTime<Utc>, end: Option<DateTime<Utc>>) -> bool {
         let end = end.unwrap_or(DateTime::<Utc>::MAX_UTC);
-        self.started_at < end && start < self.end_or_max() && start < end
+        let mine = self.end_or_max();
+        self.started_at < end && start < mine && start < end && self.started_at < mine
     }
 
     /// Ends a silent open session and brings `counted_until` to where the
@@ -112,16 +125,24 @@ impl Stored {
     fn changed_range(&self) -> Option<TimeRange> {
         let (from, to) = match self.loaded {
             None => (self.started_at, self.counted_until),
-            Some((counted, _, _)) => (
-                counted.min(self.counted_until),
-                counted.max(self.counted_until),
+            Some(l) => (
+                l.counted_until.min(self.counted_until),
+                l.counted_until.max(self.counted_until),
             ),
         };
         TimeRange::new(from, to).ok()
     }
 
     fn is_changed(&self) -> bool {
-        self.loaded != Some((self.counted_until, self.ended_at, self.last_seen))
+        self.loaded != Some(self.current())
+    }
+
+    fn current(&self) -> Loaded {
+        Loaded {
+            counted_until: self.counted_until,
+            ended_at: self.ended_at,
+            last_seen: self.last_seen,
+        }
     }
 }
 
@@ -215,9 +236,7 @@ impl Ledger {
             ranges.extend(s.changed_range());
             match (s.id, s.loaded) {
                 (None, _) => inserts.push(insert_row(s, now)),
-                (Some(id), Some((_, ended, seen)))
-                    if ended == s.ended_at && seen == s.last_seen =>
-                {
+                (Some(id), Some(l)) if l.ended_at == s.ended_at && l.last_seen == s.last_seen => {
                     counted_only.entry(s.counted_until).or_default().push(id);
                 }
                 (Some(_), _) => updates.push(s),

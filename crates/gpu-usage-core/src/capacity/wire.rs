@@ -159,10 +159,10 @@ impl TryFrom<SessionJson> for Session {
         let (mut c, parsed) = offer(j.offer.clone(), &times)?;
         let started_at = c.time("started_at", j.started_at);
         let ended_at = c.optional_time("ended_at", j.ended_at);
-        let ended = ended_at.clone().ok().flatten();
+        let ended = ended_at.flatten();
         c.ordered("ended_at", "started_at", started_at, ended);
         let session = match (parsed, started_at, ended_at) {
-            (Some((worker_id, offer)), Some(started_at), Ok(ended_at)) => Some(Session {
+            (Some((worker_id, offer)), Some(started_at), Some(ended_at)) => Some(Session {
                 worker_id,
                 offer,
                 started_at,

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::error::Result;
 use crate::records::Record;
-use crate::sessions::{Heartbeat, Session};
+use crate::sessions::{Heartbeat, Session, WorkerIdentity};
 use crate::time::rfc3339;
 
 pub mod http;
@@ -96,20 +96,15 @@ impl Item for Record {
     }
 }
 
-fn worker_fields(
-    worker_id: &str,
-    endpoint: &str,
-    spec_name: &Option<String>,
-    gpu_type: &Option<String>,
-    gpu_count: u32,
-) -> Vec<(&'static str, String)> {
+/// The fields every session and heartbeat starts with.
+fn worker_fields(w: &WorkerIdentity) -> Vec<(&'static str, String)> {
     let mut f = vec![
-        ("worker_id", worker_id.to_owned()),
-        ("endpoint", endpoint.to_owned()),
+        ("worker_id", w.worker_id.clone()),
+        ("endpoint", w.endpoint.clone()),
     ];
-    push_opt(&mut f, "spec_name", spec_name);
-    push_opt(&mut f, "gpu_type", gpu_type);
-    f.push(("gpu_count", gpu_count.to_string()));
+    push_opt(&mut f, "spec_name", &w.spec_name);
+    push_opt(&mut f, "gpu_type", &w.gpu_type);
+    f.push(("gpu_count", w.gpu_count.to_string()));
     f
 }
 
@@ -117,13 +112,7 @@ impl Item for Session {
     const KIND: Kind = Kind::Sessions;
 
     fn fields(&self) -> Vec<(&'static str, String)> {
-        let mut f = worker_fields(
-            &self.worker_id,
-            &self.endpoint,
-            &self.spec_name,
-            &self.gpu_type,
-            self.gpu_count,
-        );
+        let mut f = worker_fields(&self.worker);
         f.push(("started_at", rfc3339(self.started_at)));
         push_opt(&mut f, "ended_at", &self.ended_at.map(rfc3339));
         f
@@ -138,13 +127,7 @@ impl Item for Heartbeat {
     const KIND: Kind = Kind::Heartbeats;
 
     fn fields(&self) -> Vec<(&'static str, String)> {
-        let mut f = worker_fields(
-            &self.worker_id,
-            &self.endpoint,
-            &self.spec_name,
-            &self.gpu_type,
-            self.gpu_count,
-        );
+        let mut f = worker_fields(&self.worker);
         f.push(("at", rfc3339(self.at)));
         f
     }

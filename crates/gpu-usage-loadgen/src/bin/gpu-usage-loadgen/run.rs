@@ -174,53 +174,67 @@ pub fn csv(setup: &Setup, out: Option<&Path>) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn post_all<T: Item>(
+/// Where [`send_all`] delivers: a sender of the library's outputs.
+trait Sink {
+    async fn send_chunk<T: Item>(&mut self, chunk: &[T]) -> anyhow::Result<()>;
+    async fn finish(self) -> Report;
+}
+
+impl Sink for HttpSender {
+    async fn send_chunk<T: Item>(&mut self, chunk: &[T]) -> anyhow::Result<()> {
+        self.send(Batch::json_array(chunk)?).await;
+        Ok(())
+    }
+
+    async fn finish(self) -> Report {
+        HttpSender::finish(self).await
+    }
+}
+
+impl Sink for RedisSender {
+    async fn send_chunk<T: Item>(&mut self, chunk: &[T]) -> anyhow::Result<()> {
+        Ok(self.send(chunk).await?)
+    }
+
+    async fn finish(self) -> Report {
+        RedisSender::finish(self)
+    }
+}
+
+/// Delivers `items` to `sink` in chunks of `batch`, counting them on `bar`.
+async fn send_all<T: Item>(
+    mut sink: impl Sink,
     items: impl Iterator<Item = T>,
-    opts: HttpOptions,
     batch: usize,
     bar: &ProgressBar,
 ) -> anyhow::Result<Report> {
-    let mut sender = HttpSender::new(opts)?;
     for chunk in chunks(items, batch) {
-        let n = chunk.len() as u64;
-        sender.send(Batch::json_array(&chunk)?).await;
-        bar.inc(n);
+        sink.send_chunk(&chunk).await?;
+        bar.inc(chunk.len() as u64);
     }
-    Ok(sender.finish().await)
+    Ok(sink.finish().await)
+}
+
+/// Prints the report; an error when nothing was taken.
+fn conclude(bar: &ProgressBar, report: &Report, refused: &str) -> anyhow::Result<()> {
+    bar.finish_and_clear();
+    eprintln!("{report}");
+    if report.items_ok == 0 && report.items_failed > 0 {
+        bail!("{refused}");
+    }
+    Ok(())
 }
 
 pub async fn http(setup: &Setup, opts: HttpOptions, batch: usize) -> anyhow::Result<()> {
     let bar = progress_bar(setup.progress, expected(setup));
-    let report = with_items!(setup, items => post_all(items, opts, batch, &bar).await?);
-    bar.finish_and_clear();
-    eprintln!("{report}");
-    if report.items_ok == 0 && report.items_failed > 0 {
-        bail!("nothing was accepted");
-    }
-    Ok(())
-}
-
-async fn add_all<T: Item>(
-    items: impl Iterator<Item = T>,
-    opts: RedisOptions,
-    batch: usize,
-    bar: &ProgressBar,
-) -> anyhow::Result<Report> {
-    let mut sender = RedisSender::new(opts)?;
-    for chunk in chunks(items, batch) {
-        sender.send(&chunk).await?;
-        bar.inc(chunk.len() as u64);
-    }
-    Ok(sender.finish())
+    let report =
+        with_items!(setup, items => send_all(HttpSender::new(opts)?, items, batch, &bar).await?);
+    conclude(&bar, &report, "nothing was accepted")
 }
 
 pub async fn redis(setup: &Setup, opts: RedisOptions, batch: usize) -> anyhow::Result<()> {
     let bar = progress_bar(setup.progress, expected(setup));
-    let report = with_items!(setup, items => add_all(items, opts, batch, &bar).await?);
-    bar.finish_and_clear();
-    eprintln!("{report}");
-    if report.items_ok == 0 && report.items_failed > 0 {
-        bail!("nothing was added");
-    }
-    Ok(())
+    let report =
+        with_items!(setup, items => send_all(RedisSender::new(opts)?, items, batch, &bar).await?);
+    conclude(&bar, &report, "nothing was added")
 }

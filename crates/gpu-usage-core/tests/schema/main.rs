@@ -12,15 +12,18 @@
 //! `mysql://root@127.0.0.1:3306`); `scripts/test.sh` starts it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::BTreeSet;
-use std::fmt::Write as _;
-
-use gpu_usage_testing::{Backend, TestDb};
+use gpu_usage_testing::TestDb;
 use migration::{Migrator, MigratorTrait};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, SqlErr, Statement};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, SqlErr, Statement};
 use secrecy::ExposeSecret;
 
-const SCHEMA_SQL: &str = include_str!("../../../scripts/gpu_usage_schema.sql");
+mod inspect;
+mod script;
+
+use inspect::*;
+use script::*;
+
+const SCHEMA_SQL: &str = include_str!("../../../../scripts/gpu_usage_schema.sql");
 
 /// The tables the migrations create, plus the CLI's bookkeeping table.
 const TABLES: [&str; 10] = [
@@ -41,298 +44,6 @@ const STATISTICS_TABLES: [&str; 3] = [
     "gpu_usage_statistics_hourly",
     "gpu_usage_statistics_daily",
 ];
-
-// ---------------------------------------------------------------------------
-// Helpers
-// ---------------------------------------------------------------------------
-
-/// The statements of the schema script: comment lines dropped, split at
-/// lines that end with `;` (the script's documented convention).
-fn script_statements(sql: &str) -> Vec<String> {
-    let mut statements = Vec::new();
-    let mut current = String::new();
-    for line in sql.lines() {
-        let trimmed = line.trim();
-        if trimmed.is_empty() || trimmed.starts_with("--") {
-            continue;
-        }
-        current.push_str(line);
-        current.push('\n');
-        if trimmed.ends_with(';') {
-            let statement = current.trim().trim_end_matches(';').trim().to_owned();
-            if !statement.is_empty() {
-                statements.push(statement);
-            }
-            current.clear();
-        }
-    }
-    assert!(
-        current.trim().is_empty(),
-        "schema script ends with an unterminated statement: {current}"
-    );
-    statements
-}
-
-async fn apply_script(db: &DatabaseConnection) {
-    for statement in script_statements(SCHEMA_SQL) {
-        db.execute_unprepared(&statement)
-            .await
-            .unwrap_or_else(|e| panic!("schema script statement failed: {e}\n{statement}"));
-    }
-}
-
-/// One named list of rows, each rendered as `field=value` pairs.
-struct Section {
-    name: &'static str,
-    rows: Vec<String>,
-}
-
-/// Runs a query whose every column is text (or NULL) and renders each row.
-async fn text_rows(
-    db: &DatabaseConnection,
-    sql: &str,
-    schema: &str,
-    fields: &[&str],
-) -> Vec<String> {
-    let rows = db
-        .query_all_raw(Statement::from_sql_and_values(
-            DbBackend::MySql,
-            sql,
-            [schema.into()],
-        ))
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{sql}"));
-    rows.iter()
-        .map(|row| {
-            fields
-                .iter()
-                .enumerate()
-                .map(|(i, field)| {
-                    let value: Option<String> = row
-                        .try_get_by_index(i)
-                        .unwrap_or_else(|e| panic!("{field}: {e}"));
-                    format!("{field}={}", value.as_deref().unwrap_or("<NULL>"))
-                })
-                .collect::<Vec<_>>()
-                .join(" | ")
-        })
-        .collect()
-}
-
-/// Everything information_schema says about the tables of one database, plus
-/// `SHOW CREATE TABLE` of each.
-async fn mysql_snapshot(db: &DatabaseConnection, schema: &str) -> Vec<Section> {
-    let tables = text_rows(
-        db,
-        "SELECT CAST(TABLE_NAME AS CHAR), CAST(TABLE_TYPE AS CHAR), CAST(ENGINE AS CHAR), \
-                CAST(TABLE_COLLATION AS CHAR), CAST(ROW_FORMAT AS CHAR), \
-                CAST(CREATE_OPTIONS AS CHAR), CAST(TABLE_COMMENT AS CHAR) \
-         FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? ORDER BY TABLE_NAME",
-        schema,
-        &[
-            "table",
-            "type",
-            "engine",
-            "collation",
-            "row_format",
-            "options",
-            "comment",
-        ],
-    )
-    .await;
-    let columns = text_rows(
-        db,
-        "SELECT CAST(TABLE_NAME AS CHAR), CAST(COLUMN_NAME AS CHAR), \
-                CAST(ORDINAL_POSITION AS CHAR), CAST(COLUMN_TYPE AS CHAR), \
-                CAST(IS_NULLABLE AS CHAR), CAST(COLUMN_DEFAULT AS CHAR), CAST(EXTRA AS CHAR), \
-                CAST(GENERATION_EXPRESSION AS CHAR), CAST(CHARACTER_SET_NAME AS CHAR), \
-                CAST(COLLATION_NAME AS CHAR), CAST(COLUMN_KEY AS CHAR), \
-                CAST(COLUMN_COMMENT AS CHAR) \
-         FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? \
-         ORDER BY TABLE_NAME, ORDINAL_POSITION",
-        schema,
-        &[
-            "table",
-            "column",
-            "position",
-            "type",
-            "nullable",
-            "default",
-            "extra",
-            "generated",
-            "charset",
-            "collation",
-            "key",
-            "comment",
-        ],
-    )
-    .await;
-    let indexes = text_rows(
-        db,
-        "SELECT CAST(TABLE_NAME AS CHAR), CAST(INDEX_NAME AS CHAR), CAST(NON_UNIQUE AS CHAR), \
-                CAST(SEQ_IN_INDEX AS CHAR), CAST(COLUMN_NAME AS CHAR), \
-                CAST(SUB_PART AS CHAR), CAST(COLLATION AS CHAR), CAST(NULLABLE AS CHAR), \
-                CAST(INDEX_TYPE AS CHAR) \
-         FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = ? \
-         ORDER BY TABLE_NAME, INDEX_NAME, SEQ_IN_INDEX",
-        schema,
-        &[
-            "table",
-            "index",
-            "non_unique",
-            "seq",
-            "column",
-            "sub_part",
-            "order",
-            "nullable",
-            "type",
-        ],
-    )
-    .await;
-    let constraints = text_rows(
-        db,
-        "SELECT CAST(TABLE_NAME AS CHAR), CAST(CONSTRAINT_NAME AS CHAR), \
-                CAST(CONSTRAINT_TYPE AS CHAR) \
-         FROM information_schema.TABLE_CONSTRAINTS WHERE TABLE_SCHEMA = ? \
-         ORDER BY TABLE_NAME, CONSTRAINT_NAME",
-        schema,
-        &["table", "constraint", "type"],
-    )
-    .await;
-
-    let mut create = Vec::new();
-    for table in table_names_of(&tables) {
-        let row = db
-            .query_one_raw(Statement::from_string(
-                DbBackend::MySql,
-                format!("SHOW CREATE TABLE `{table}`"),
-            ))
-            .await
-            .unwrap_or_else(|e| panic!("SHOW CREATE TABLE {table}: {e}"))
-            .unwrap_or_else(|| panic!("SHOW CREATE TABLE {table}: no row"));
-        let ddl: String = row.try_get_by_index(1).unwrap();
-        create.extend(ddl.lines().map(|l| format!("{table}: {l}")));
-    }
-
-    vec![
-        Section {
-            name: "information_schema.TABLES",
-            rows: tables,
-        },
-        Section {
-            name: "information_schema.COLUMNS",
-            rows: columns,
-        },
-        Section {
-            name: "information_schema.STATISTICS",
-            rows: indexes,
-        },
-        Section {
-            name: "information_schema.TABLE_CONSTRAINTS",
-            rows: constraints,
-        },
-        Section {
-            name: "SHOW CREATE TABLE",
-            rows: create,
-        },
-    ]
-}
-
-/// Empty when both snapshots agree; otherwise a readable list of the rows
-/// found only on one side, per section.
-fn snapshot_diff(left_name: &str, left: &[Section], right_name: &str, right: &[Section]) -> String {
-    let mut out = String::new();
-    for (l, r) in left.iter().zip(right) {
-        assert_eq!(l.name, r.name);
-        if l.rows == r.rows {
-            continue;
-        }
-        let _ = writeln!(out, "== {} differs", l.name);
-        let l_set: BTreeSet<&String> = l.rows.iter().collect();
-        let r_set: BTreeSet<&String> = r.rows.iter().collect();
-        for row in l.rows.iter().filter(|row| !r_set.contains(row)) {
-            let _ = writeln!(out, "  - only in {left_name}: {row}");
-        }
-        for row in r.rows.iter().filter(|row| !l_set.contains(row)) {
-            let _ = writeln!(out, "  + only in {right_name}: {row}");
-        }
-        if l_set == r_set {
-            let _ = writeln!(out, "  (same rows, different order)");
-        }
-    }
-    out
-}
-
-fn table_names(snapshot: &[Section]) -> Vec<String> {
-    table_names_of(&snapshot[0].rows)
-}
-
-/// The `table=` field of rows rendered by [`text_rows`].
-fn table_names_of(rows: &[String]) -> Vec<String> {
-    rows.iter()
-        .map(|row| {
-            row.split(" | ")
-                .next()
-                .and_then(|f| f.strip_prefix("table="))
-                .unwrap()
-                .to_owned()
-        })
-        .collect()
-}
-
-fn migration_names() -> Vec<String> {
-    Migrator::migrations()
-        .iter()
-        .map(|m| m.name().to_owned())
-        .collect()
-}
-
-async fn applied_versions(db: &DatabaseConnection) -> Vec<String> {
-    let backend = db.get_database_backend();
-    let rows = db
-        .query_all_raw(Statement::from_string(
-            backend,
-            "SELECT version FROM seaql_migrations ORDER BY version",
-        ))
-        .await
-        .unwrap();
-    rows.iter()
-        .map(|r| r.try_get::<String>("", "version").unwrap())
-        .collect()
-}
-
-async fn user_tables_sqlite(db: &DatabaseConnection) -> Vec<String> {
-    sqlite_master(db)
-        .await
-        .into_iter()
-        .filter(|row| row.starts_with("table|"))
-        .map(|row| row.split('|').nth(1).unwrap().to_owned())
-        .collect()
-}
-
-/// `type|name|table|sql` of every schema object, in a stable order.
-async fn sqlite_master(db: &DatabaseConnection) -> Vec<String> {
-    let rows = db
-        .query_all_raw(Statement::from_string(
-            DbBackend::Sqlite,
-            "SELECT type, name, tbl_name, COALESCE(sql, '') AS sql FROM sqlite_master \
-             WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name",
-        ))
-        .await
-        .unwrap();
-    rows.iter()
-        .map(|r| {
-            let get = |c: &str| r.try_get::<String>("", c).unwrap();
-            format!(
-                "{}|{}|{}|{}",
-                get("type"),
-                get("name"),
-                get("tbl_name"),
-                get("sql")
-            )
-        })
-        .collect()
-}
 
 // ---------------------------------------------------------------------------
 // The SQL script and the migrations agree
@@ -398,10 +109,10 @@ async fn mysql_script_creates_the_same_schema_as_the_migrations() {
         TABLES,
         "tables created by the migrations"
     );
-    let diff = snapshot_diff("migrations", &from_migrations, "script", &from_script);
-    assert!(
-        diff.is_empty(),
-        "scripts/gpu_usage_schema.sql and the migrations disagree:\n{diff}"
+    assert_same_schema(
+        ("migrations", &from_migrations),
+        ("script", &from_script),
+        "scripts/gpu_usage_schema.sql and the migrations disagree",
     );
 
     // The generated column is really there, with the exact expression.
@@ -442,25 +153,16 @@ async fn mysql_script_creates_the_same_schema_as_the_migrations() {
         migration_names().len()
     );
     Migrator::up(&scripted.db, None).await.unwrap();
-    let after_up = mysql_snapshot(&scripted.db, &scripted_name).await;
-    let diff = snapshot_diff("script", &from_script, "script + migrate up", &after_up);
-    assert!(
-        diff.is_empty(),
-        "`migration up` after the script changed the schema:\n{diff}"
-    );
+    assert_schema_of(
+        &scripted,
+        "script + migrate up",
+        ("script", &from_script),
+        "`migration up` after the script changed the schema",
+    )
+    .await;
 
     migrated.cleanup().await;
     scripted.cleanup().await;
-}
-
-/// `mysql://user[:password]@host[:port]` → (user, password, host, port).
-fn server_account(url: &str) -> (String, String, String, String) {
-    let rest = url.strip_prefix("mysql://").expect("a mysql:// URL");
-    let rest = rest.split(['/', '?']).next().unwrap();
-    let (userinfo, hostport) = rest.rsplit_once('@').unwrap_or(("root", rest));
-    let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
-    let (host, port) = hostport.split_once(':').unwrap_or((hostport, "3306"));
-    (user.into(), password.into(), host.into(), port.into())
 }
 
 /// The operators' way, `mysql ... <db> < scripts/gpu_usage_schema.sql`,
@@ -512,12 +214,13 @@ async fn mysql_client_accepts_the_script() {
     }
 
     let from_migrations = mysql_snapshot(&migrated.db, &migrated_name).await;
-    let from_client = mysql_snapshot(&scripted.db, &scripted_name).await;
-    let diff = snapshot_diff("migrations", &from_migrations, "mysql client", &from_client);
-    assert!(
-        diff.is_empty(),
-        "the script run by {client} differs:\n{diff}"
-    );
+    assert_schema_of(
+        &scripted,
+        "mysql client",
+        ("migrations", &from_migrations),
+        &format!("the script run by {client} differs"),
+    )
+    .await;
     assert!(
         Migrator::get_pending_migrations(&scripted.db)
             .await
@@ -556,12 +259,8 @@ async fn mysql_migrations_go_down_and_up_again() {
     );
 
     Migrator::up(&t.db, None).await.unwrap();
-    let again = mysql_snapshot(&t.db, &name).await;
-    let diff = snapshot_diff("first up", &first, "down + up", &again);
-    assert!(
-        diff.is_empty(),
-        "down + up does not rebuild the same schema:\n{diff}"
-    );
+    let what = "down + up does not rebuild the same schema";
+    assert_schema_of(&t, "down + up", ("first up", &first), what).await;
     assert_eq!(applied_versions(&t.db).await, migration_names());
 
     // One step down and up (the last migration alone), then `fresh`.
@@ -572,12 +271,8 @@ async fn mysql_migrations_go_down_and_up_again() {
     );
     Migrator::up(&t.db, None).await.unwrap();
     Migrator::fresh(&t.db).await.unwrap();
-    let fresh = mysql_snapshot(&t.db, &name).await;
-    let diff = snapshot_diff("first up", &first, "fresh", &fresh);
-    assert!(
-        diff.is_empty(),
-        "fresh does not rebuild the same schema:\n{diff}"
-    );
+    let what = "fresh does not rebuild the same schema";
+    assert_schema_of(&t, "fresh", ("first up", &first), what).await;
 
     t.cleanup().await;
 }
@@ -715,38 +410,37 @@ async fn null_safe_unique_key(t: TestDb) {
             ("2026-11-29 10:00:00", "2026-11-29 10:01:00")
         };
 
-        insert_stat(db, table, bucket, "global", None)
-            .await
-            .unwrap();
-        assert_duplicate(
-            insert_stat(db, table, bucket, "global", None).await,
-            &format!("{table}: second global row for one bucket"),
-        );
-        // Scoped rows of the same bucket coexist with the global one.
-        insert_stat(db, table, bucket, "endpoint", Some("ep-a"))
-            .await
-            .unwrap();
-        insert_stat(db, table, bucket, "endpoint", Some("ep-b"))
-            .await
-            .unwrap();
-        insert_stat(db, table, bucket, "spec", Some("ep-a"))
-            .await
-            .unwrap();
-        assert_duplicate(
-            insert_stat(db, table, bucket, "endpoint", Some("ep-a")).await,
-            &format!("{table}: second endpoint row for one bucket"),
-        );
-        // Keys are case-sensitive (binary collation): two specs.
-        insert_stat(db, table, bucket, "spec", Some("A100"))
-            .await
-            .unwrap();
-        insert_stat(db, table, bucket, "spec", Some("a100"))
-            .await
-            .unwrap();
-        // A global row of another bucket is fine.
-        insert_stat(db, table, other_bucket, "global", None)
-            .await
-            .unwrap();
+        // (bucket, scope, value, refused as a duplicate: what).
+        for (bucket, scope_type, scope_value, duplicate) in [
+            (bucket, "global", None, None),
+            (
+                bucket,
+                "global",
+                None,
+                Some("second global row for one bucket"),
+            ),
+            // Scoped rows of the same bucket coexist with the global one.
+            (bucket, "endpoint", Some("ep-a"), None),
+            (bucket, "endpoint", Some("ep-b"), None),
+            (bucket, "spec", Some("ep-a"), None),
+            (
+                bucket,
+                "endpoint",
+                Some("ep-a"),
+                Some("second endpoint row for one bucket"),
+            ),
+            // Keys are case-sensitive (binary collation): two specs.
+            (bucket, "spec", Some("A100"), None),
+            (bucket, "spec", Some("a100"), None),
+            // A global row of another bucket is fine.
+            (other_bucket, "global", None, None),
+        ] {
+            let inserted = insert_stat(db, table, bucket, scope_type, scope_value).await;
+            match duplicate {
+                None => inserted.unwrap(),
+                Some(what) => assert_duplicate(inserted, &format!("{table}: {what}")),
+            }
+        }
 
         let rows = db
             .query_all_raw(Statement::from_string(
@@ -785,19 +479,7 @@ async fn null_safe_unique_key(t: TestDb) {
     t.cleanup().await;
 }
 
-mod null_safe_unique_key {
-    use super::*;
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn sqlite() {
-        null_safe_unique_key(TestDb::new(Backend::Sqlite).await).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn mysql() {
-        null_safe_unique_key(TestDb::new(Backend::MySql).await).await;
-    }
-}
+gpu_usage_testing::dual_backend_test!(null_safe_unique_key, super::null_safe_unique_key);
 
 // ---------------------------------------------------------------------------
 // The migration CLI's configuration
@@ -868,7 +550,7 @@ fn migration_cli_reads_database_url_from_env() {
     // ... and without it the built-in default of config/default.toml applies.
     let default_url = config::Config::builder()
         .add_source(config::File::from_str(
-            include_str!("../../../config/default.toml"),
+            include_str!("../../../../config/default.toml"),
             config::FileFormat::Toml,
         ))
         .build()
