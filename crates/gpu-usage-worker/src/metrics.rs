@@ -194,8 +194,9 @@ impl Metrics {
         }
     }
 
-    /// Stream entries by what became of them: `inserted`, `duplicate`,
-    /// `dead_lettered`.
+    /// Stream entries by what became of them: records `inserted` or
+    /// `duplicate`, worker `session`s stored, `heartbeat`s applied, and
+    /// `dead_lettered` (any kind).
     pub fn stream_entries(&self, result: &str, n: u64) {
         if n > 0 {
             let label = ResultLabels {

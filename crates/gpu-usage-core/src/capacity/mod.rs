@@ -208,12 +208,32 @@ pub async fn store_sessions(
 ) -> Result<SessionReport> {
     let received = items.len();
     let valid = accept("sessions", items, now, cfg)?;
-    let mut report = crate::db::retrying(|| async {
+    let mut report = store_valid_sessions(db, valid, now, cfg).await?;
+    report.received = received;
+    Ok(report)
+}
+
+/// Stores sessions already checked by [`check`], with their positions in
+/// the batch they came from (the stream consumer dead-letters the
+/// others); `received` is the number given.
+pub async fn store_valid_sessions(
+    db: &(impl ConnectionTrait + TransactionTrait),
+    valid: Vec<(usize, Session)>,
+    now: DateTime<Utc>,
+    cfg: &EngineConfig,
+) -> Result<SessionReport> {
+    if valid.is_empty() {
+        return Ok(SessionReport::default());
+    }
+    crate::db::retrying(|| async {
         let txn = db.begin().await?;
         let since = valid.iter().map(|(_, s)| s.started_at).min();
         let workers = distinct(valid.iter().map(|(_, s)| s.worker_id.clone()));
         let mut ledger = Ledger::load(&txn, workers, since, now, &cfg.capacity).await?;
-        let mut report = SessionReport::default();
+        let mut report = SessionReport {
+            received: valid.len(),
+            ..SessionReport::default()
+        };
         for (index, s) in valid.iter().cloned() {
             let (worker_id, started_at) = (s.worker_id.clone(), s.started_at);
             let sessions = ledger.sessions_of(&worker_id);
@@ -234,9 +254,7 @@ pub async fn store_sessions(
         txn.commit().await?;
         Ok(report)
     })
-    .await?;
-    report.received = received;
-    Ok(report)
+    .await
 }
 
 /// Applies heartbeats, a whole batch or nothing (every problem listed),
@@ -256,7 +274,7 @@ pub async fn apply_heartbeats(
 }
 
 /// Applies heartbeats already checked by [`check`] (the stream consumer
-/// dead-letters the others). `received` is left at 0.
+/// dead-letters the others); `received` is the number given.
 pub async fn apply_valid_heartbeats(
     db: &(impl ConnectionTrait + TransactionTrait),
     mut beats: Vec<Heartbeat>,
@@ -267,12 +285,16 @@ pub async fn apply_valid_heartbeats(
         return Ok(HeartbeatReport::default());
     }
     beats.sort_by(|a, b| (&a.worker_id, a.at).cmp(&(&b.worker_id, b.at)));
+    let received = beats.len();
     crate::db::retrying(|| async {
         let txn = db.begin().await?;
         let since = beats.iter().map(|h| h.at).min();
         let workers = distinct(beats.iter().map(|h| h.worker_id.clone()));
         let mut ledger = Ledger::load(&txn, workers, since, now, &cfg.capacity).await?;
-        let mut report = HeartbeatReport::default();
+        let mut report = HeartbeatReport {
+            received,
+            ..HeartbeatReport::default()
+        };
         for h in beats.iter().cloned() {
             let sessions = ledger.sessions_of(&h.worker_id);
             match rules::heartbeat(sessions, h, now, &cfg.capacity) {

@@ -1,5 +1,6 @@
-//! Redis Stream ingest: the platform may `XADD` finished-task records to a
-//! stream instead of calling the HTTP API.
+//! Redis Stream ingest: the platform may `XADD` finished-task records,
+//! worker sessions and heartbeats to a stream instead of calling the HTTP
+//! API.
 //!
 //! - A consumer group (`XREADGROUP`); each replica is one consumer, named
 //!   by its runner id.
@@ -10,17 +11,17 @@
 //! - Entries left pending by a dead consumer for longer than
 //!   `claim_idle_ms` are taken over with `XAUTOCLAIM`; this consumer's own
 //!   pending entries (after a failed round) are re-read first.
-//! - Malformed entries (unparsable fields, invalid records) and records that
-//!   conflict with a stored one go to the dead-letter stream with the reason
+//! - Malformed entries (unparsable fields, invalid items) and records or
+//!   sessions that conflict with stored ones go to the dead-letter stream with the reason
 //!   and the original fields, in the same `MULTI` as the `XACK`: never
-//!   blocking the stream, never silently dropped. The valid records of a
+//!   blocking the stream, never silently dropped. The valid items of a
 //!   batch are stored whatever the others are.
 //!
 //! The entry format is [`entry`]'s.
 
 pub mod entry;
 
-pub use entry::Entry;
+pub use entry::{Entry, Item};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -32,8 +33,9 @@ use deadpool_redis::redis::{
     streams::{StreamAutoClaimOptions, StreamInfoGroupsReply, StreamReadOptions, StreamReadReply},
 };
 use deadpool_redis::{Manager, Pool, Runtime};
-use gpu_usage_core::ingest;
+use gpu_usage_core::fields::Invalid;
 use gpu_usage_core::settings::RedisSettings;
+use gpu_usage_core::{capacity, ingest};
 use secrecy::ExposeSecret;
 
 use crate::jobs::JobContext;
@@ -66,6 +68,10 @@ pub struct BatchReport {
     pub inserted: usize,
     pub duplicates: usize,
     pub conflicts: usize,
+    /// Worker sessions stored (new, moved or replayed).
+    pub sessions: usize,
+    /// Heartbeats applied (or ignored as older than what is known).
+    pub heartbeats: usize,
     pub dead_lettered: usize,
     pub acked: usize,
 }
@@ -204,21 +210,17 @@ impl StreamConsumer {
         let mut dead: Vec<(usize, String)> = Vec::new();
         let max = self.ctx.engine.ingest.max_batch.max(1);
         for (c, chunk) in entries.chunks(max).enumerate() {
-            let base = c * max;
-            let checked = ingest::check(chunk.iter().map(Entry::record), now, &self.ctx.engine);
-            dead.extend(invalid_reasons(checked.problems, base));
-            let stored = ingest::store(self.ctx.db(), checked.valid, chunk.len(), now)
-                .await
-                .context("storing stream records")?;
-            report.inserted += stored.inserted;
-            report.duplicates += stored.duplicates;
-            report.conflicts += stored.conflicts.len();
-            dead.extend(
-                stored
-                    .conflicts
-                    .iter()
-                    .map(|c| (base + c.index, conflict_reason(c))),
-            );
+            let kinds = Kinds::split(chunk, c * max);
+            self.store_records(kinds.records, now, &mut report, &mut dead)
+                .await?;
+            self.store_capacity(
+                kinds.sessions,
+                kinds.heartbeats,
+                now,
+                &mut report,
+                &mut dead,
+            )
+            .await?;
         }
         dead.sort_by_key(|(i, _)| *i);
         self.dead_letter_and_ack(entries, &dead, now).await?;
@@ -227,8 +229,77 @@ impl StreamConsumer {
         let m = &self.ctx.metrics;
         m.stream_entries("inserted", report.inserted as u64);
         m.stream_entries("duplicate", report.duplicates as u64);
+        m.stream_entries("session", report.sessions as u64);
+        m.stream_entries("heartbeat", report.heartbeats as u64);
         m.stream_entries("dead_lettered", report.dead_lettered as u64);
         Ok(report)
+    }
+
+    async fn store_records(
+        &self,
+        records: Kind<gpu_usage_core::record::Record>,
+        now: chrono::DateTime<chrono::Utc>,
+        report: &mut BatchReport,
+        dead: &mut Vec<(usize, String)>,
+    ) -> anyhow::Result<()> {
+        let n = records.items.len();
+        let checked = ingest::check(records.items, now, &self.ctx.engine);
+        dead.extend(invalid_reasons(
+            "record",
+            checked.problems,
+            &records.positions,
+        ));
+        let stored = ingest::store(self.ctx.db(), checked.valid, n, now)
+            .await
+            .context("storing stream records")?;
+        report.inserted += stored.inserted;
+        report.duplicates += stored.duplicates;
+        report.conflicts += stored.conflicts.len();
+        dead.extend(
+            stored
+                .conflicts
+                .iter()
+                .map(|c| (records.positions[c.index], conflict_reason(c))),
+        );
+        Ok(())
+    }
+
+    async fn store_capacity(
+        &self,
+        sessions: Kind<capacity::Session>,
+        beats: Kind<capacity::Heartbeat>,
+        now: chrono::DateTime<chrono::Utc>,
+        report: &mut BatchReport,
+        dead: &mut Vec<(usize, String)>,
+    ) -> anyhow::Result<()> {
+        let (db, engine) = (self.ctx.db(), &self.ctx.engine);
+        let checked = capacity::check(sessions.items, now, engine);
+        dead.extend(invalid_reasons(
+            "session",
+            checked.problems,
+            &sessions.positions,
+        ));
+        let stored = capacity::store_valid_sessions(db, checked.valid, now, engine)
+            .await
+            .context("storing stream sessions")?;
+        report.sessions += stored.received - stored.conflicts.len();
+        report.conflicts += stored.conflicts.len();
+        dead.extend(stored.conflicts.iter().map(|c| {
+            let reason = format!("conflict: session of {}: {}", c.worker_id, c.reason);
+            (sessions.positions[c.index], reason)
+        }));
+        let checked = capacity::check(beats.items, now, engine);
+        dead.extend(invalid_reasons(
+            "heartbeat",
+            checked.problems,
+            &beats.positions,
+        ));
+        let valid = checked.valid.into_iter().map(|(_, h)| h).collect();
+        let applied = capacity::apply_valid_heartbeats(db, valid, now, engine)
+            .await
+            .context("applying stream heartbeats")?;
+        report.heartbeats += applied.received;
+        Ok(())
     }
 
     async fn dead_letter_and_ack(
@@ -344,10 +415,12 @@ fn conflict_reason(c: &ingest::Conflict) -> String {
     )
 }
 
-/// One dead-letter reason per invalid entry, every problem of it named.
+/// One dead-letter reason per invalid entry, every problem of it named;
+/// `positions` maps a problem's index to the entry's place in the batch.
 fn invalid_reasons(
+    kind: &str,
     problems: Vec<gpu_usage_core::error::RecordProblem>,
-    base: usize,
+    positions: &[usize],
 ) -> Vec<(usize, String)> {
     let mut reasons: BTreeMap<usize, Vec<String>> = BTreeMap::new();
     for p in problems {
@@ -356,15 +429,66 @@ fn invalid_reasons(
         } else {
             format!("{}: {}", p.field, p.message)
         };
-        reasons.entry(base + p.index).or_default().push(reason);
+        let at = positions.get(p.index).copied().unwrap_or(p.index);
+        reasons.entry(at).or_default().push(reason);
     }
     reasons
         .into_iter()
         .map(|(i, r)| match r.as_slice() {
             [one] if one.starts_with("malformed") => (i, one.clone()),
-            _ => (i, format!("invalid record: {}", r.join("; "))),
+            _ => (i, format!("invalid {kind}: {}", r.join("; "))),
         })
         .collect()
+}
+
+/// The items of one kind in a chunk, with each one's place in the batch.
+struct Kind<T> {
+    positions: Vec<usize>,
+    items: Vec<Result<T, Invalid>>,
+}
+
+impl<T> Default for Kind<T> {
+    fn default() -> Self {
+        Kind {
+            positions: Vec::new(),
+            items: Vec::new(),
+        }
+    }
+}
+
+impl<T> Kind<T> {
+    fn push(&mut self, at: usize, item: Result<T, Invalid>) {
+        self.positions.push(at);
+        self.items.push(item);
+    }
+}
+
+/// A chunk sorted by kind. Entries that are no item at all are handled
+/// with the records (whose parsing they failed), as before kinds existed.
+#[derive(Default)]
+struct Kinds {
+    records: Kind<gpu_usage_core::record::Record>,
+    sessions: Kind<capacity::Session>,
+    heartbeats: Kind<capacity::Heartbeat>,
+}
+
+impl Kinds {
+    fn split(chunk: &[Entry], base: usize) -> Self {
+        let mut k = Kinds::default();
+        for (i, e) in chunk.iter().enumerate() {
+            match e.item() {
+                Ok(Item::Record(r)) => k.records.push(base + i, Ok(r)),
+                Ok(Item::Session(s)) => k.sessions.push(base + i, Ok(s)),
+                Ok(Item::Heartbeat(h)) => k.heartbeats.push(base + i, Ok(h)),
+                Err(invalid) => match e.kind() {
+                    Some("session") => k.sessions.push(base + i, Err(invalid)),
+                    Some("heartbeat") => k.heartbeats.push(base + i, Err(invalid)),
+                    _ => k.records.push(base + i, Err(invalid)),
+                },
+            }
+        }
+        k
+    }
 }
 
 /// Lag and pending count of the group, for `/metrics`; `None` when the
