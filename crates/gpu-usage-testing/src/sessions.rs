@@ -5,6 +5,8 @@
 use gpu_usage_core::capacity::{Session, SessionJson};
 use gpu_usage_core::fields::Invalid;
 use gpu_usage_core::types::ScopeType;
+use proptest::prelude::*;
+use proptest::sample::Index;
 
 use crate::*;
 
@@ -64,7 +66,12 @@ impl Ses {
             (ScopeType::Global, None),
             (ScopeType::Endpoint, Some(self.endpoint.clone())),
         ];
-        if let Some(spec) = self.spec_name.as_deref().filter(|s| !s.is_empty()) {
+        if let Some(spec) = self
+            .spec_name
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
             v.push((ScopeType::Spec, Some(spec.to_owned())));
         }
         v
@@ -88,32 +95,131 @@ impl Ses {
     }
 }
 
-/// The sessions stored from closed reports in order: a report of a known
-/// (worker, start) keeps the stored values but moves the end, unless the
-/// other values differ or the new interval overlaps another session of
-/// the worker; a new one overlapping a stored one is refused.
-pub fn stored_sessions(reports: &[Ses]) -> Vec<Ses> {
+/// What ingest should answer for one reported session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Inserted,
+    Updated,
+    Duplicate,
+    Conflict,
+}
+
+/// Replays the session rules over closed reports in order: a report of a
+/// known (worker, start) with the same values moves its end (a duplicate
+/// when the end is the same), unless the new interval overlaps another
+/// session of the worker; other values are a conflict; a new session
+/// overlapping a stored one is a conflict. Returns the stored sessions and
+/// each report's outcome.
+pub fn session_model(reports: &[Ses]) -> (Vec<Ses>, Vec<Outcome>) {
     let mut stored: Vec<Ses> = Vec::new();
+    let mut outcomes = Vec::new();
     for r in reports {
-        let same = |s: &Ses| s.worker_id == r.worker_id && s.start_ms == r.start_ms;
         let clash = |stored: &[Ses], skip: Option<usize>| {
             stored
                 .iter()
                 .enumerate()
                 .any(|(i, s)| Some(i) != skip && s.overlaps(r))
         };
-        match stored.iter().position(same) {
+        let same = stored
+            .iter()
+            .position(|s| s.worker_id == r.worker_id && s.start_ms == r.start_ms);
+        let outcome = match same {
+            Some(i) if stored[i].offer() != r.offer() => Outcome::Conflict,
+            Some(i) if stored[i].end_ms == r.end_ms => Outcome::Duplicate,
+            Some(i) if clash(&stored, Some(i)) => Outcome::Conflict,
             Some(i) => {
-                let s = &stored[i];
-                let values_equal = (s.endpoint.as_str(), s.spec_name.as_deref(), s.gpu_count)
-                    == (r.endpoint.as_str(), r.spec_name.as_deref(), r.gpu_count);
-                if values_equal && !clash(&stored, Some(i)) {
-                    stored[i].end_ms = r.end_ms;
-                }
+                stored[i].end_ms = r.end_ms;
+                Outcome::Updated
             }
-            None if !clash(&stored, None) => stored.push(r.clone()),
-            None => {}
-        }
+            None if clash(&stored, None) => Outcome::Conflict,
+            None => {
+                stored.push(r.clone());
+                Outcome::Inserted
+            }
+        };
+        outcomes.push(outcome);
     }
-    stored
+    (stored, outcomes)
+}
+
+impl Ses {
+    /// What must match for a report to be the same session: the values
+    /// as stored (trimmed; an empty spec is none).
+    fn offer(&self) -> (String, Option<String>, i64) {
+        let spec = self
+            .spec_name
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned);
+        (self.endpoint.trim().to_owned(), spec, self.gpu_count)
+    }
+}
+
+/// Worker ids the generated sessions use: few, so reports collide.
+pub const WORKERS: &[&str] = &["w-0", "w-1", "W-1", "wörker \"2\""];
+
+fn arb_ses(window_start: i64, window_len: i64) -> impl Strategy<Value = Ses> {
+    let durations = prop_oneof![
+        1 => Just(0i64),
+        3 => 1i64..3 * MINUTE,
+        4 => MINUTE..3 * HOUR,
+        2 => 3 * HOUR..30 * HOUR,
+    ];
+    (
+        0..WORKERS.len(),
+        0..4usize,
+        0..SPECS.len(),
+        prop_oneof![1 => Just(0i64), 6 => 1i64..=8],
+        0..window_len,
+        durations,
+        prop::bool::weighted(0.3),
+    )
+        .prop_map(move |(w, ep, spec, gpus, off, dur, on_minute)| {
+            let start = window_start + off;
+            let start = if on_minute {
+                floor(start, MINUTE)
+            } else {
+                start
+            };
+            Ses {
+                worker_id: WORKERS[w].to_owned(),
+                endpoint: ENDPOINTS[ep].to_owned(),
+                spec_name: SPECS[spec].map(str::to_owned),
+                gpu_count: gpus,
+                start_ms: start,
+                end_ms: start + dur,
+            }
+        })
+}
+
+/// Session reports: random sessions, then replays, moved ends and changed
+/// values of some of them, in random order.
+pub fn arb_session_reports(
+    window_start: i64,
+    window_len: i64,
+    max: usize,
+) -> impl Strategy<Value = Vec<Ses>> {
+    (
+        prop::collection::vec(arb_ses(window_start, window_len), 1..=max),
+        prop::collection::vec((any::<Index>(), 0u8..3, -2 * HOUR..2 * HOUR), 0..8),
+        any::<Index>(),
+    )
+        .prop_map(|(mut reports, echoes, shuffle)| {
+            let n = reports.len();
+            for (i, how, delta) in echoes {
+                let mut r = reports[i.index(n)].clone();
+                match how {
+                    0 => {}
+                    1 => r.end_ms = (r.end_ms + delta).max(r.start_ms),
+                    _ => r.gpu_count += 1,
+                }
+                reports.push(r);
+            }
+            // A deterministic rotation keeps some echoes before their
+            // originals.
+            let k = shuffle.index(reports.len());
+            reports.rotate_left(k);
+            reports
+        })
 }
