@@ -138,8 +138,8 @@ async fn a_changed_offer_splits(db: &DatabaseConnection) {
     // Applied in time order: open (0 s), extend (30 s, 45 s), split
     // (60 s), extend (90 s).
     assert_eq!(
-        (report.opened, report.extended, report.split, report.ignored),
-        (1, 3, 1, 0),
+        (report.inserted, report.updated, report.split, report.duplicates),
+        (2, 3, 1, 0),
         "{report:?}"
     );
     let s = stored(db).await;
@@ -157,7 +157,7 @@ async fn a_changed_offer_splits(db: &DatabaseConnection) {
     )
     .await
     .unwrap();
-    assert_eq!(again.ignored, 1, "{again:?}");
+    assert_eq!(again.duplicates, 1, "{again:?}");
     let now = t0() + 2 * MINUTE;
     let rows = tick(db, now).await;
     let sessions = [

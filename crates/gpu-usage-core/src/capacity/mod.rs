@@ -59,19 +59,23 @@ pub struct SessionReport {
     pub conflicts: Vec<SessionConflict>,
 }
 
-/// What a batch of heartbeats did.
+/// What a batch of heartbeats did, shaped like the other ingest answers.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, ToSchema)]
 pub struct HeartbeatReport {
     pub received: usize,
-    /// Sessions opened by a worker's first heartbeat.
-    pub opened: usize,
-    /// Open sessions kept open.
-    pub extended: usize,
-    /// Sessions ended because the worker's offer changed (a new one was
-    /// opened at the heartbeat).
+    /// Sessions opened: a worker's first heartbeat, the first after a
+    /// silence that ended its session, or one with a changed offer.
+    pub inserted: usize,
+    /// Heartbeats that kept an open session open.
+    pub updated: usize,
+    /// Heartbeats not newer than what is known of their worker: ignored.
+    pub duplicates: usize,
+    /// Always empty: a heartbeat never conflicts with a stored session.
+    pub conflicts: Vec<SessionConflict>,
+    /// Of `inserted`, the sessions opened because the worker's endpoint,
+    /// spec, GPU type or count changed (its previous session was ended at
+    /// the heartbeat).
     pub split: usize,
-    /// Heartbeats older than what is known of their worker.
-    pub ignored: usize,
 }
 
 /// What one run of the periodic job did.
@@ -298,10 +302,13 @@ pub async fn apply_valid_heartbeats(
         for h in beats.iter().cloned() {
             let sessions = ledger.sessions_of(&h.worker_id);
             match rules::heartbeat(sessions, h, now, &cfg.capacity) {
-                Beat::Opened => report.opened += 1,
-                Beat::Extended => report.extended += 1,
-                Beat::Split => report.split += 1,
-                Beat::Ignored => report.ignored += 1,
+                Beat::Opened => report.inserted += 1,
+                Beat::Extended => report.updated += 1,
+                Beat::Split => {
+                    report.inserted += 1;
+                    report.split += 1;
+                }
+                Beat::Ignored => report.duplicates += 1,
             }
         }
         ledger.write(&txn, now).await?;
