@@ -48,7 +48,9 @@ CREATE TABLE IF NOT EXISTS `gpu_usage_records` (
   KEY `idx_spec_name` (`spec_name`),
   KEY `idx_started_at` (`started_at`),
   KEY `idx_completed_at` (`completed_at`),
-  KEY `idx_created_at` (`created_at`)
+  KEY `idx_created_at` (`created_at`),
+  -- m20261201_000013_add_duration_index_to_records
+  KEY `idx_duration` (`duration_seconds`)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 
 -- m20261129_000002_create_gpu_usage_statistics_minute, with the capacity
@@ -260,4 +262,5 @@ INSERT IGNORE INTO `seaql_migrations` (`version`, `applied_at`) VALUES
   ('m20261201_000009_create_gpu_usage_worker_sessions', UNIX_TIMESTAMP()),
   ('m20261201_000010_add_capacity_to_statistics_minute', UNIX_TIMESTAMP()),
   ('m20261201_000011_add_capacity_to_statistics_hourly', UNIX_TIMESTAMP()),
-  ('m20261201_000012_add_capacity_to_statistics_daily', UNIX_TIMESTAMP());
+  ('m20261201_000012_add_capacity_to_statistics_daily', UNIX_TIMESTAMP()),
+  ('m20261201_000013_add_duration_index_to_records', UNIX_TIMESTAMP());

@@ -64,6 +64,7 @@ mod m20261201_000009_create_gpu_usage_worker_sessions;
 mod m20261201_000010_add_capacity_to_statistics_minute;
 mod m20261201_000011_add_capacity_to_statistics_hourly;
 mod m20261201_000012_add_capacity_to_statistics_daily;
+mod m20261201_000013_add_duration_index_to_records;
 mod schema_util;
 
 pub struct Migrator;
@@ -84,6 +85,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000010_add_capacity_to_statistics_minute::Migration),
             Box::new(m20261201_000011_add_capacity_to_statistics_hourly::Migration),
             Box::new(m20261201_000012_add_capacity_to_statistics_daily::Migration),
+            Box::new(m20261201_000013_add_duration_index_to_records::Migration),
         ]
     }
 }

@@ -160,7 +160,10 @@ async fn main() {
     let (pm, pp) = mean_p95(&plain.ticks);
     let (lm, lp) = mean_p95(&loaded.ticks);
     println!("tick without workers: mean {pm:>8.2} ms  p95 {pp:>8.2} ms");
-    println!("tick with workers:    mean {lm:>8.2} ms  p95 {lp:>8.2} ms  ratio {:.2}", lm / pm);
+    println!(
+        "tick with workers:    mean {lm:>8.2} ms  p95 {lp:>8.2} ms  ratio {:.2}",
+        lm / pm
+    );
     println!(
         "heartbeats: {} in {:.2} s = {:.0}/s (batches of 200)",
         loaded.beats,

@@ -86,6 +86,19 @@ fn context_problems(r: &Record, now: DateTime<Utc>, cfg: &EngineConfig) -> Vec<(
             "is older than the {}-day record retention",
             cfg.retention.records_days
         ));
+    } else {
+        let first_day = crate::rollup::horizon::first_rebuildable_day(now, &cfg.retention);
+        if r.started_at < first_day {
+            p.push((
+                "started_at".to_owned(),
+                format!(
+                    "is before {}, the first day the daily statistics can still be rebuilt \
+                     from records (kept {} days)",
+                    first_day.format("%Y-%m-%d"),
+                    cfg.retention.records_days
+                ),
+            ));
+        }
     }
     p
 }

@@ -138,7 +138,12 @@ async fn a_changed_offer_splits(db: &DatabaseConnection) {
     // Applied in time order: open (0 s), extend (30 s, 45 s), split
     // (60 s), extend (90 s).
     assert_eq!(
-        (report.inserted, report.updated, report.split, report.duplicates),
+        (
+            report.inserted,
+            report.updated,
+            report.split,
+            report.duplicates
+        ),
         (2, 3, 1, 0),
         "{report:?}"
     );

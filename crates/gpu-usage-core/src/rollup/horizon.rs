@@ -50,6 +50,14 @@ pub fn oldest_accepted_completion(
     now - retention.records() + MARGIN
 }
 
+/// First instant from which ingest accepts a record's start: the start of
+/// the first UTC day the daily level can still rebuild from records
+/// (a record starting earlier would be counted in minute and hourly rows
+/// but be missing from its day's daily row, which is kept forever).
+pub fn first_rebuildable_day(now: DateTime<Utc>, retention: &RetentionSettings) -> DateTime<Utc> {
+    Granularity::Daily.ceil(oldest_accepted_completion(now, retention))
+}
+
 pub async fn load(
     db: &impl ConnectionTrait,
     now: DateTime<Utc>,

@@ -115,7 +115,7 @@ pub async fn recompute_guarded(
     // anything queued after the read stays queued.
     let covered = pending::ids_within(db, level, aligned).await?;
     let horizons = horizon::load(db, now, &cfg.retention).await?;
-    let mut report = recompute_with(db, guard, level, aligned, &horizons, now, cfg).await?;
+    let mut report = recompute_with(db, guard, level, aligned, &horizons, now).await?;
     report.ranges = 1;
     guard.verify().await?;
     report.pending_consumed = pending::consume(db, &covered).await?;
@@ -149,7 +149,7 @@ pub async fn process_pending_guarded(
         let horizons = horizon::load(db, now, &cfg.retention).await?;
         let ranges = pending::merge(taken.iter().map(|(_, r)| r.align(level)).collect());
         for range in &ranges {
-            report.absorb(recompute_with(db, guard, level, *range, &horizons, now, cfg).await?);
+            report.absorb(recompute_with(db, guard, level, *range, &horizons, now).await?);
         }
         report.ranges += ranges.len();
         let ids: Vec<i64> = taken.iter().map(|(id, _)| *id).collect();
@@ -212,7 +212,6 @@ async fn recompute_with(
     range: TimeRange,
     horizons: &Horizons,
     now: DateTime<Utc>,
-    cfg: &EngineConfig,
 ) -> Result<RollupReport> {
     let mut report = RollupReport::new(level);
     let (parts, skipped) = plan(level, range, horizons);
@@ -227,7 +226,7 @@ async fn recompute_with(
     report.skipped = skipped;
     for (part, source) in parts {
         for chunk in part.chunks(chunk_len(level)) {
-            let buckets = build(db, level, chunk, source, cfg).await?;
+            let buckets = build(db, level, chunk, source).await?;
             guard.verify().await?;
             report.rows_written += write_with_retry(db, level, chunk, &buckets, now).await?;
             report.buckets += bucket_count(level, chunk);
@@ -246,7 +245,6 @@ async fn build(
     level: Granularity,
     chunk: TimeRange,
     source: Source,
-    cfg: &EngineConfig,
 ) -> Result<Buckets> {
     Ok(match (level, source) {
         (Granularity::Hourly, Source::Finer) => compute::fold(
@@ -260,8 +258,7 @@ async fn build(
         // From the records (and sessions) themselves: minute rows, folded
         // up to the level.
         (_, _) => {
-            let max_task = cfg.ingest.max_task_duration();
-            let records = store::read_records(db, chunk, max_task).await?;
+            let records = store::read_records(db, chunk).await?;
             let sessions = store::read_sessions(db, chunk).await?;
             let mut buckets = compute::minutes_from_sources(&records, &sessions, chunk);
             for coarser in [Granularity::Hourly, Granularity::Daily] {

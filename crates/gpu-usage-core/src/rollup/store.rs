@@ -25,13 +25,14 @@ const INSERT_BATCH: usize = 500;
 
 /// Records that add GPU time or a completion to a bucket in `range`:
 /// `completed_at >= start AND started_at < end`. The upper bound on
-/// `completed_at` (tasks are never longer than the ingest maximum) keeps the
-/// scan on the `completed_at` index bounded for old ranges.
+/// `completed_at` keeps the scan on the `completed_at` index bounded for
+/// old ranges; it comes from the longest task stored, not from a setting,
+/// which may differ between processes or have been lowered since.
 pub async fn read_records(
     db: &impl ConnectionTrait,
     range: TimeRange,
-    max_task: TimeDelta,
 ) -> Result<Vec<RecordSlice>, DbErr> {
+    let max_task = longest_task(db).await?;
     record::Entity::find()
         .select_only()
         .columns([
@@ -49,6 +50,20 @@ pub async fn read_records(
         .into_model::<RecordSlice>()
         .all(db)
         .await
+}
+
+/// The longest stored task, rounded up to a whole second (its
+/// `duration_seconds` is rounded down): one probe of its index.
+async fn longest_task(db: &impl ConnectionTrait) -> Result<TimeDelta, DbErr> {
+    let longest: Option<Option<i32>> = record::Entity::find()
+        .select_only()
+        .column_as(record::Column::DurationSeconds.max(), "longest")
+        .into_tuple()
+        .one(db)
+        .await?;
+    Ok(TimeDelta::seconds(
+        i64::from(longest.flatten().unwrap_or(0)) + 1,
+    ))
 }
 
 /// Sessions that make GPU time available inside `range`:

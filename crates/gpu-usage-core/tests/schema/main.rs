@@ -61,7 +61,7 @@ fn script_lists_every_migration_file() {
         .map(|n| n.trim_end_matches(".rs").to_owned())
         .collect();
     files.sort();
-    assert_eq!(files.len(), 12, "{files:?}");
+    assert_eq!(files.len(), 13, "{files:?}");
     assert_eq!(
         migration_names(),
         files,
@@ -295,6 +295,7 @@ async fn sqlite_migrations_go_down_and_up_again() {
         "idx_started_at",
         "idx_completed_at",
         "idx_created_at",
+        "idx_duration",
     ]
     .map(|i| ("gpu_usage_records", i))
     .to_vec();
