@@ -419,6 +419,11 @@ enum ChunkOutcome {
 
 /// Every level of the job over one chunk, finest first, each under its
 /// rollup lock (not recorded as a run: the backfill job is the record).
+///
+/// Holding a level's lock, the chunk also folds in what is pending for the
+/// level, as the periodic job would: while a long backfill holds the locks
+/// most of the time, the periodic jobs' attempts are mostly skipped, and
+/// live data must still reach every level within its freshness bound.
 async fn rebuild_chunk(
     env: &JobEnv,
     job: &BackfillJob,
@@ -435,7 +440,10 @@ async fn rebuild_chunk(
                 async |lock| {
                     let r = rollup::recompute_guarded(&env.db, lock, level, chunk, env.now(), cfg)
                         .await?;
-                    Ok(((), JobReport::rows(r.rows_written)))
+                    let live =
+                        rollup::process_pending_guarded(&env.db, lock, level, env.now(), cfg)
+                            .await?;
+                    Ok(((), JobReport::rows(r.rows_written + live.rows_written)))
                 },
             )
             .await;
