@@ -5,6 +5,7 @@
 mod support;
 
 mod auth;
+mod capacity;
 mod dashboard;
 mod docs;
 mod errors;
