@@ -1,13 +1,13 @@
 //! The worker deployment of the GPU usage accounting service: scheduled
-//! rollups and retention (SPEC §4–§5) across any number of replicas, the
+//! rollups and retention across any number of replicas, the
 //! tracked-backfill runner, the optional Redis stream consumer, an HTTP port
 //! for probes and metrics, and an operator CLI.
 //!
 //! Layout:
 //! - [`schedule`]: when a job is due (aligned ticks, catch-up, back-off);
 //!   pure.
-//! - [`scheduler`]: the loop running due jobs in order minute → hourly →
-//!   daily → cleanup.
+//! - [`scheduler`]: the loops running due jobs: capacity → minute →
+//!   hourly → daily in one, cleanup in its own.
 //! - [`jobs`]: running one job under its lock with a job record
 //!   ([`jobs::run_job`]); one file per job: [`jobs::rollup`],
 //!   [`jobs::cleanup`], [`jobs::backfill`] (the backfill poller).
@@ -87,14 +87,20 @@ pub struct Background {
     trigger: ShutdownTrigger,
     tasks: Vec<(&'static str, JoinHandle<()>)>,
     ticks: Option<watch::Receiver<Option<TickReport>>>,
+    maintenance_ticks: Option<watch::Receiver<Option<TickReport>>>,
     ctx: Arc<JobContext>,
     redis: Option<(deadpool_redis::Pool, RedisSettings)>,
 }
 
 impl Background {
-    /// Reports of the scheduler's passes (when the scheduler runs).
+    /// Reports of the rollup scheduler's passes (when the scheduler runs).
     pub fn ticks(&self) -> Option<watch::Receiver<Option<TickReport>>> {
         self.ticks.clone()
+    }
+
+    /// Reports of the maintenance (cleanup) scheduler's passes.
+    pub fn maintenance_ticks(&self) -> Option<watch::Receiver<Option<TickReport>>> {
+        self.maintenance_ticks.clone()
     }
 
     pub fn context(&self) -> &Arc<JobContext> {
@@ -156,6 +162,7 @@ pub fn spawn_with(
     let (trigger, shutdown) = shutdown::channel();
     let mut tasks = Vec::new();
     let mut ticks = None;
+    let mut maintenance_ticks = None;
     let redis = if opts.redis && settings.redis.enabled() {
         let pool = stream::create_pool(&settings.redis)?;
         let consumer =
@@ -166,9 +173,16 @@ pub fn spawn_with(
         None
     };
     if opts.scheduler {
-        let scheduler = Scheduler::new(ctx.clone(), Intervals::from_settings(&settings.worker));
-        ticks = Some(scheduler.subscribe());
-        tasks.push(("scheduler", tokio::spawn(scheduler.run(shutdown.clone()))));
+        let intervals = Intervals::from_settings(&settings.worker);
+        let rollups = Scheduler::new(ctx.clone(), intervals.rollups());
+        ticks = Some(rollups.subscribe());
+        tasks.push(("scheduler", tokio::spawn(rollups.run(shutdown.clone()))));
+        let maintenance = Scheduler::new(ctx.clone(), intervals.maintenance());
+        maintenance_ticks = Some(maintenance.subscribe());
+        tasks.push((
+            "maintenance",
+            tokio::spawn(maintenance.run(shutdown.clone())),
+        ));
     }
     if opts.backfill {
         let every = Duration::from_secs(settings.worker.backfill_poll_secs.max(1));
@@ -185,6 +199,7 @@ pub fn spawn_with(
         trigger,
         tasks,
         ticks,
+        maintenance_ticks,
         ctx,
         redis,
     })

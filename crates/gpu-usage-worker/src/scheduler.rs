@@ -1,7 +1,9 @@
-//! The periodic jobs' loop. At every tick it runs the due jobs in order —
-//! capacity, minute, hourly, daily rollup, then cleanup — so a record
-//! folded into minute rows reaches hourly and daily rows in the same tick
-//! when those are due. When a rollup level is busy elsewhere,
+//! The periodic jobs' loops, one per [`Lane`]. The rollup lane runs its
+//! due jobs in order at every tick — capacity, minute, hourly, daily
+//! rollup — so a record folded into minute rows reaches hourly and daily
+//! rows in the same tick when those are due. Cleanup runs in a lane of its
+//! own: a long retention delete (the first on an old database) must not
+//! hold the rollups back. When a rollup level is busy elsewhere,
 //! this tick's coarser levels are left to the lock holder, which runs the
 //! same chain; they look again shortly after (see
 //! [`crate::schedule::SKIP_RECHECK`]) in case the holder started before
@@ -39,17 +41,34 @@ impl Intervals {
         }
     }
 
-    /// In the order a tick runs them: sessions counted up to now before
-    /// the minute rollup reads them.
-    fn jobs(&self) -> [(JobName, Duration); 5] {
-        [
-            (JobName::Capacity, self.minute),
-            (JobName::MinuteRollup, self.minute),
-            (JobName::HourlyRollup, self.hourly),
-            (JobName::DailyRollup, self.daily),
-            (JobName::Cleanup, self.cleanup),
-        ]
+    /// The rollups, in the order a tick runs them: sessions counted up to
+    /// now before the minute rollup reads them.
+    pub fn rollups(&self) -> Lane {
+        Lane {
+            name: "rollups",
+            jobs: vec![
+                (JobName::Capacity, self.minute),
+                (JobName::MinuteRollup, self.minute),
+                (JobName::HourlyRollup, self.hourly),
+                (JobName::DailyRollup, self.daily),
+            ],
+        }
     }
+
+    /// Retention, on its own loop.
+    pub fn maintenance(&self) -> Lane {
+        Lane {
+            name: "maintenance",
+            jobs: vec![(JobName::Cleanup, self.cleanup)],
+        }
+    }
+}
+
+/// Jobs run one after another by one loop, and how often each is due.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lane {
+    pub name: &'static str,
+    pub jobs: Vec<(JobName, Duration)>,
 }
 
 /// What one pass over the due jobs did; published after every pass.
@@ -62,22 +81,22 @@ pub struct TickReport {
 
 pub struct Scheduler {
     ctx: Arc<JobContext>,
-    intervals: Intervals,
+    lane: Lane,
     slots: Vec<Slot>,
     ticks: watch::Sender<Option<TickReport>>,
 }
 
 impl Scheduler {
-    pub fn new(ctx: Arc<JobContext>, intervals: Intervals) -> Self {
+    pub fn new(ctx: Arc<JobContext>, lane: Lane) -> Self {
         let now = ctx.now();
-        let slots = intervals
-            .jobs()
-            .into_iter()
-            .map(|(job, every)| Slot::new(job, to_delta(every), None, now))
+        let slots = lane
+            .jobs
+            .iter()
+            .map(|(job, every)| Slot::new(*job, to_delta(*every), None, now))
             .collect();
         Self {
             ctx,
-            intervals,
+            lane,
             slots,
             ticks: watch::Sender::new(None),
         }
@@ -98,8 +117,8 @@ impl Scheduler {
     /// database is really down.
     pub async fn load_history(&mut self) {
         let now = self.ctx.now();
-        let mut slots = Vec::with_capacity(5);
-        for (job, every) in self.intervals.jobs() {
+        let mut slots = Vec::with_capacity(self.lane.jobs.len());
+        for &(job, every) in &self.lane.jobs {
             let last = match job_runs::last_started(self.ctx.db(), job).await {
                 Ok(last) => last,
                 Err(e) => {
@@ -161,14 +180,13 @@ impl Scheduler {
     /// Returns after the job in progress when `shutdown` fires.
     pub async fn run(mut self, shutdown: Shutdown) {
         self.load_history().await;
-        tracing::info!(
-            runner = %self.ctx.env.runner,
-            minute_secs = self.intervals.minute.as_secs(),
-            hourly_secs = self.intervals.hourly.as_secs(),
-            daily_secs = self.intervals.daily.as_secs(),
-            cleanup_secs = self.intervals.cleanup.as_secs(),
-            "scheduler started"
-        );
+        let jobs: Vec<String> = self
+            .lane
+            .jobs
+            .iter()
+            .map(|(j, every)| format!("{j} every {}s", every.as_secs()))
+            .collect();
+        tracing::info!(runner = %self.ctx.env.runner, lane = self.lane.name, jobs = ?jobs, "scheduler started");
         while !shutdown.is_triggered() {
             let report = self.run_due(&shutdown).await;
             if !report.outcomes.is_empty() {
@@ -180,7 +198,7 @@ impl Scheduler {
                 _ = shutdown.wait() => {}
             }
         }
-        tracing::info!(runner = %self.ctx.env.runner, "scheduler stopped");
+        tracing::info!(runner = %self.ctx.env.runner, lane = self.lane.name, "scheduler stopped");
     }
 }
 

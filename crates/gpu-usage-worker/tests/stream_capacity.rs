@@ -207,7 +207,7 @@ async fn publish(
         id,
         Dead {
             prefix: "conflict",
-            contains: &["sw1"],
+            contains: &["sw1", "gpu_count"],
         },
     );
     // Invalid: a heartbeat beyond the 300 s clock skew.

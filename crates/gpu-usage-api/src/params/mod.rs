@@ -128,7 +128,7 @@ pub struct SessionsParams {
     #[serde(alias = "spec")]
     #[param(min_length = 1, max_length = 255)]
     pub spec_name: Option<String>,
-    /// `true`: only sessions still open.
+    /// `true`: only sessions still open; `false`: only ended ones.
     #[param(value_type = Option<bool>)]
     pub open: Option<String>,
     #[param(value_type = Option<u64>, minimum = 1, maximum = 50000)]
@@ -361,9 +361,10 @@ impl SessionsParams {
             now,
             api.max_range(),
         )?;
-        let open_only = match present("open", self.open)?.as_deref() {
-            None | Some("false") => false,
-            Some("true") => true,
+        let open = match present("open", self.open)?.as_deref() {
+            None => None,
+            Some("false") => Some(false),
+            Some("true") => Some(true),
             Some(other) => {
                 return Err(DomainError::invalid(
                     "open",
@@ -377,7 +378,7 @@ impl SessionsParams {
                 worker_id: present("worker_id", self.worker_id)?,
                 endpoint: present("endpoint", self.endpoint)?,
                 spec_name: present("spec_name", self.spec_name)?,
-                open_only,
+                open,
             },
             PageRequest {
                 limit: limit(self.limit, api.default_limit, api.max_limit)?,

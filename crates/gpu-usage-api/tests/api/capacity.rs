@@ -1483,6 +1483,7 @@ async fn session_listing_filters_and_pages(db: TestDb) {
         ("&spec_name=a100", "w1,w3,w4"),
         ("&open=true", "w3,w4"),
         ("&open=true&endpoint=ep-a", "w4"),
+        ("&open=false", "w1,w6,w2,w1"),
         ("&endpoint=ep-b&spec_name=a100", "w3"),
         ("&worker_id=nobody", ""),
     ] {

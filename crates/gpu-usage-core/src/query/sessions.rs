@@ -22,8 +22,9 @@ pub struct SessionFilter {
     pub worker_id: Option<String>,
     pub endpoint: Option<String>,
     pub spec_name: Option<String>,
-    /// Only sessions still open.
-    pub open_only: bool,
+    /// `Some(true)`: only sessions still open; `Some(false)`: only ended
+    /// ones; `None`: both.
+    pub open: Option<bool>,
 }
 
 /// One stored worker session.
@@ -80,8 +81,10 @@ pub async fn sessions(
             cond = cond.add(col.eq(v.clone()));
         }
     }
-    if filter.open_only {
-        cond = cond.add(C::EndedAt.is_null());
+    match filter.open {
+        Some(true) => cond = cond.add(C::EndedAt.is_null()),
+        Some(false) => cond = cond.add(C::EndedAt.is_not_null()),
+        None => {}
     }
     let mut select = worker_session::Entity::find().filter(cond.clone());
     if let Some(c) = after {

@@ -285,7 +285,13 @@ impl StreamConsumer {
         report.sessions += stored.received - stored.conflicts.len();
         report.conflicts += stored.conflicts.len();
         dead.extend(stored.conflicts.iter().map(|c| {
-            let reason = format!("conflict: session of {}: {}", c.worker_id, c.reason);
+            let reason = format!(
+                "conflict: session of {} from {} ({}): {}",
+                c.worker_id,
+                c.started_at.to_rfc3339(),
+                c.fields.join(", "),
+                c.reason
+            );
             (sessions.positions[c.index], reason)
         }));
         let checked = capacity::check(beats.items, now, engine);
