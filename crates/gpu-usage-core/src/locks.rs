@@ -11,9 +11,13 @@
 //! Names are namespaced by database name so deployments sharing a server do
 //! not block each other, and kept within MySQL 8's 64-character limit.
 //!
-//! SQLite has no server-side lock: a process-global map of tokio mutexes,
-//! keyed by the database file, stands in. The embedded mode runs one
-//! process, so this is exact there.
+//! SQLite has no server-side lock. Two things stand in: a process-global
+//! map of tokio mutexes keyed by the database file, and an OS file lock
+//! (`flock`) on a file beside the database, `<database>.<job>.lock`, so a
+//! `gpu-usage-worker run-job` or `backfill` started beside the all-in-one
+//! process (or an API and a worker on one file) cannot run a job at the
+//! same time as it. The kernel drops the file lock when its holder exits,
+//! however it exits.
 //!
 //! Correctness never depends on the lock alone (every job is an idempotent
 //! recomputation); the lock saves work and keeps job records readable.
@@ -68,7 +72,9 @@ enum Holder {
     /// Behind a mutex so [`Guard::verify`] can use the connection through a
     /// shared reference while the job runs.
     MySql(tokio::sync::Mutex<PoolConnection<MySql>>),
-    Local(OwnedMutexGuard<()>),
+    /// The process's own mutex and, for a database file, the OS lock on
+    /// the file beside it (released when the file is closed).
+    Local(OwnedMutexGuard<()>, Option<std::fs::File>),
 }
 
 impl fmt::Debug for JobLock {
@@ -80,7 +86,8 @@ impl fmt::Debug for JobLock {
                 "holder",
                 &match self.holder {
                     Holder::MySql(_) => "mysql",
-                    Holder::Local(_) => "in-process",
+                    Holder::Local(_, None) => "in-process",
+                    Holder::Local(_, Some(_)) => "file",
                 },
             )
             .finish()
@@ -112,7 +119,7 @@ impl Guard for Unguarded {
 impl Guard for JobLock {
     async fn verify(&self) -> Result<()> {
         let Holder::MySql(conn) = &self.holder else {
-            // An in-process lock cannot be lost while its guard lives.
+            // A local lock cannot be lost while its guard and file live.
             return Ok(());
         };
         let mut conn = conn.lock().await;
@@ -153,7 +160,8 @@ impl JobLock {
     /// connection.
     pub async fn release(self) -> Result<()> {
         match self.holder {
-            Holder::Local(guard) => {
+            Holder::Local(guard, file) => {
+                drop(file);
                 drop(guard);
                 Ok(())
             }
@@ -190,7 +198,7 @@ impl JobLock {
 pub async fn try_lock(db: &DatabaseConnection, job: JobName) -> Result<Option<JobLock>> {
     match db.get_database_backend() {
         DbBackend::MySql => try_lock_mysql(db, job).await,
-        _ => Ok(try_lock_local(local_key(db), job)),
+        _ => try_lock_sqlite(db, job),
     }
 }
 
@@ -266,15 +274,64 @@ fn local_locks() -> &'static LocalLocks {
 }
 
 /// The SQLite file behind the pool, canonical when it exists, so two pools
-/// on the same file share their locks.
-fn local_key(db: &DatabaseConnection) -> String {
+/// on the same file share their locks; `None` for in-memory databases.
+fn sqlite_file(db: &DatabaseConnection) -> Option<std::path::PathBuf> {
     if db.get_database_backend() != DbBackend::Sqlite {
-        return "other".to_owned();
+        return None;
     }
     let options = db.get_sqlite_connection_pool().connect_options();
     let file = options.get_filename();
-    let path = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf());
-    format!("sqlite:{}", path.display())
+    if file.as_os_str().is_empty() || file.to_string_lossy().contains(":memory:") {
+        return None;
+    }
+    Some(std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf()))
+}
+
+fn try_lock_sqlite(db: &DatabaseConnection, job: JobName) -> Result<Option<JobLock>> {
+    let file = sqlite_file(db);
+    let key = file.as_ref().map_or_else(
+        || "memory".to_owned(),
+        |f| format!("sqlite:{}", f.display()),
+    );
+    let Some(mut lock) = try_lock_local(key, job) else {
+        return Ok(None);
+    };
+    if let Some(db_file) = file {
+        let mut path = db_file.into_os_string();
+        path.push(format!(".{job}.lock"));
+        match try_lock_file(std::path::Path::new(&path))? {
+            Some(f) => {
+                if let Holder::Local(_, slot) = &mut lock.holder {
+                    *slot = Some(f);
+                }
+            }
+            // Another process holds it; our mutex guard drops with `lock`.
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(lock))
+}
+
+/// An exclusive `flock` on `path` (created if missing), if free.
+fn try_lock_file(path: &std::path::Path) -> Result<Option<std::fs::File>> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| file_err(path, &e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => Err(file_err(path, &e)),
+    }
+}
+
+fn file_err(path: &std::path::Path, e: &std::io::Error) -> DomainError {
+    DomainError::Database(DbErr::Custom(format!(
+        "the job lock file {} cannot be locked: {e}",
+        path.display()
+    )))
 }
 
 fn try_lock_local(key: String, job: JobName) -> Option<JobLock> {
@@ -288,7 +345,7 @@ fn try_lock_local(key: String, job: JobName) -> Option<JobLock> {
     mutex.try_lock_owned().ok().map(|guard| JobLock {
         job,
         name,
-        holder: Holder::Local(guard),
+        holder: Holder::Local(guard, None),
     })
 }
 

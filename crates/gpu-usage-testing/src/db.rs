@@ -149,6 +149,12 @@ impl Drop for TestDb {
                 p.push(suffix);
                 std::fs::remove_file(p).ok();
             }
+            // The job lock files beside it.
+            for job in gpu_usage_core::jobs::JobName::ALL {
+                let mut p = path.clone().into_os_string();
+                p.push(format!(".{job}.lock"));
+                std::fs::remove_file(p).ok();
+            }
         }
     }
 }
