@@ -20,6 +20,7 @@ pub mod horizon;
 pub mod pending;
 pub mod store;
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -81,10 +82,14 @@ fn chunk_len(level: Granularity) -> TimeDelta {
     }
 }
 
-/// Pending entries read per round of `process_pending`.
-const PENDING_BATCH: u64 = 5_000;
-/// Rounds per call; what is left waits for the next tick.
-const PENDING_ROUNDS: usize = 50;
+/// Pending entries read per round of `process_pending`: enough for a large
+/// backlog to be folded chunk by chunk in one pass (a few MB).
+const PENDING_BATCH: u64 = 200_000;
+/// Past this much work in one call, a run stops between chunks and leaves
+/// the rest for the next tick: the level's lock is released regularly
+/// (manual triggers, backfills), and newest chunks come first, so live
+/// minutes never wait behind an old backlog.
+const PENDING_BUDGET: Duration = Duration::from_secs(30);
 
 /// [`recompute_guarded`] for callers that know they are alone (tests,
 /// one-off tools): no lock is checked.
@@ -132,7 +137,9 @@ pub async fn process_pending(
     process_pending_guarded(db, &Unguarded, level, now, cfg).await
 }
 
-/// The periodic job of one level: folds in everything pending for it.
+/// The periodic job of one level: folds in what is pending for it, one
+/// recompute per chunk of the grid however many ranges fall into it,
+/// newest chunk first, within [`PENDING_BUDGET`].
 pub async fn process_pending_guarded(
     db: &(impl ConnectionTrait + TransactionTrait),
     guard: &impl Guard,
@@ -140,22 +147,43 @@ pub async fn process_pending_guarded(
     now: DateTime<Utc>,
     cfg: &EngineConfig,
 ) -> Result<RollupReport> {
+    let started = std::time::Instant::now();
     let mut report = RollupReport::new(level);
-    for _ in 0..PENDING_ROUNDS {
+    loop {
         let taken = pending::take(db, level, PENDING_BATCH).await?;
         if taken.is_empty() {
             break;
         }
         let horizons = horizon::load(db, now, &cfg.retention).await?;
-        let ranges = pending::merge(taken.iter().map(|(_, r)| r.align(level)).collect());
-        for range in &ranges {
-            report.absorb(recompute_with(db, guard, level, *range, &horizons, now).await?);
+        let work = pending::by_chunk(&taken, level, chunk_len(level));
+        // An entry is consumed once every chunk it touches is done.
+        let mut open: HashMap<i64, usize> = HashMap::new();
+        for w in &work {
+            for id in &w.ids {
+                *open.entry(*id).or_default() += 1;
+            }
         }
-        report.ranges += ranges.len();
-        let ids: Vec<i64> = taken.iter().map(|(id, _)| *id).collect();
+        let mut done = Vec::new();
+        let mut out_of_time = false;
+        for w in work {
+            if report.ranges > 0 && started.elapsed() > PENDING_BUDGET {
+                out_of_time = true;
+                break;
+            }
+            report.absorb(recompute_with(db, guard, level, w.hull, &horizons, now).await?);
+            report.ranges += 1;
+            for id in w.ids {
+                if let Some(n) = open.get_mut(&id) {
+                    *n -= 1;
+                    if *n == 0 {
+                        done.push(id);
+                    }
+                }
+            }
+        }
         guard.verify().await?;
-        report.pending_consumed += pending::consume(db, &ids).await?;
-        if (taken.len() as u64) < PENDING_BATCH {
+        report.pending_consumed += pending::consume(db, &done).await?;
+        if out_of_time || (taken.len() as u64) < PENDING_BATCH {
             break;
         }
     }

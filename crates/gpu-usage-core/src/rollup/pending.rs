@@ -9,7 +9,7 @@
 //! ids they read, never "everything up to id N", because auto-increment ids
 //! can commit out of order.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, DurationRound, Utc};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
     ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
@@ -37,6 +37,46 @@ pub fn merge(mut ranges: Vec<TimeRange>) -> Vec<TimeRange> {
         }
     }
     out
+}
+
+/// The pending work of one recompute chunk: the hull of the taken ranges'
+/// pieces inside the chunk, and the taken entries touching it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkWork {
+    pub hull: TimeRange,
+    pub ids: Vec<i64>,
+}
+
+/// Groups taken entries by the chunk grid of `len` (aligned to the epoch,
+/// like [`TimeRange::chunks`]): folding a scattered backlog then reads each
+/// chunk's source once, however many small ranges fall into it, so it
+/// costs at most a rebuild of those chunks. Newest chunk first: live
+/// minutes are folded before an old backlog.
+pub fn by_chunk(
+    taken: &[(i64, TimeRange)],
+    level: Granularity,
+    len: chrono::TimeDelta,
+) -> Vec<ChunkWork> {
+    let mut chunks: std::collections::BTreeMap<DateTime<Utc>, ChunkWork> = Default::default();
+    for (id, range) in taken {
+        for piece in range.align(level).chunks(len) {
+            let key = piece.start().duration_trunc(len).unwrap_or(piece.start());
+            let w = chunks.entry(key).or_insert_with(|| ChunkWork {
+                hull: piece,
+                ids: Vec::new(),
+            });
+            if let Ok(h) = TimeRange::new(
+                w.hull.start().min(piece.start()),
+                w.hull.end().max(piece.end()),
+            ) {
+                w.hull = h;
+            }
+            if w.ids.last() != Some(id) {
+                w.ids.push(*id);
+            }
+        }
+    }
+    chunks.into_values().rev().collect()
 }
 
 /// Queues `ranges` (aligned outward to `level`, merged) for `level`.
@@ -124,6 +164,24 @@ mod tests {
 
     fn r(a: &str, b: &str) -> TimeRange {
         TimeRange::new(parse_utc("a", a).unwrap(), parse_utc("b", b).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn groups_by_chunk_newest_first() {
+        let taken = vec![
+            (1, r("2026-01-01T01:00:10Z", "2026-01-01T01:00:20Z")),
+            (2, r("2026-01-01T03:00:00Z", "2026-01-01T03:01:00Z")),
+            // Crosses the 06:00 chunk boundary.
+            (3, r("2026-01-01T05:59:00Z", "2026-01-01T06:02:00Z")),
+            (4, r("2026-01-02T10:00:00Z", "2026-01-02T10:01:00Z")),
+        ];
+        let w = by_chunk(&taken, Granularity::Minute, chrono::TimeDelta::hours(6));
+        assert_eq!(w.len(), 3);
+        assert_eq!(w[0].hull, r("2026-01-02T10:00:00Z", "2026-01-02T10:01:00Z"));
+        assert_eq!(w[1].hull, r("2026-01-01T06:00:00Z", "2026-01-01T06:02:00Z"));
+        assert_eq!(w[1].ids, vec![3]);
+        assert_eq!(w[2].hull, r("2026-01-01T01:00:00Z", "2026-01-01T06:00:00Z"));
+        assert_eq!(w[2].ids, vec![1, 2, 3]);
     }
 
     #[test]
