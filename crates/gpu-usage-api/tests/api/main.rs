@@ -9,6 +9,7 @@ mod capacity;
 mod dashboard;
 mod docs;
 mod errors;
+mod grafana;
 mod metrics;
 mod outage;
 mod reads;

@@ -1,0 +1,1799 @@
+//! The Grafana dashboard `deploy/grafana/gpu-usage.json` against the real
+//! service.
+//!
+//! - Every SQL query in it (panels and template variables) is interpolated
+//!   the way Grafana's MySQL data source does it — template variables first,
+//!   as the browser does (`interpolateVariable`: one value escaped, several
+//!   values or Include All quoted and comma-joined), then the backend's
+//!   macros (`pkg/tsdb/mysql/macros.go`) — and run on MariaDB over known
+//!   data ingested and aggregated through the API. The GPU-hours, task and
+//!   capacity panels must show what the API answers for the same range, for
+//!   one, several and all endpoints and specs, at the minute, hourly and
+//!   daily levels.
+//! - Every metric its PromQL uses must be in the `/metrics` output of the
+//!   process its job selector names: the API's (`$api_job`) or the worker's
+//!   (`$worker_job`), both with samples, and every label it groups or
+//!   filters by must be on that metric.
+//!
+//! MariaDB only: that is what the dashboard's MySQL data source reads.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use gpu_usage_core::clock::ManualClock;
+use gpu_usage_core::jobs::{JobEnv, JobName};
+use gpu_usage_testing::{Backend, TestDb};
+use gpu_usage_worker::metrics::StreamLag;
+use gpu_usage_worker::{JobContext, JobOutcome, Metrics, run_job};
+use sea_orm::prelude::Decimal;
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, QueryResult, Statement};
+use serde_json::{Value, json};
+
+use crate::support::{TestApp, now, spawn_app, t, task};
+
+const DASHBOARD: &str = include_str!("../../../../deploy/grafana/gpu-usage.json");
+
+fn dashboard() -> Value {
+    serde_json::from_str(DASHBOARD).expect("deploy/grafana/gpu-usage.json is JSON")
+}
+
+// ---------------------------------------------------------------------
+// the dashboard's parts
+// ---------------------------------------------------------------------
+
+/// Every panel, rows' nested panels included.
+fn panels(d: &Value) -> Vec<&Value> {
+    let mut out = Vec::new();
+    for p in d["panels"].as_array().expect("panels") {
+        out.push(p);
+        if let Some(inner) = p["panels"].as_array() {
+            out.extend(inner);
+        }
+    }
+    out
+}
+
+fn panel<'a>(d: &'a Value, title: &str) -> &'a Value {
+    let found: Vec<_> = panels(d)
+        .into_iter()
+        .filter(|p| p["title"] == title)
+        .collect();
+    assert_eq!(found.len(), 1, "one panel titled {title:?}");
+    found[0]
+}
+
+fn is_mysql(ds: &Value) -> bool {
+    ds["type"] == "mysql"
+}
+
+fn is_prometheus(ds: &Value) -> bool {
+    ds["type"] == "prometheus"
+}
+
+/// One SQL query of the dashboard: where it is, its format and text.
+#[derive(Debug, Clone)]
+struct SqlQuery {
+    place: String,
+    format: String,
+    sql: String,
+}
+
+fn sql_queries(d: &Value) -> Vec<SqlQuery> {
+    let mut out = Vec::new();
+    for p in panels(d) {
+        for target in p["targets"].as_array().into_iter().flatten() {
+            if is_mysql(&target["datasource"]) {
+                out.push(SqlQuery {
+                    place: format!("panel {:?} target {}", p["title"], target["refId"]),
+                    format: target["format"].as_str().unwrap_or("").to_owned(),
+                    sql: target["rawSql"].as_str().expect("rawSql").to_owned(),
+                });
+            }
+        }
+    }
+    for v in variables(d) {
+        if v["type"] == "query" && is_mysql(&v["datasource"]) {
+            out.push(SqlQuery {
+                place: format!("variable {}", v["name"]),
+                format: "table".into(),
+                sql: variable_query(v).to_owned(),
+            });
+        }
+    }
+    out
+}
+
+fn variables(d: &Value) -> &Vec<Value> {
+    d["templating"]["list"].as_array().expect("templating.list")
+}
+
+fn variable<'a>(d: &'a Value, name: &str) -> &'a Value {
+    variables(d)
+        .iter()
+        .find(|v| v["name"] == name)
+        .unwrap_or_else(|| panic!("no variable {name}"))
+}
+
+/// A query variable's query: a string, or `{query: ...}` (Prometheus).
+fn variable_query(v: &Value) -> &str {
+    v["query"]
+        .as_str()
+        .or_else(|| v["query"]["query"].as_str())
+        .unwrap_or_else(|| panic!("variable {} has no query", v["name"]))
+}
+
+/// The one SQL target of the panel `title`.
+fn panel_sql(d: &Value, title: &str) -> String {
+    let targets = panel(d, title)["targets"].as_array().unwrap();
+    assert_eq!(targets.len(), 1, "{title}: one query");
+    targets[0]["rawSql"].as_str().unwrap().to_owned()
+}
+
+/// What an importable dashboard needs: current schema, data sources as
+/// variables, one id per panel, a grid 24 wide, every query complete.
+#[test]
+fn the_dashboard_is_importable() {
+    let d = dashboard();
+    assert_eq!(d["schemaVersion"], 39, "Grafana 10.4 / 11");
+    assert!(d["uid"].as_str().is_some_and(|u| !u.is_empty()));
+    assert!(d["id"].is_null(), "no instance id in a dashboard to import");
+    let mut ids = BTreeSet::new();
+    for p in panels(&d) {
+        let id = p["id"].as_u64().expect("panel id");
+        assert!(ids.insert(id), "panel id {id} twice");
+        let g = &p["gridPos"];
+        let (x, w) = (g["x"].as_u64().unwrap(), g["w"].as_u64().unwrap());
+        assert!(x + w <= 24 && w > 0 && g["h"].as_u64().unwrap() > 0, "{p}");
+        if p["type"] == "row" {
+            continue;
+        }
+        assert!(p["title"].as_str().is_some_and(|t| !t.is_empty()));
+        let targets = p["targets"].as_array().expect("targets");
+        assert!(!targets.is_empty(), "{}: no query", p["title"]);
+        for target in targets {
+            let ds = &target["datasource"];
+            if is_mysql(ds) {
+                assert_eq!(ds["uid"], "${mysql_ds}", "{}", p["title"]);
+                assert_eq!(target["rawQuery"], true);
+                assert_eq!(target["editorMode"], "code");
+                let format = target["format"].as_str().unwrap();
+                let want = if p["type"] == "timeseries" {
+                    "time_series"
+                } else {
+                    "table"
+                };
+                assert_eq!(format, want, "{}", p["title"]);
+            } else if is_prometheus(ds) {
+                assert_eq!(ds["uid"], "${prom_ds}", "{}", p["title"]);
+                assert!(target["expr"].as_str().is_some_and(|e| !e.is_empty()));
+            } else {
+                panic!("{}: data source {ds}", p["title"]);
+            }
+            assert_eq!(&target["datasource"], &p["datasource"], "{}", p["title"]);
+        }
+    }
+    let names: Vec<&str> = variables(&d)
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    for want in [
+        "mysql_ds",
+        "prom_ds",
+        "granularity",
+        "level",
+        "endpoint",
+        "spec",
+        "api_job",
+        "worker_job",
+    ] {
+        assert!(names.contains(&want), "variable {want}");
+    }
+    for multi in ["endpoint", "spec"] {
+        let v = variable(&d, multi);
+        assert_eq!(v["multi"], true);
+        assert_eq!(v["includeAll"], true);
+        assert_eq!(v["refresh"], 2, "{multi}: refreshed with the time range");
+    }
+    assert_eq!(variable(&d, "level")["refresh"], 2);
+    // Grafana shows `definition` and runs `query`: they must be the same.
+    for v in variables(&d).iter().filter(|v| v["type"] == "query") {
+        assert_eq!(
+            v["definition"].as_str(),
+            Some(variable_query(v)),
+            "{}",
+            v["name"]
+        );
+    }
+}
+
+// ---------------------------------------------------------------------
+// Grafana's interpolation for the MySQL data source
+// ---------------------------------------------------------------------
+
+/// A template variable's value: `Multi` for a variable with Multi-value or
+/// Include All (Grafana then quotes every value, even a single one).
+#[derive(Debug, Clone)]
+enum Var {
+    One(String),
+    Multi(Vec<String>),
+}
+
+/// What a panel query is run with: the variables, the dashboard's time
+/// range and `$__interval`.
+struct Ctx<'a> {
+    vars: &'a BTreeMap<&'a str, Var>,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    interval: &'a str,
+}
+
+fn quote_literal(v: &str) -> String {
+    format!("'{}'", v.replace('\'', "''"))
+}
+
+/// The data source's own formatting (`SqlDatasource.interpolateVariable`).
+fn format_default(v: &Var) -> String {
+    match v {
+        Var::One(s) => s.replace('\'', "''"),
+        Var::Multi(vs) => vs
+            .iter()
+            .map(|s| quote_literal(s))
+            .collect::<Vec<_>>()
+            .join(","),
+    }
+}
+
+/// `${var:format}`: Grafana's named formats.
+fn format_named(v: &Var, format: &str) -> Result<String, String> {
+    let values: Vec<&str> = match v {
+        Var::One(s) => vec![s.as_str()],
+        Var::Multi(vs) => vs.iter().map(String::as_str).collect(),
+    };
+    Ok(match format {
+        "sqlstring" => values
+            .iter()
+            .map(|s| quote_literal(s))
+            .collect::<Vec<_>>()
+            .join(","),
+        "raw" | "csv" => values.join(","),
+        "singlequote" => values
+            .iter()
+            .map(|s| format!("'{}'", s.replace('\'', "\\'")))
+            .collect::<Vec<_>>()
+            .join(","),
+        "doublequote" => values
+            .iter()
+            .map(|s| format!("\"{}\"", s.replace('"', "\\\"")))
+            .collect::<Vec<_>>()
+            .join(","),
+        other => {
+            return Err(format!(
+                "variable format {other:?} is not known to this test"
+            ));
+        }
+    })
+}
+
+fn is_word(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_'
+}
+
+/// The browser's step (`templateSrv.replace`): `$var`, `${var}`,
+/// `${var:format}`, `[[var]]`, and the global `$__interval`,
+/// `$__interval_ms`. Names it does not know (the macros) stay as they are.
+fn replace_variables(sql: &str, ctx: &Ctx) -> Result<String, String> {
+    let interval_ms = (parse_interval(ctx.interval)? * 1000.0).round() as i64;
+    let mut globals: BTreeMap<&str, Var> = BTreeMap::new();
+    globals.insert("__interval", Var::One(ctx.interval.to_owned()));
+    globals.insert("__interval_ms", Var::One(interval_ms.to_string()));
+    let lookup = |name: &str| ctx.vars.get(name).or_else(|| globals.get(name));
+    let chars: Vec<char> = sql.chars().collect();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let rest: String = chars[i..].iter().collect();
+        if c == '$' && chars.get(i + 1) == Some(&'{') {
+            let end = rest
+                .find('}')
+                .ok_or_else(|| format!("unclosed ${{ in {sql}"))?;
+            let inner = &rest[2..end];
+            let (name, format) = match inner.split_once(':') {
+                Some((n, f)) => (n, Some(f)),
+                None => (inner, None),
+            };
+            let name = name.split('.').next().unwrap_or(name);
+            match lookup(name) {
+                Some(v) => match format {
+                    Some(f) => out.push_str(&format_named(v, f)?),
+                    None => out.push_str(&format_default(v)),
+                },
+                None => out.push_str(&rest[..=end]),
+            }
+            i += rest[..=end].chars().count();
+        } else if c == '$' {
+            let name: String = chars[i + 1..].iter().take_while(|c| is_word(**c)).collect();
+            match lookup(&name) {
+                Some(v) if !name.is_empty() => out.push_str(&format_default(v)),
+                _ => {
+                    out.push('$');
+                    out.push_str(&name);
+                }
+            }
+            i += 1 + name.chars().count();
+        } else if rest.starts_with("[[") {
+            let end = rest
+                .find("]]")
+                .ok_or_else(|| format!("unclosed [[ in {sql}"))?;
+            let inner = &rest[2..end];
+            let (name, format) = match inner.split_once(':') {
+                Some((n, f)) => (n, Some(f)),
+                None => (inner, None),
+            };
+            match lookup(name) {
+                Some(v) => match format {
+                    Some(f) => out.push_str(&format_named(v, f)?),
+                    None => out.push_str(&format_default(v)),
+                },
+                None => out.push_str(&rest[..end + 2]),
+            }
+            i += rest[..end + 2].chars().count();
+        } else {
+            out.push(c);
+            i += 1;
+        }
+    }
+    Ok(out)
+}
+
+/// `gtime.ParseInterval` for the units a dashboard uses.
+fn parse_interval(s: &str) -> Result<f64, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .ok_or_else(|| format!("interval {s:?} has no unit"))?;
+    let (n, unit) = s.split_at(split);
+    let n: f64 = n.parse().map_err(|_| format!("interval {s:?}"))?;
+    let unit_secs = match unit {
+        "ms" => 0.001,
+        "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        "d" => 86400.0,
+        "w" => 7.0 * 86400.0,
+        other => return Err(format!("interval unit {other:?}")),
+    };
+    Ok(n * unit_secs)
+}
+
+/// The backend's step: `$__name(args)` macros of the MySQL data source,
+/// exactly as `pkg/tsdb/mysql/macros.go` writes them (its regex is
+/// `\$([_a-zA-Z0-9]+)\(([^\)]*)\)`).
+fn expand_macros(sql: &str, ctx: &Ctx) -> Result<String, String> {
+    let from = ctx.from.timestamp();
+    let to = ctx.to.timestamp();
+    let mut out = String::new();
+    let mut rest = sql;
+    while let Some(pos) = rest.find('$') {
+        out.push_str(&rest[..pos]);
+        let after = &rest[pos + 1..];
+        let name_len = after.find(|c: char| !is_word(c)).unwrap_or(after.len());
+        let name = &after[..name_len];
+        let tail = &after[name_len..];
+        if name.is_empty() || !tail.starts_with('(') {
+            out.push('$');
+            rest = after;
+            continue;
+        }
+        let close = tail
+            .find(')')
+            .ok_or_else(|| format!("unclosed macro ${name} in {sql}"))?;
+        let args: Vec<&str> = tail[1..close].split(',').map(str::trim).collect();
+        let arg = |i: usize| {
+            args.get(i)
+                .filter(|a| !a.is_empty())
+                .copied()
+                .ok_or_else(|| format!("macro ${name} needs argument {}", i + 1))
+        };
+        let group = |col: &str, interval: &str| -> Result<String, String> {
+            let secs = parse_interval(interval.trim_matches(|c| c == '\'' || c == '"'))?;
+            Ok(format!("UNIX_TIMESTAMP({col}) DIV {secs:.0} * {secs:.0}"))
+        };
+        let expanded = match name {
+            "__time" | "__timeEpoch" => format!("UNIX_TIMESTAMP({}) as time_sec", arg(0)?),
+            "__timeFilter" => format!(
+                "{} BETWEEN FROM_UNIXTIME({from}) AND FROM_UNIXTIME({to})",
+                arg(0)?
+            ),
+            "__timeFrom" => format!("FROM_UNIXTIME({from})"),
+            "__timeTo" => format!("FROM_UNIXTIME({to})"),
+            "__timeGroup" => group(arg(0)?, arg(1)?)?,
+            "__timeGroupAlias" => format!("{} AS \"time\"", group(arg(0)?, arg(1)?)?),
+            "__unixEpochFilter" => {
+                let c = arg(0)?;
+                format!("{c} >= {from} AND {c} <= {to}")
+            }
+            "__unixEpochFrom" => from.to_string(),
+            "__unixEpochTo" => to.to_string(),
+            other => return Err(format!("unknown macro ${other} in {sql}")),
+        };
+        out.push_str(&expanded);
+        rest = &tail[close + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// The SQL Grafana sends to MariaDB for `sql` in `ctx`.
+fn interpolate(sql: &str, ctx: &Ctx) -> Result<String, String> {
+    let sql = expand_macros(&replace_variables(sql, ctx)?, ctx)?;
+    if sql.contains('$') {
+        return Err(format!("something was not interpolated: {sql}"));
+    }
+    Ok(sql)
+}
+
+/// The interpolation reproduces what Grafana's documentation and sources
+/// give for each form.
+#[test]
+fn interpolation_is_grafanas() {
+    let vars = BTreeMap::from([
+        ("level", Var::One("hourly".into())),
+        ("one", Var::One("it's".into())),
+        ("endpoint", Var::Multi(vec!["a".into(), "o'b".into()])),
+        ("single", Var::Multi(vec!["x".into()])),
+    ]);
+    let ctx = Ctx {
+        vars: &vars,
+        from: t("2017-05-10T10:06:23Z"),
+        to: t("2017-05-11T10:06:23.999Z"),
+        interval: "5m",
+    };
+    let cases = [
+        (
+            "$__timeFilter(time_bucket)",
+            "time_bucket BETWEEN FROM_UNIXTIME(1494410783) AND FROM_UNIXTIME(1494497183)",
+        ),
+        (
+            "$__timeFrom() $__timeTo()",
+            "FROM_UNIXTIME(1494410783) FROM_UNIXTIME(1494497183)",
+        ),
+        (
+            "$__timeGroup(dateColumn,'5m')",
+            "UNIX_TIMESTAMP(dateColumn) DIV 300 * 300",
+        ),
+        (
+            "$__timeGroupAlias(dateColumn, $__interval)",
+            "UNIX_TIMESTAMP(dateColumn) DIV 300 * 300 AS \"time\"",
+        ),
+        (
+            "$__timeGroup(c, '1h', 0)",
+            "UNIX_TIMESTAMP(c) DIV 3600 * 3600",
+        ),
+        ("$__interval $__interval_ms", "5m 300000"),
+        ("t_$level x", "t_hourly x"),
+        ("t_${level}_x", "t_hourly_x"),
+        ("'$one'", "'it''s'"),
+        ("IN ($endpoint)", "IN ('a','o''b')"),
+        ("IN ($single)", "IN ('x')"),
+        ("IN (${endpoint:sqlstring})", "IN ('a','o''b')"),
+        ("IN (${one:sqlstring})", "IN ('it''s')"),
+        ("'${endpoint:csv}'", "'a,o'b'"),
+        ("[[level]]", "hourly"),
+        (
+            "$__unixEpochFilter(e)",
+            "e >= 1494410783 AND e <= 1494497183",
+        ),
+    ];
+    for (sql, want) in cases {
+        assert_eq!(interpolate(sql, &ctx).unwrap(), want, "{sql}");
+    }
+    assert!(
+        interpolate("$nope", &ctx).is_err(),
+        "unknown variables stay"
+    );
+    assert!(
+        interpolate("$__nope(x)", &ctx).is_err(),
+        "unknown macros fail"
+    );
+}
+
+// ---------------------------------------------------------------------
+// running a query
+// ---------------------------------------------------------------------
+
+#[derive(Debug, Clone, PartialEq)]
+enum Cell {
+    Null,
+    Num(f64),
+    Text(String),
+}
+
+impl Cell {
+    fn num(&self) -> Option<f64> {
+        match self {
+            Cell::Num(n) => Some(*n),
+            Cell::Null => None,
+            Cell::Text(s) => panic!("{s:?} is not a number"),
+        }
+    }
+}
+
+type Frame = Vec<BTreeMap<String, Cell>>;
+
+fn cell(row: &QueryResult, i: usize) -> Cell {
+    if let Ok(v) = row.try_get_by_index::<Option<i64>>(i) {
+        return v.map_or(Cell::Null, |v| Cell::Num(v as f64));
+    }
+    if let Ok(v) = row.try_get_by_index::<Option<f64>>(i) {
+        return v.map_or(Cell::Null, Cell::Num);
+    }
+    if let Ok(v) = row.try_get_by_index::<Option<Decimal>>(i) {
+        return v.map_or(Cell::Null, |d| Cell::Num(d.to_string().parse().unwrap()));
+    }
+    if let Ok(v) = row.try_get_by_index::<Option<String>>(i) {
+        return v.map_or(Cell::Null, Cell::Text);
+    }
+    if let Ok(v) = row.try_get_by_index::<Option<chrono::NaiveDateTime>>(i) {
+        return v.map_or(Cell::Null, |d| Cell::Text(d.to_string()));
+    }
+    if let Ok(v) = row.try_get_by_index::<Option<chrono::NaiveDate>>(i) {
+        return v.map_or(Cell::Null, |d| Cell::Text(d.to_string()));
+    }
+    panic!(
+        "column {i} ({:?}) of an unexpected type",
+        row.column_names().get(i)
+    );
+}
+
+/// MySQL 8's default `sql_mode` (ONLY_FULL_GROUP_BY among it): the
+/// queries must hold there too, not only on MariaDB's laxer default.
+const MYSQL8_SQL_MODE: &str = "ONLY_FULL_GROUP_BY,STRICT_TRANS_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION";
+
+/// Runs `sql` (one statement) under [`MYSQL8_SQL_MODE`], for this
+/// statement only (MariaDB's `SET STATEMENT ... FOR`).
+async fn run(db: &DatabaseConnection, sql: &str) -> Result<Frame, String> {
+    let sql = format!("SET STATEMENT sql_mode = '{MYSQL8_SQL_MODE}' FOR {sql}");
+    let rows = db
+        .query_all_raw(Statement::from_string(DbBackend::MySql, sql))
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            row.column_names()
+                .into_iter()
+                .enumerate()
+                .map(|(i, name)| (name, cell(row, i)))
+                .collect()
+        })
+        .collect())
+}
+
+async fn run_ok(db: &DatabaseConnection, place: &str, sql: &str, ctx: &Ctx<'_>) -> Frame {
+    let q = interpolate(sql, ctx).unwrap_or_else(|e| panic!("{place}: {e}"));
+    run(db, &q)
+        .await
+        .unwrap_or_else(|e| panic!("{place}: {e}\n{q}"))
+}
+
+/// A time series frame as Grafana reads it: a `time` column in seconds,
+/// ascending; an optional `metric` column naming the series (long
+/// format); every other column a number or NULL.
+fn check_time_series(place: &str, frame: &Frame) {
+    let mut last = f64::MIN;
+    for row in frame {
+        let time = row
+            .get("time")
+            .and_then(Cell::num)
+            .unwrap_or_else(|| panic!("{place}: no numeric time column in {row:?}"));
+        assert!(time >= last, "{place}: not sorted by time");
+        last = time;
+        for (name, c) in row {
+            match (name.as_str(), c) {
+                ("metric", Cell::Text(_)) | (_, Cell::Num(_) | Cell::Null) => {}
+                _ => panic!("{place}: column {name} is {c:?}"),
+            }
+        }
+    }
+}
+
+/// `(time, series) → value` of a long-format frame (`metric` names the
+/// series) or of one value column of a wide one.
+fn points(frame: &Frame, value: &str) -> BTreeMap<(i64, String), Option<f64>> {
+    frame
+        .iter()
+        .map(|row| {
+            let time = row["time"].num().unwrap() as i64;
+            let series = match row.get("metric") {
+                Some(Cell::Text(m)) => m.clone(),
+                _ => value.to_owned(),
+            };
+            let v = row
+                .get(value)
+                .unwrap_or_else(|| panic!("no column {value} in {row:?}"))
+                .num();
+            ((time, series), v)
+        })
+        .collect()
+}
+
+/// The single value of a one-row, one-column stat query (NULL: no value).
+fn single(frame: &Frame, column: &str) -> Option<f64> {
+    assert_eq!(frame.len(), 1, "one row: {frame:?}");
+    frame[0]
+        .get(column)
+        .unwrap_or_else(|| panic!("no column {column} in {frame:?}"))
+        .num()
+}
+
+#[track_caller]
+fn close(what: &str, got: Option<f64>, want: Option<f64>, tolerance: f64) {
+    match (got, want) {
+        (None, None) => {}
+        (Some(g), Some(w)) => assert!((g - w).abs() <= tolerance, "{what}: Grafana {g}, API {w}"),
+        _ => panic!("{what}: Grafana {got:?}, API {want:?}"),
+    }
+}
+
+/// Points compared so far (a view must compare some).
+static POINTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+#[track_caller]
+fn same_points(
+    what: &str,
+    got: &BTreeMap<(i64, String), Option<f64>>,
+    want: &BTreeMap<(i64, String), Option<f64>>,
+    tolerance: f64,
+) {
+    let gk: Vec<_> = got.keys().collect();
+    POINTS.fetch_add(want.len(), std::sync::atomic::Ordering::Relaxed);
+    let wk: Vec<_> = want.keys().collect();
+    assert_eq!(gk, wk, "{what}: the points");
+    for (k, w) in want {
+        close(&format!("{what} at {k:?}"), got[k], *w, tolerance);
+    }
+}
+
+// ---------------------------------------------------------------------
+// the data: 2026-01-01 and the first hours of 2026-01-02
+// ---------------------------------------------------------------------
+
+/// An endpoint whose name needs quoting in SQL.
+const QUOTED: &str = "o'neil-chat";
+
+fn session(worker: &str, ep: &str, spec: &str, gpus: i64, start: &str, end: &str) -> Value {
+    json!({"worker_id": worker, "endpoint": ep, "spec_name": spec, "gpu_count": gpus,
+        "started_at": start, "ended_at": end})
+}
+
+fn with_spec(mut r: Value, spec: &str) -> Value {
+    r["spec_name"] = spec.into();
+    r
+}
+
+/// Sessions for ep-a, ep-b and the quoted endpoint; tasks on them, one
+/// using more GPUs than its session offers (an incomplete capacity
+/// picture), tasks of ep-c and of the next morning without any session
+/// (no capacity), a task without a spec and one across midnight.
+async fn seed(app: &TestApp) {
+    let sessions = json!([
+        session(
+            "w1",
+            "ep-a",
+            "a100",
+            2,
+            "2026-01-01T10:00:00Z",
+            "2026-01-01T12:00:00Z"
+        ),
+        session(
+            "w2",
+            "ep-b",
+            "h100",
+            4,
+            "2026-01-01T10:30:00Z",
+            "2026-01-01T11:30:00Z"
+        ),
+        session(
+            "w3",
+            QUOTED,
+            "a100",
+            1,
+            "2026-01-01T13:00:00Z",
+            "2026-01-01T14:05:00Z"
+        ),
+    ]);
+    let res = app.post_json("/workers/sessions", &sessions).await;
+    let status = res.status();
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["inserted"], 3, "{body}");
+    let tasks = json!([
+        with_spec(
+            task(
+                "T1",
+                "ep-a",
+                1,
+                "2026-01-01T10:15:00Z",
+                "2026-01-01T10:45:00Z",
+                "COMPLETED"
+            ),
+            "a100"
+        ),
+        with_spec(
+            task(
+                "T2",
+                "ep-a",
+                2,
+                "2026-01-01T11:00:00Z",
+                "2026-01-01T11:30:30Z",
+                "FAILED"
+            ),
+            "a100"
+        ),
+        with_spec(
+            task(
+                "T3",
+                "ep-b",
+                4,
+                "2026-01-01T10:40:00Z",
+                "2026-01-01T11:10:00Z",
+                "COMPLETED"
+            ),
+            "h100"
+        ),
+        task(
+            "T4",
+            "ep-c",
+            1,
+            "2026-01-01T12:00:00Z",
+            "2026-01-01T12:30:00Z",
+            "COMPLETED"
+        ),
+        with_spec(
+            task(
+                "T5",
+                QUOTED,
+                2,
+                "2026-01-01T13:10:00Z",
+                "2026-01-01T13:20:00Z",
+                "COMPLETED"
+            ),
+            "a100"
+        ),
+        with_spec(
+            task(
+                "T6",
+                "ep-b",
+                1,
+                "2026-01-01T23:30:00Z",
+                "2026-01-02T00:30:00Z",
+                "FAILED"
+            ),
+            "h100"
+        ),
+        with_spec(
+            task(
+                "T7",
+                "ep-a",
+                2,
+                "2026-01-02T01:00:00Z",
+                "2026-01-02T01:20:00.500Z",
+                "COMPLETED"
+            ),
+            "l4"
+        ),
+    ]);
+    app.ingest(&tasks).await;
+    app.aggregate("granularity=all&start_time=2026-01-01T00:00:00Z&end_time=2026-01-02T00:00:00Z")
+        .await;
+    app.aggregate("granularity=all&start_time=2026-01-02T00:00:00Z&end_time=2026-01-02T12:00:00Z")
+        .await;
+}
+
+// ---------------------------------------------------------------------
+// the API's answer for a range
+// ---------------------------------------------------------------------
+
+struct ApiRead {
+    rows: Vec<Value>,
+    summary: Value,
+}
+
+async fn api(
+    app: &TestApp,
+    level: &str,
+    scope: &str,
+    value: Option<&str>,
+    from: &str,
+    to: &str,
+) -> ApiRead {
+    let mut path = format!("/{level}?scope_type={scope}&start_time={from}&end_time={to}");
+    if let Some(v) = value {
+        path.push_str(&format!("&scope_value={}", encode(v)));
+    }
+    let pages = app.pages(&path).await;
+    ApiRead {
+        summary: pages[0]["summary"].clone(),
+        rows: pages
+            .iter()
+            .flat_map(|p| p["data"].as_array().unwrap().clone())
+            .collect(),
+    }
+}
+
+fn encode(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn bucket_secs(row: &Value) -> i64 {
+    t(row["time_bucket"].as_str().unwrap()).timestamp()
+}
+
+/// `(bucket, series) → field` of API rows; `series` is the scope value
+/// (or `name` for global rows).
+fn api_points(
+    rows: &[Value],
+    field: &str,
+    name: &str,
+    keep: &dyn Fn(&str) -> bool,
+) -> BTreeMap<(i64, String), Option<f64>> {
+    rows.iter()
+        .filter(|r| r["scope_value"].as_str().is_none_or(keep))
+        .map(|r| {
+            let series = r["scope_value"].as_str().unwrap_or(name).to_owned();
+            ((bucket_secs(r), series), r[field].as_f64())
+        })
+        .collect()
+}
+
+fn opt(v: &Value) -> Option<f64> {
+    v.as_f64()
+}
+
+fn ratio(num: &Value, den: &Value) -> Option<f64> {
+    let d = den.as_f64().unwrap();
+    (d > 0.0).then(|| num.as_f64().unwrap() / d)
+}
+
+/// capacity_complete as the dashboard shows it: 1, 0, or NULL.
+fn complete_flag(v: &Value) -> Option<f64> {
+    v.as_bool().map(|b| if b { 1.0 } else { 0.0 })
+}
+
+// ---------------------------------------------------------------------
+// the SQL panels against the API
+// ---------------------------------------------------------------------
+
+/// One view: a time range as Grafana sends it, the level it reads, the
+/// interval of one bucket of that level, and the API's half-open range.
+struct View {
+    name: &'static str,
+    granularity: &'static str,
+    from: &'static str,
+    /// Grafana's `to`: the end itself, or a millisecond before it as
+    /// Grafana's "Yesterday" / "Today so far" ranges end.
+    to: &'static str,
+    api_end: &'static str,
+    level: &'static str,
+    bucket: &'static str,
+    /// A coarser `$__interval` (several buckets in one point).
+    coarse: &'static str,
+}
+
+const VIEWS: [View; 4] = [
+    View {
+        name: "a day, hourly (auto)",
+        granularity: "auto",
+        from: "2026-01-01T00:00:00Z",
+        to: "2026-01-01T23:59:59.999Z",
+        api_end: "2026-01-02T00:00:00Z",
+        level: "hourly",
+        bucket: "1h",
+        coarse: "1d",
+    },
+    View {
+        name: "four hours, minute (auto)",
+        granularity: "auto",
+        from: "2026-01-01T10:00:00Z",
+        to: "2026-01-01T14:00:00Z",
+        api_end: "2026-01-01T14:00:00Z",
+        level: "minute",
+        bucket: "1m",
+        coarse: "1h",
+    },
+    View {
+        name: "two days, daily (chosen)",
+        granularity: "daily",
+        from: "2026-01-01T00:00:00Z",
+        to: "2026-01-02T23:59:59.999Z",
+        api_end: "2026-01-03T00:00:00Z",
+        level: "daily",
+        bucket: "1d",
+        coarse: "1w",
+    },
+    View {
+        name: "a morning with tasks and no sessions, minute (auto)",
+        granularity: "auto",
+        from: "2026-01-02T00:00:00Z",
+        to: "2026-01-02T06:00:00Z",
+        api_end: "2026-01-02T06:00:00Z",
+        level: "minute",
+        bucket: "1m",
+        coarse: "6h",
+    },
+];
+
+/// Endpoints and specs to select: all (what Include All sends: every
+/// option of the variable), one, and several.
+fn selections(all: &[String], one: &str, several: &[&str]) -> Vec<Vec<String>> {
+    vec![
+        all.to_vec(),
+        vec![one.to_owned()],
+        several.iter().map(|s| (*s).to_owned()).collect(),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_panels_show_what_the_api_returns() {
+    let app = spawn_app(TestDb::new(Backend::MySql).await).await;
+    seed(&app).await;
+    let d = dashboard();
+    let conn = app.db.db.clone();
+    for view in &VIEWS {
+        check_view(&app, &conn, &d, view).await;
+    }
+    // Auto picks the daily level beyond 7 days.
+    let vars = BTreeMap::from([("granularity", Var::One("auto".into()))]);
+    let ctx = Ctx {
+        vars: &vars,
+        from: t("2025-12-04T00:00:00Z"),
+        to: t("2026-01-03T00:00:00Z"),
+        interval: "1h",
+    };
+    let level = run_ok(
+        &conn,
+        "variable level",
+        variable_query(variable(&d, "level")),
+        &ctx,
+    )
+    .await;
+    assert_eq!(level[0]["level"], Cell::Text("daily".into()));
+    app.finish().await;
+}
+
+async fn check_view(app: &TestApp, conn: &DatabaseConnection, d: &Value, view: &View) {
+    let what = view.name;
+    let (from, to) = (t(view.from), t(view.to));
+    // The hidden `level` variable from Granularity and the range.
+    let gran = BTreeMap::from([("granularity", Var::One(view.granularity.into()))]);
+    let base = Ctx {
+        vars: &gran,
+        from,
+        to,
+        interval: view.bucket,
+    };
+    let level = run_ok(
+        conn,
+        "variable level",
+        variable_query(variable(d, "level")),
+        &base,
+    )
+    .await;
+    assert_eq!(level.len(), 1);
+    assert_eq!(level[0]["level"], Cell::Text(view.level.into()), "{what}");
+
+    // The endpoint and spec options: what has statistics in the range.
+    let options = |frame: Frame| -> Vec<String> {
+        frame
+            .into_iter()
+            .map(|r| match r.into_values().next() {
+                Some(Cell::Text(s)) => s,
+                other => panic!("option {other:?}"),
+            })
+            .collect()
+    };
+    let endpoints = options(
+        run_ok(
+            conn,
+            "variable endpoint",
+            variable_query(variable(d, "endpoint")),
+            &base,
+        )
+        .await,
+    );
+    let specs = options(
+        run_ok(
+            conn,
+            "variable spec",
+            variable_query(variable(d, "spec")),
+            &base,
+        )
+        .await,
+    );
+    let api_ep = api(app, "daily", "endpoint", None, view.from, view.api_end).await;
+    let api_sp = api(app, "daily", "spec", None, view.from, view.api_end).await;
+    let distinct = |r: &ApiRead| -> Vec<String> {
+        let s: BTreeSet<String> = r
+            .rows
+            .iter()
+            .map(|x| x["scope_value"].as_str().unwrap().to_owned())
+            .collect();
+        s.into_iter().collect()
+    };
+    assert_eq!(endpoints, distinct(&api_ep), "{what}: endpoint options");
+    assert_eq!(specs, distinct(&api_sp), "{what}: spec options");
+
+    let (lvl, from_s, end_s) = (view.level, view.from, view.api_end);
+    let global = api(app, lvl, "global", None, from_s, end_s).await;
+    let ep_rows = api(app, lvl, "endpoint", None, from_s, end_s).await.rows;
+    let sp_rows = api(app, lvl, "spec", None, from_s, end_s).await.rows;
+    // The summary of every value with rows at this level in the range.
+    let mut summaries: BTreeMap<(String, String), Value> = BTreeMap::new();
+    for (kind, rows) in [("endpoint", &ep_rows), ("spec", &sp_rows)] {
+        let present: BTreeSet<&str> = rows
+            .iter()
+            .map(|r| r["scope_value"].as_str().unwrap())
+            .collect();
+        for n in present {
+            let s = api(app, lvl, kind, Some(n), from_s, end_s).await.summary;
+            summaries.insert((kind.to_owned(), n.to_owned()), s);
+        }
+    }
+
+    let ep_choices = selections(&endpoints, "ep-b", &["ep-a", QUOTED]);
+    let sp_choices = selections(&specs, "a100", &["a100", "h100"]);
+    for (ep_sel, sp_sel) in ep_choices.iter().zip(sp_choices.iter().cycle()) {
+        let vars = BTreeMap::from([
+            ("granularity", Var::One(view.granularity.into())),
+            ("level", Var::One(view.level.into())),
+            ("endpoint", Var::Multi(ep_sel.clone())),
+            ("spec", Var::Multi(sp_sel.clone())),
+        ]);
+        let ctx = Ctx {
+            vars: &vars,
+            from,
+            to,
+            interval: view.bucket,
+        };
+        let what = format!("{what}, endpoints {ep_sel:?}, specs {sp_sel:?}");
+        // Every query of the dashboard runs and is shaped as Grafana needs.
+        for q in sql_queries(d) {
+            let frame = run_ok(conn, &q.place, &q.sql, &ctx).await;
+            if q.format == "time_series" {
+                check_time_series(&format!("{what}: {}", q.place), &frame);
+            }
+        }
+        let sel = Selection {
+            endpoints: ep_sel,
+            specs: sp_sel,
+        };
+        stats_match(conn, d, &ctx, &global.summary, &what).await;
+        let before = POINTS.load(std::sync::atomic::Ordering::Relaxed);
+        series_match(conn, d, &ctx, &global.rows, &ep_rows, &sp_rows, &sel, &what).await;
+        let compared = POINTS.load(std::sync::atomic::Ordering::Relaxed) - before;
+        assert!(compared >= 10, "{what}: only {compared} points compared");
+        tables_match(conn, d, &ctx, &summaries, &sel, &what).await;
+        let coarse = Ctx {
+            interval: view.coarse,
+            ..ctx
+        };
+        coarse_sums_match(conn, d, &coarse, &summaries, &sel, &what).await;
+    }
+}
+
+struct Selection<'a> {
+    endpoints: &'a [String],
+    specs: &'a [String],
+}
+
+/// The stat panels: the global summary of the range.
+async fn stats_match(conn: &DatabaseConnection, d: &Value, ctx: &Ctx<'_>, s: &Value, what: &str) {
+    let stat = |title: &'static str, column: &'static str| async move {
+        single(
+            &run_ok(conn, title, &panel_sql(d, title), ctx).await,
+            column,
+        )
+    };
+    let w = |p: &str| format!("{what}: {p}");
+    // SUM over no rows is NULL; the panels show 0 for it (noValue).
+    let zero = |v: Option<f64>| v.or(Some(0.0));
+    close(
+        &w("GPU-hours"),
+        zero(stat("GPU-hours", "gpu_hours").await),
+        opt(&s["total_gpu_hours"]),
+        1e-6,
+    );
+    close(
+        &w("Tasks"),
+        zero(stat("Tasks", "tasks").await),
+        opt(&s["total_tasks"]),
+        0.0,
+    );
+    close(
+        &w("Completed"),
+        zero(stat("Completed tasks", "completed_tasks").await),
+        opt(&s["completed_tasks"]),
+        0.0,
+    );
+    close(
+        &w("Failed"),
+        zero(stat("Failed tasks", "failed_tasks").await),
+        opt(&s["failed_tasks"]),
+        0.0,
+    );
+    close(
+        &w("Failure rate"),
+        stat("Failure rate", "failure_rate").await,
+        ratio(&s["failed_tasks"], &s["total_tasks"]),
+        1e-12,
+    );
+    // The API rounds utilisation to 4 decimals.
+    close(
+        &w("Utilisation"),
+        stat("Utilisation", "utilisation").await,
+        opt(&s["utilization_rate"]),
+        5.0001e-5,
+    );
+    close(
+        &w("Available"),
+        zero(stat("Available GPU-hours", "available_gpu_hours").await),
+        opt(&s["available_gpu_hours"]),
+        1e-6,
+    );
+    close(
+        &w("Idle"),
+        zero(stat("Idle GPU-hours", "idle_gpu_hours").await),
+        opt(&s["idle_gpu_hours"]),
+        1e-6,
+    );
+    close(
+        &w("Peak in use"),
+        zero(stat("Peak GPUs in use", "peak_gpus_in_use").await),
+        opt(&s["peak_gpus_in_use"]),
+        0.0,
+    );
+    close(
+        &w("Peak available"),
+        zero(stat("Peak GPUs available", "peak_gpus_available").await),
+        opt(&s["peak_gpus_available"]),
+        0.0,
+    );
+    close(
+        &w("Capacity reports"),
+        stat("Capacity reports", "capacity_complete").await,
+        complete_flag(&s["capacity_complete"]),
+        0.0,
+    );
+}
+
+/// The time series panels, one point per bucket of the level.
+#[allow(clippy::too_many_arguments)]
+async fn series_match(
+    conn: &DatabaseConnection,
+    d: &Value,
+    ctx: &Ctx<'_>,
+    global: &[Value],
+    endpoints: &[Value],
+    specs: &[Value],
+    sel: &Selection<'_>,
+    what: &str,
+) {
+    let frame =
+        |title: &'static str| async move { run_ok(conn, title, &panel_sql(d, title), ctx).await };
+    let all = |_: &str| true;
+    let in_ep = |v: &str| sel.endpoints.iter().any(|e| e == v);
+    let in_sp = |v: &str| sel.specs.iter().any(|e| e == v);
+    let w = |p: &str| format!("{what}: {p}");
+
+    let f = frame("GPU-hours by endpoint").await;
+    same_points(
+        &w("GPU-hours by endpoint"),
+        &points(&f, "gpu_hours"),
+        &api_points(endpoints, "total_gpu_hours", "", &in_ep),
+        1e-6,
+    );
+    let f = frame("GPU-hours by spec").await;
+    same_points(
+        &w("GPU-hours by spec"),
+        &points(&f, "gpu_hours"),
+        &api_points(specs, "total_gpu_hours", "", &in_sp),
+        1e-6,
+    );
+
+    let f = frame("Tasks completed vs failed").await;
+    for col in ["completed", "failed"] {
+        let field = format!("{col}_tasks");
+        same_points(
+            &w(col),
+            &points(&f, col),
+            &api_points(global, &field, col, &all),
+            0.0,
+        );
+    }
+    let f = frame("Failure rate per interval").await;
+    let want: BTreeMap<_, _> = global
+        .iter()
+        .map(|r| {
+            (
+                (bucket_secs(r), "failure_rate".to_owned()),
+                ratio(&r["failed_tasks"], &r["total_tasks"]),
+            )
+        })
+        .collect();
+    same_points(
+        &w("Failure rate"),
+        &points(&f, "failure_rate"),
+        &want,
+        1e-12,
+    );
+    let f = frame("Failed tasks by endpoint").await;
+    same_points(
+        &w("Failed tasks by endpoint"),
+        &points(&f, "failed"),
+        &api_points(endpoints, "failed_tasks", "", &in_ep),
+        0.0,
+    );
+
+    let f = frame("Used, available and idle GPU-hours").await;
+    for (col, field) in [
+        ("used", "total_gpu_hours"),
+        ("available", "available_gpu_hours"),
+        ("idle", "idle_gpu_hours"),
+    ] {
+        same_points(
+            &w(col),
+            &points(&f, col),
+            &api_points(global, field, col, &all),
+            1e-6,
+        );
+    }
+    let f = frame("Utilisation per interval").await;
+    same_points(
+        &w("Utilisation"),
+        &points(&f, "utilisation"),
+        &api_points(global, "utilization_rate", "utilisation", &all),
+        5.0001e-5,
+    );
+    let f = frame("Utilisation by endpoint").await;
+    same_points(
+        &w("Utilisation by endpoint"),
+        &points(&f, "utilisation"),
+        &api_points(endpoints, "utilization_rate", "", &in_ep),
+        5.0001e-5,
+    );
+    let f = frame("Utilisation by spec").await;
+    same_points(
+        &w("Utilisation by spec"),
+        &points(&f, "utilisation"),
+        &api_points(specs, "utilization_rate", "", &in_sp),
+        5.0001e-5,
+    );
+    let f = frame("Idle GPU-hours by spec").await;
+    same_points(
+        &w("Idle by spec"),
+        &points(&f, "idle_gpu_hours"),
+        &api_points(specs, "idle_gpu_hours", "", &in_sp),
+        1e-6,
+    );
+    let f = frame("Peak concurrency").await;
+    same_points(
+        &w("peak in use"),
+        &points(&f, "in_use"),
+        &api_points(global, "peak_gpus_in_use", "in_use", &all),
+        0.0,
+    );
+    same_points(
+        &w("peak available"),
+        &points(&f, "available"),
+        &api_points(global, "peak_gpus_available", "available", &all),
+        0.0,
+    );
+}
+
+/// The Endpoints and Specs tables: one row per selected value with data,
+/// its figures the API's summary for that value.
+async fn tables_match(
+    conn: &DatabaseConnection,
+    d: &Value,
+    ctx: &Ctx<'_>,
+    summaries: &BTreeMap<(String, String), Value>,
+    sel: &Selection<'_>,
+    what: &str,
+) {
+    for (title, kind, chosen) in [
+        ("Endpoints", "endpoint", sel.endpoints),
+        ("Specs", "spec", sel.specs),
+    ] {
+        let frame = run_ok(conn, title, &panel_sql(d, title), ctx).await;
+        let names: BTreeSet<String> = frame
+            .iter()
+            .map(|r| match &r[kind] {
+                Cell::Text(s) => s.clone(),
+                other => panic!("{title}: name {other:?}"),
+            })
+            .collect();
+        let want: BTreeSet<String> = chosen
+            .iter()
+            .filter(|c| summaries.contains_key(&(kind.to_owned(), (*c).clone())))
+            .cloned()
+            .collect();
+        assert_eq!(
+            names, want,
+            "{what}: {title} rows: the chosen values with data"
+        );
+        let mut last = f64::MAX;
+        for row in &frame {
+            let Cell::Text(name) = &row[kind] else {
+                unreachable!()
+            };
+            let s = &summaries[&(kind.to_owned(), name.clone())];
+            let w = |c: &str| format!("{what}: {title} {name} {c}");
+            let gpu = row["gpu_hours"].num();
+            assert!(
+                gpu.unwrap_or(0.0) <= last,
+                "{what}: {title} sorted by GPU-hours"
+            );
+            last = gpu.unwrap_or(0.0);
+            close(&w("gpu_hours"), gpu, opt(&s["total_gpu_hours"]), 1e-6);
+            close(&w("tasks"), row["tasks"].num(), opt(&s["total_tasks"]), 0.0);
+            close(
+                &w("failed"),
+                row["failed"].num(),
+                opt(&s["failed_tasks"]),
+                0.0,
+            );
+            close(
+                &w("failure_rate"),
+                row["failure_rate"].num(),
+                ratio(&s["failed_tasks"], &s["total_tasks"]),
+                1e-12,
+            );
+            close(
+                &w("available"),
+                row["available_gpu_hours"].num(),
+                opt(&s["available_gpu_hours"]),
+                1e-6,
+            );
+            close(
+                &w("idle"),
+                row["idle_gpu_hours"].num(),
+                opt(&s["idle_gpu_hours"]),
+                1e-6,
+            );
+            close(
+                &w("utilisation"),
+                row["utilisation"].num(),
+                opt(&s["utilization_rate"]),
+                5.0001e-5,
+            );
+            close(
+                &w("peak in use"),
+                row["peak_gpus_in_use"].num(),
+                opt(&s["peak_gpus_in_use"]),
+                0.0,
+            );
+            close(
+                &w("peak available"),
+                row["peak_gpus_available"].num(),
+                opt(&s["peak_gpus_available"]),
+                0.0,
+            );
+            close(
+                &w("capacity"),
+                row["capacity_complete"].num(),
+                complete_flag(&s["capacity_complete"]),
+                0.0,
+            );
+        }
+    }
+}
+
+/// With `$__interval` wider than a bucket, points sum several buckets:
+/// over the range they add up to each value's summary.
+async fn coarse_sums_match(
+    conn: &DatabaseConnection,
+    d: &Value,
+    ctx: &Ctx<'_>,
+    summaries: &BTreeMap<(String, String), Value>,
+    sel: &Selection<'_>,
+    what: &str,
+) {
+    for (title, kind, chosen) in [
+        ("GPU-hours by endpoint", "endpoint", sel.endpoints),
+        ("GPU-hours by spec", "spec", sel.specs),
+    ] {
+        let f = run_ok(conn, title, &panel_sql(d, title), ctx).await;
+        check_time_series(title, &f);
+        let step = parse_interval(ctx.interval).unwrap() as i64;
+        let mut sums: BTreeMap<String, f64> = BTreeMap::new();
+        for ((time, series), v) in points(&f, "gpu_hours") {
+            assert_eq!(
+                time % step,
+                0,
+                "{what}: {title} points on {} boundaries",
+                ctx.interval
+            );
+            *sums.entry(series).or_default() += v.unwrap();
+        }
+        let want: BTreeSet<&String> = chosen
+            .iter()
+            .filter(|c| summaries.contains_key(&(kind.to_owned(), (*c).clone())))
+            .collect();
+        assert_eq!(
+            sums.keys().collect::<BTreeSet<_>>(),
+            want,
+            "{what}: {title} series"
+        );
+        for name in want {
+            let s = &summaries[&(kind.to_owned(), name.clone())];
+            close(
+                &format!("{what}: {title} {name} per {}", ctx.interval),
+                sums.get(name).copied(),
+                opt(&s["total_gpu_hours"]),
+                1e-6,
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------
+// PromQL against the API's and the worker's /metrics
+// ---------------------------------------------------------------------
+
+/// Words that are PromQL, not metric names: operators and the
+/// aggregations (which may stand before `by (...)` without a parenthesis).
+const PROMQL_WORDS: [&str; 25] = [
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "and",
+    "or",
+    "unless",
+    "offset",
+    "bool",
+    "inf",
+    "nan",
+    "sum",
+    "min",
+    "max",
+    "avg",
+    "count",
+    "stddev",
+    "stdvar",
+    "topk",
+    "bottomk",
+    "quantile",
+    "count_values",
+    "group",
+];
+
+/// What one PromQL expression reads: metric names, the labels it groups
+/// by, and the labels its matchers test (`job`, the scrape's own label,
+/// left out).
+#[derive(Debug, Default)]
+struct PromUse {
+    metrics: BTreeSet<String>,
+    labels: BTreeSet<String>,
+}
+
+fn promql_use(expr: &str) -> PromUse {
+    let c: Vec<char> = expr.chars().collect();
+    let mut u = PromUse::default();
+    let mut i = 0;
+    let skip_quoted = |i: &mut usize| {
+        let q = c[*i];
+        *i += 1;
+        while *i < c.len() && c[*i] != q {
+            if c[*i] == '\\' {
+                *i += 1;
+            }
+            *i += 1;
+        }
+        *i += 1;
+    };
+    let word = |i: &mut usize| -> String {
+        let start = *i;
+        while *i < c.len() && (c[*i].is_ascii_alphanumeric() || c[*i] == '_' || c[*i] == ':') {
+            *i += 1;
+        }
+        c[start..*i].iter().collect()
+    };
+    let next_non_space = |mut i: usize| {
+        while i < c.len() && c[i].is_whitespace() {
+            i += 1;
+        }
+        i
+    };
+    while i < c.len() {
+        let ch = c[i];
+        if ch == '"' || ch == '\'' || ch == '`' {
+            skip_quoted(&mut i);
+        } else if ch == '[' {
+            while i < c.len() && c[i] != ']' {
+                i += 1;
+            }
+            i += 1;
+        } else if ch == '{' {
+            // Label matchers: name op "value", ...
+            i += 1;
+            while i < c.len() && c[i] != '}' {
+                if c[i] == '"' || c[i] == '\'' || c[i] == '`' {
+                    skip_quoted(&mut i);
+                } else if c[i].is_ascii_alphabetic() || c[i] == '_' {
+                    let label = word(&mut i);
+                    if label != "job" {
+                        u.labels.insert(label);
+                    }
+                } else {
+                    i += 1;
+                }
+            }
+            i += 1;
+        } else if ch.is_ascii_digit()
+            || (ch == '.' && c.get(i + 1).is_some_and(char::is_ascii_digit))
+        {
+            while i < c.len() && (c[i].is_ascii_alphanumeric() || c[i] == '.') {
+                i += 1;
+            }
+        } else if ch.is_ascii_alphabetic() || ch == '_' || ch == ':' {
+            let w = word(&mut i);
+            let j = next_non_space(i);
+            let grouping = [
+                "by",
+                "without",
+                "on",
+                "ignoring",
+                "group_left",
+                "group_right",
+            ];
+            if grouping.contains(&w.as_str()) && c.get(j) == Some(&'(') {
+                let close = (j..c.len()).find(|&k| c[k] == ')').expect("closing )");
+                let list: String = c[j + 1..close].iter().collect();
+                for l in list.split(',').map(str::trim).filter(|l| !l.is_empty()) {
+                    u.labels.insert(l.to_owned());
+                }
+                i = close + 1;
+            } else if c.get(j) == Some(&'(')
+                || PROMQL_WORDS.contains(&w.to_ascii_lowercase().as_str())
+            {
+                // a function, or an operator word
+            } else {
+                u.metrics.insert(w);
+            }
+        } else if ch == '$' {
+            i += 1;
+            word(&mut i);
+        } else {
+            i += 1;
+        }
+    }
+    u
+}
+
+#[test]
+fn promql_use_reads_names_and_labels() {
+    let u = promql_use(
+        r#"histogram_quantile(0.95, sum by (exported_job, le) (rate(a_b_bucket{job=~"$w", level="x"}[$__rate_interval]))) / on (x) b_total - 60 > bool 1e3"#,
+    );
+    assert_eq!(
+        u.metrics,
+        BTreeSet::from(["a_b_bucket".into(), "b_total".into()])
+    );
+    assert_eq!(
+        u.labels,
+        BTreeSet::from([
+            "exported_job".into(),
+            "le".into(),
+            "level".into(),
+            "x".into()
+        ])
+    );
+}
+
+/// Sample lines of an exposition: metric name → the label names seen on it.
+fn samples(text: &str) -> BTreeMap<String, BTreeSet<String>> {
+    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let name_end = line.find(['{', ' ']).unwrap_or(line.len());
+        let labels = out.entry(line[..name_end].to_owned()).or_default();
+        if line[name_end..].starts_with('{') {
+            let body = &line[name_end + 1..line.rfind('}').unwrap()];
+            // label="value",... (values may hold commas; names never do)
+            let mut rest = body;
+            while let Some(eq) = rest.find("=\"") {
+                labels.insert(rest[..eq].trim_start_matches(',').to_owned());
+                let mut k = eq + 2;
+                let bytes = rest.as_bytes();
+                while k < bytes.len() && bytes[k] != b'"' {
+                    if bytes[k] == b'\\' {
+                        k += 1;
+                    }
+                    k += 1;
+                }
+                rest = &rest[k + 1..];
+            }
+        }
+    }
+    out
+}
+
+/// Checks every metric and label of `expr` against the exposition of the
+/// process it selects. Prometheus renames a scraped `job` label to
+/// `exported_job` (the scrape's own `job` wins), so `exported_job` is the
+/// metric's `job`.
+fn check_expr(
+    place: &str,
+    expr: &str,
+    api: &BTreeMap<String, BTreeSet<String>>,
+    worker: &BTreeMap<String, BTreeSet<String>>,
+) {
+    let (process, exposition) = if expr.contains("$api_job") {
+        ("API", api)
+    } else if expr.contains("$worker_job") {
+        ("worker", worker)
+    } else {
+        panic!("{place}: {expr} selects neither $api_job nor $worker_job");
+    };
+    let u = promql_use(expr);
+    assert!(!u.metrics.is_empty(), "{place}: no metric in {expr}");
+    let mut labels_seen = BTreeSet::new();
+    for m in &u.metrics {
+        assert!(
+            m.starts_with("gpu_usage_"),
+            "{place}: {m} is not one of the service's metrics"
+        );
+        let labels = exposition
+            .get(m)
+            .unwrap_or_else(|| panic!("{place}: {m} is not in the {process}'s /metrics"));
+        labels_seen.extend(labels.iter().cloned());
+    }
+    for l in &u.labels {
+        let on_metric = if l == "exported_job" {
+            "job"
+        } else {
+            l.as_str()
+        };
+        assert!(
+            labels_seen.contains(on_metric),
+            "{place}: label {l} is on none of {:?} in the {process}'s /metrics",
+            u.metrics
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promql_metrics_are_served() {
+    let app = spawn_app(TestDb::new(Backend::MySql).await).await;
+    // Requests of each kind the API counts: reads, an ingest, a refusal.
+    app.ingest(&json!([task(
+        "m1",
+        "ep-a",
+        1,
+        "2026-01-02T10:00:00Z",
+        "2026-01-02T10:05:00Z",
+        "COMPLETED"
+    )]))
+    .await;
+    app.get_json("/hourly?scope_type=global").await;
+    assert_eq!(app.get("/hourly?scope_type=nope").await.status(), 400);
+    let api_text = app
+        .client
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+
+    let worker_text = worker_metrics(&app.db.db).await;
+    let (api_s, worker_s) = (samples(&api_text), samples(&worker_text));
+
+    let d = dashboard();
+    let mut n = 0;
+    for p in panels(&d) {
+        for target in p["targets"].as_array().into_iter().flatten() {
+            if is_prometheus(&target["datasource"]) {
+                let place = format!("panel {:?} {}", p["title"], target["refId"]);
+                check_expr(&place, target["expr"].as_str().unwrap(), &api_s, &worker_s);
+                n += 1;
+            }
+        }
+    }
+    assert!(n >= 20, "{n} PromQL queries");
+    // The job variables: label_values(metric, job).
+    for (name, exposition) in [("api_job", &api_s), ("worker_job", &worker_s)] {
+        let q = variable_query(variable(&d, name));
+        let metric = q
+            .strip_prefix("label_values(")
+            .and_then(|r| r.split(',').next())
+            .unwrap_or_else(|| panic!("{name}: {q}"))
+            .trim();
+        assert!(
+            exposition.contains_key(metric),
+            "{name}: {metric} not served"
+        );
+    }
+    app.finish().await;
+}
+
+/// The worker's `/metrics` (its own HTTP server) after the jobs ran, one
+/// skipped on a held lock; the stream gauges and counts are what the
+/// consumer and the scrape record from Redis, set the same way here.
+async fn worker_metrics(db: &DatabaseConnection) -> String {
+    let clock = Arc::new(ManualClock::frozen(now()));
+    let ctx = Arc::new(JobContext {
+        env: JobEnv {
+            db: db.clone(),
+            runner: "grafana-test".into(),
+            clock: clock.clone(),
+        },
+        engine: gpu_usage_core::EngineConfig::default(),
+        metrics: Arc::new(Metrics::new()),
+    });
+    let ran = run_job(&ctx, JobName::MinuteRollup).await;
+    assert!(
+        matches!(ran, JobOutcome::Ran { rows_written, .. } if rows_written > 0),
+        "{ran:?}"
+    );
+    for job in [JobName::Capacity, JobName::DailyRollup, JobName::Cleanup] {
+        let outcome = run_job(&ctx, job).await;
+        assert!(
+            !matches!(outcome, JobOutcome::Failed { .. }),
+            "{job}: {outcome:?}"
+        );
+    }
+    {
+        let _held = gpu_usage_core::locks::try_lock(db, JobName::HourlyRollup)
+            .await
+            .unwrap()
+            .expect("the hourly lock is free");
+        assert!(matches!(
+            run_job(&ctx, JobName::HourlyRollup).await,
+            JobOutcome::Skipped
+        ));
+    }
+    ctx.metrics.stream_entries("inserted", 2);
+    ctx.metrics.set_stream(Some(Some(StreamLag {
+        stream: "gpu_usage:records".into(),
+        group: "gpu-usage-worker".into(),
+        lag: Some(0),
+        pending: 0,
+    })));
+    let state = gpu_usage_worker::http::AppState {
+        db: db.clone(),
+        metrics: ctx.metrics.clone(),
+        clock,
+        redis: None,
+    };
+    let (server, addrs) = gpu_usage_worker::http::start("127.0.0.1", 0, state).unwrap();
+    let handle = server.handle();
+    let task = tokio::spawn(server);
+    let text = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .get(format!("http://{}/metrics", addrs[0]))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    handle.stop(true).await;
+    task.await.unwrap().unwrap();
+    text
+}
