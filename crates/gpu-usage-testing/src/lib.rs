@@ -15,6 +15,7 @@
 //! - [`rows`]: rows written straight to the tables, and records read back.
 //! - [`snapshot`]: statistics as two databases agree on them, and the
 //!   reference a snapshot is compared with.
+//! - [`proxy`]: a controllable TCP proxy (cut, refuse, random drops) for fault-injection tests.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 pub mod db;
@@ -22,6 +23,7 @@ pub mod engine;
 pub mod generators;
 pub mod levels;
 pub mod model;
+pub mod proxy;
 pub mod records;
 pub mod rows;
 pub mod sessions;
