@@ -21,7 +21,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 
-import { makeRecords, seed } from "./seed.mjs";
+import { OVERCAP_TASK, makeRecords, seed, sessionsStart } from "./seed.mjs";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, "../..");
@@ -158,6 +158,9 @@ function bySum(rows) {
   return [...m.values()].sort((a, b) => b.gpu - a.gpu || (a.name < b.name ? -1 : 1));
 }
 
+/** Tolerance of a number the page shows with fmtGpuH (half its last digit). */
+const gpuTol = (v) => (Math.abs(v) >= 1000 ? 0.5 : Math.abs(v) >= 100 ? 0.05 : Math.abs(v) >= 1 ? 0.005 : 0.0005) + 1e-9;
+
 function assertClose(actual, expected, what) {
   assert.equal(actual.length, expected.length, `${what}: length`);
   for (let i = 0; i < expected.length; i++) {
@@ -235,7 +238,8 @@ async function checkChartsMatchApi(page, base, headers = {}) {
   const cards = await page.$$eval("#cards .card", (els) => Object.fromEntries(els.map((e) => [e.dataset.card, e.querySelector(".card-value").textContent.trim()])));
   const num = (s) => Number((s.replace(/,/g, "").match(/-?\d+(\.\d+)?/) || ["NaN"])[0]);
   const gpuCard = num(cards.gpu_hours);
-  assert.ok(Math.abs(gpuCard - exp.main.summary.total_gpu_hours) <= Math.max(0.0006, exp.main.summary.total_gpu_hours * 0.0006), `GPU-hours card ${cards.gpu_hours}`);
+  // Shown with 3, 2, 1 or 0 decimals by size (fmtGpuH): within half the last digit.
+  assert.ok(Math.abs(gpuCard - exp.main.summary.total_gpu_hours) <= gpuTol(exp.main.summary.total_gpu_hours), `GPU-hours card ${cards.gpu_hours}`);
   assert.equal(num(cards.tasks), exp.main.summary.total_tasks, `tasks card ${cards.tasks}`);
   if (exp.main.summary.total_tasks > 0) {
     const rate = (100 * exp.main.summary.failed_tasks) / exp.main.summary.total_tasks;
@@ -305,12 +309,13 @@ async function shot(page, name) {
 }
 
 let main; // seeded, no tokens (admin for everyone on loopback)
+let mainRecords; // what was seeded into it (records, and .sessions)
 
 before(async () => {
   assert.ok(fs.existsSync(BIN), `no server binary at ${BIN} (set GPU_USAGE_BIN or build gpu-usage)`);
   assert.ok(fs.existsSync(CHROMIUM), `no Chromium at ${CHROMIUM}`);
   main = await startServer("main");
-  await seed(main.base, { nowMs: Date.now() });
+  mainRecords = await seed(main.base, { nowMs: Date.now() });
   context = await chromium.launchPersistentContext(fs.mkdtempSync(path.join(TMP, "chromium-")), {
     executablePath: CHROMIUM,
     headless: true,
@@ -487,7 +492,7 @@ test("Download CSV is exactly the table", async () => {
   const shown = await page.$$eval("#top-table tr", (trs) => trs.map((tr) => [...tr.cells].map((c) => c.textContent.trim())));
   assert.deepEqual(csv, shown);
   assert.ok(shown.length > 12, "header, 11 endpoints, specs");
-  assert.deepEqual(shown[0], ["Kind", "Name", "GPU-hours", "Share of GPU-hours", "Tasks", "Failed", "Failure rate"]);
+  assert.deepEqual(shown[0], ["Kind", "Name", "GPU-hours", "Share of GPU-hours", "Tasks", "Failed", "Failure rate", "Available GPU-h", "Utilisation"]);
   assert.ok(shown.some((r) => r[1] === "(no spec)"));
 
   // And the table's figures are the API's.
@@ -571,7 +576,7 @@ test("freshness badge follows /status", async () => {
 
 test("capacity: a clear message while none is reported, charts once rows carry it", async () => {
   const page = await newPage();
-  await page.goto(`${main.base}/dashboard#range=24h`);
+  await page.goto(`${main.base}/dashboard${noSessionsHash()}`);
   await settled(page);
   assert.ok(await page.isVisible("#capacity-missing"));
   assert.match(await page.textContent("#capacity-missing"), /No capacity reported for this range/);
@@ -623,6 +628,201 @@ test("capacity: a clear message while none is reported, charts once rows carry i
   assert.match(await page.textContent('[data-card="utilization"] .card-value'), /%/);
   await shot(page, "10-capacity-reported-injected");
   await page.unroute(/\/api\/v1\/gpu-usage\/(minute|hourly|daily)\?/);
+  await page.close();
+});
+
+// ------------------------------------------------------------------ capacity from worker sessions
+/** A custom range (URL hash) over the seeded records before any worker session. */
+function noSessionsHash() {
+  const first = Math.min(...mainRecords.map((r) => Date.parse(r.started_at)));
+  const from = Math.ceil(first / 3_600_000) * 3_600_000;
+  return `#range=custom&from=${new Date(from).toISOString()}&to=${new Date(sessionsStart(mainRecords)).toISOString()}`;
+}
+
+/** The minute view around the task that uses more GPUs than the sessions offer. */
+function overcapHash() {
+  const task = mainRecords.find((r) => r.task_id === OVERCAP_TASK);
+  const from = Math.floor((Date.parse(task.started_at) - 20 * 60_000) / 60_000) * 60_000;
+  return `#range=custom&from=${new Date(from).toISOString()}&to=${new Date(from + 3_600_000).toISOString()}&gran=minute`;
+}
+
+const numbers = (s) => (s.replace(/,/g, "").match(/-?\d+(\.\d+)?/g) || []).map(Number);
+
+/** Pixels of the canvas in `sel` close to the colour [r, g, b]. */
+async function pixels(page, sel, [r, g, b]) {
+  return page.evaluate(
+    ([sel, r, g, b]) => {
+      const c = document.querySelector(`${sel} canvas`);
+      if (!c) return 0;
+      // Read a copy: reading the chart's own canvas again and again makes
+      // Chromium warn in the console.
+      const copy = document.createElement("canvas");
+      copy.width = c.width;
+      copy.height = c.height;
+      const ctx = copy.getContext("2d", { willReadFrequently: true });
+      ctx.drawImage(c, 0, 0);
+      const d = ctx.getImageData(0, 0, c.width, c.height).data;
+      let n = 0;
+      for (let i = 0; i < d.length; i += 4) if (d[i + 3] > 128 && Math.abs(d[i] - r) < 40 && Math.abs(d[i + 1] - g) < 40 && Math.abs(d[i + 2] - b) < 40) n++;
+      return n;
+    },
+    [sel, r, g, b],
+  );
+}
+const RED = [217, 83, 79]; // BAD in app.js: incomplete buckets
+const PURPLE = [142, 107, 191]; // utilisation bars
+
+/** Capacity panels, the utilisation card and the table against the API for the page's range. */
+async function checkCapacityMatchesApi(page, snap, exp) {
+  const r = snap.range;
+  const rows = exp.main.rows;
+  const s = exp.main.summary;
+  assert.ok(s.available_gpu_hours > 0, "sessions cover the range");
+  const cap = snap.series.capacity;
+  assert.ok(cap, "capacity series");
+  assertClose(cap.used, dense(r, rows, "total_gpu_hours"), "used");
+  assertClose(cap.available, dense(r, rows, "available_gpu_hours"), "available");
+  assertClose(cap.idle, dense(r, rows, "idle_gpu_hours"), "idle");
+  const step = STEP[r.granularity];
+  const at = (row) => Math.round((Date.parse(row.time_bucket) - Date.parse(r.start)) / 1000 / step);
+  const util = new Array(r.buckets).fill(null);
+  const incomplete = new Array(r.buckets).fill(false);
+  for (const row of rows) {
+    util[at(row)] = row.utilization_rate;
+    incomplete[at(row)] = row.capacity_complete === false;
+  }
+  assertClose(cap.utilization, util, "utilisation");
+  assert.deepEqual(cap.incomplete, incomplete, "incomplete buckets");
+  assert.ok(util.some((u) => u !== null && u > 0 && u < 1), "real utilisation below 100 %");
+  assertClose(snap.series.concurrency.inUse, dense(r, rows, "peak_gpus_in_use"), "peak in use");
+  assertClose(snap.series.concurrency.available, dense(r, rows, "peak_gpus_available"), "peak available");
+  assert.equal(Math.max(...snap.series.concurrency.inUse), s.peak_gpus_in_use, "peak in use over the range");
+  assert.equal(Math.max(...snap.series.concurrency.available), s.peak_gpus_available, "peak available over the range");
+
+  // Drawn: all three charts, no "none reported" notice.
+  for (const id of ["#chart-capacity", "#chart-utilization", "#chart-concurrency"]) assert.ok(await page.isVisible(`${id} canvas`), id);
+  assert.ok(await page.isHidden("#capacity-missing"));
+  assert.ok(await page.isHidden("#utilization-missing"));
+  assert.ok((await pixels(page, "#chart-utilization", PURPLE)) + (await pixels(page, "#chart-utilization", RED)) > 100, "utilisation bars drawn");
+
+  // The card: utilisation, idle and available of the summary.
+  const card = await page.$eval('[data-card="utilization"]', (e) => ({ value: e.querySelector(".card-value").textContent, sub: e.querySelector(".card-sub").textContent, cls: e.className }));
+  assert.ok(Math.abs(numbers(card.value)[0] - 100 * s.utilization_rate) <= 0.051, `utilisation card ${card.value} vs ${s.utilization_rate}`);
+  const [idle, available] = numbers(card.sub);
+  assert.ok(Math.abs(idle - s.idle_gpu_hours) <= gpuTol(s.idle_gpu_hours), `idle ${card.sub} vs ${s.idle_gpu_hours}`);
+  assert.ok(Math.abs(available - s.available_gpu_hours) <= gpuTol(s.available_gpu_hours), `available ${card.sub} vs ${s.available_gpu_hours}`);
+  const warned = s.capacity_complete === false;
+  assert.equal(/incomplete/.test(card.cls), warned, `card flagged incomplete: ${card.cls}`);
+  assert.equal(/capacity reports incomplete/.test(card.sub), warned, card.sub);
+  assert.equal(await page.isVisible("#capacity-incomplete"), warned, "the incomplete warning");
+
+  // The table: available GPU-hours and utilisation per endpoint and spec.
+  const table = await page.$$eval("#top-table tbody tr", (trs) => trs.map((tr) => ({ cells: [...tr.cells].map((c) => c.textContent.trim()), flagged: tr.cells[8]?.classList.contains("incomplete") })));
+  for (const [kind, scopeRows] of [["endpoint", exp.endpoints.rows], ["spec", exp.specs.rows]]) {
+    for (const g of bySum(scopeRows)) {
+      const row = table.find((t) => t.cells[0] === kind && t.cells[1] === g.name);
+      assert.ok(row, `${kind} ${g.name} in the table`);
+      const one = await apiAll(main.base, r.granularity, { scope_type: kind, scope_value: g.name, start_time: r.start, end_time: r.end });
+      const os = one.summary;
+      if (os.available_gpu_hours > 0) {
+        // Σ of the rows (each rounded to 6 decimals) against the exact sum, shown with 2.
+        assert.ok(Math.abs(numbers(row.cells[7])[0] - os.available_gpu_hours) <= 0.0051, `${g.name} available ${row.cells[7]} vs ${os.available_gpu_hours}`);
+        assert.ok(Math.abs(numbers(row.cells[8])[0] - 100 * os.utilization_rate) <= 0.06, `${g.name} utilisation ${row.cells[8]} vs ${os.utilization_rate}`);
+      } else {
+        assert.deepEqual(row.cells.slice(7), ["—", "—"], `${g.name}: no capacity`);
+      }
+      assert.equal(row.flagged, os.capacity_complete === false, `${g.name} flagged incomplete`);
+    }
+  }
+}
+
+test("capacity from worker sessions: panels, cards and table show the API's figures", async () => {
+  const page = await newPage();
+  const views = [
+    ["#range=24h", "hourly", "20-capacity-24h"],
+    ["#range=6h", "minute", "21-capacity-6h-minute"],
+    ["#range=7d&stack=spec", "hourly", null],
+    ["#range=30d&gran=daily", "daily", "22-capacity-30d-daily"],
+    ["#range=24h&scope_type=spec&scope_value=a100-80g", "hourly", "23-capacity-filtered-spec"],
+  ];
+  for (const [hash, gran, name] of views) {
+    await page.goto(`${main.base}/dashboard${hash}`);
+    await settled(page, ["ready"]);
+    const { snap, exp } = await checkChartsMatchApi(page, main.base);
+    assert.equal(snap.range.granularity, gran, hash);
+    await checkCapacityMatchesApi(page, snap, exp);
+    if (hash === "#range=24h") {
+      assert.equal(exp.main.summary.capacity_complete, true, "the last 24 hours are fully covered");
+      assert.ok(await page.isHidden("#capacity-incomplete"));
+    }
+    if (name) await shot(page, name);
+  }
+  await page.close();
+});
+
+test("a range with records but no worker sessions says no capacity is reported", async () => {
+  const page = await newPage();
+  await page.goto(`${main.base}/dashboard${noSessionsHash()}`);
+  await settled(page, ["ready"]);
+  const { snap, exp } = await checkChartsMatchApi(page, main.base);
+  const s = exp.main.summary;
+  assert.ok(s.total_tasks > 20, `records in the range (${s.total_tasks})`);
+  assert.equal(s.available_gpu_hours, 0);
+  assert.equal(s.utilization_rate, null);
+  assert.equal(s.capacity_complete, null);
+  assert.equal(snap.series.capacity, null);
+  for (const id of ["#capacity-missing", "#utilization-missing"]) {
+    assert.ok(await page.isVisible(id), id);
+    assert.match(await page.textContent(id), /No capacity reported for this range/);
+  }
+  assert.match(await page.textContent("#capacity-missing"), /POST \/api\/v1\/gpu-usage\/workers\/sessions/);
+  assert.ok(await page.isHidden("#chart-capacity"));
+  assert.ok(await page.isHidden("#chart-utilization"));
+  assert.ok(await page.isHidden("#capacity-incomplete"));
+  assert.equal((await page.textContent('[data-card="utilization"] .card-value')).trim(), "—");
+  assert.match(await page.textContent('[data-card="utilization"] .card-sub'), /no capacity reported/);
+  // Concurrency still shows the GPUs in use, and says why not the available ones.
+  assert.ok(await page.isVisible("#chart-concurrency canvas"));
+  assert.equal(snap.series.concurrency.available, null);
+  assertClose(snap.series.concurrency.inUse, dense(snap.range, exp.main.rows, "peak_gpus_in_use"), "peak in use");
+  assert.match(await page.textContent("#concurrency-missing"), /GPUs available are not shown/);
+  const cells = await page.$$eval("#top-table tbody tr", (trs) => trs.map((tr) => [tr.cells[7].textContent.trim(), tr.cells[8].textContent.trim()]));
+  assert.ok(cells.length > 10 && cells.every(([a, u]) => a === "—" && u === "—"), "no capacity in the table");
+  // The custom range's inputs show the range opened from the link.
+  assert.notEqual(await page.inputValue("#custom-from"), "");
+  await shot(page, "24-capacity-none-reported");
+  await page.close();
+});
+
+test("capacity_complete: false (a task on more GPUs than the sessions offer) is shown", async () => {
+  const page = await newPage();
+  // The hour view around the task: utilisation above 100 % in its minutes.
+  await page.goto(`${main.base}/dashboard${overcapHash()}`);
+  await settled(page, ["ready"]);
+  let { snap, exp } = await checkChartsMatchApi(page, main.base);
+  assert.equal(snap.range.granularity, "minute");
+  assert.equal(exp.main.summary.capacity_complete, false, "the API says incomplete");
+  await checkCapacityMatchesApi(page, snap, exp);
+  const over = snap.series.capacity.utilization.filter((u, i) => snap.series.capacity.incomplete[i]);
+  assert.ok(over.length >= 10 && over.every((u) => u > 1), `utilisation above 100 % where incomplete: ${over}`);
+  const warning = await page.textContent("#capacity-incomplete");
+  assert.match(warning, /Capacity reports incomplete/);
+  assert.match(warning, new RegExp(`in ${over.length} of \\d+ minute buckets`));
+  assert.match(await page.textContent('[data-card="utilization"] .card-label'), /incomplete/);
+  assert.ok((await pixels(page, "#chart-utilization", RED)) > 100, "incomplete buckets drawn in red");
+  await shot(page, "25-capacity-incomplete-minute");
+
+  // The 7 days around it: the hour is flagged among complete ones.
+  await page.goto(`${main.base}/dashboard#range=7d`);
+  await settled(page, ["ready"]);
+  ({ snap, exp } = await checkChartsMatchApi(page, main.base));
+  assert.equal(exp.main.summary.capacity_complete, false);
+  await checkCapacityMatchesApi(page, snap, exp);
+  const flagged = snap.series.capacity.incomplete.filter(Boolean).length;
+  assert.ok(flagged >= 1 && flagged < 5, `${flagged} incomplete hours`);
+  assert.match(await page.textContent("#capacity-incomplete"), new RegExp(`in ${flagged} of \\d+ hour buckets`));
+  assert.ok((await pixels(page, "#chart-utilization", RED)) > 10, "the incomplete hour drawn in red");
+  await shot(page, "26-capacity-incomplete-7d");
   await page.close();
 });
 

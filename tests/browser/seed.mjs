@@ -4,6 +4,15 @@
 // Deterministic for a given `now`: 11 endpoints (so the stack has "other"),
 // 4 specs plus records without a spec, some FAILED, spread over the last 7
 // days and denser in the last 6 hours so every quick range has data.
+//
+// Capacity: worker sessions for every (endpoint, spec) pair that ran tasks,
+// hour by hour, each offering the pair's peak concurrent GPUs in that hour
+// (consecutive hours with the same offer are one session), from the first
+// UTC midnight at least 18 hours after the first record (`sessionsStart`)
+// until now. So the first day has records and no sessions (no capacity
+// reported), and the rest has real utilisation below 100 % — except around
+// `bt-overcap`, a task 30 hours ago that uses more GPUs than all the
+// sessions of its time offer together (capacity_complete: false there).
 
 const ENDPOINTS = [
   ["flux-dev", 9],
@@ -87,31 +96,135 @@ export function makeRecords(nowMs, { seed = 42, older = 520, recent = 170, lastH
     completed_at: new Date(now - 12 * 60 * 1000).toISOString(),
     status: "FAILED",
   });
+  // More GPUs than the sessions offer (they are sized without it).
+  out.push({
+    task_id: OVERCAP_TASK,
+    endpoint: "sdxl-turbo",
+    spec_name: "h100-80g",
+    gpu_type: "NVIDIA H100",
+    gpu_memory_gb: 80,
+    gpu_count: 16,
+    started_at: new Date(now - 30 * 3600 * 1000).toISOString(),
+    completed_at: new Date(now - 30 * 3600 * 1000 + 15 * 60 * 1000).toISOString(),
+    status: "COMPLETED",
+  });
   return out;
 }
 
-/** Posts records in batches, then recomputes every level day by day. */
-export async function seed(base, { headers = {}, nowMs = Date.now(), records = makeRecords(nowMs) } = {}) {
-  const api = `${base}/api/v1/gpu-usage`;
-  for (let i = 0; i < records.length; i += 500) {
-    const res = await fetch(`${api}/records`, {
-      method: "POST",
-      headers: { "content-type": "application/json", ...headers },
-      body: JSON.stringify(records.slice(i, i + 500)),
-    });
-    const body = await res.json();
-    if (res.status !== 200 || body.inserted + body.duplicates !== Math.min(500, records.length - i)) {
-      throw new Error(`ingest failed: ${res.status} ${JSON.stringify(body)}`);
+/** The task that uses more GPUs than the worker sessions offer. */
+export const OVERCAP_TASK = "bt-overcap";
+const HOUR = 3600 * 1000;
+const DAY = 24 * HOUR;
+const CHUNK = HOUR;
+
+/** When the worker sessions begin: a UTC midnight, at least 18 h after the first record. */
+export function sessionsStart(records) {
+  const first = Math.min(...records.map((r) => Date.parse(r.started_at)));
+  return Math.ceil((first + 18 * HOUR) / DAY) * DAY;
+}
+
+/** Most GPUs the intervals [s, e) use at one instant (half-open). */
+function peak(intervals) {
+  const ev = [];
+  for (const [s, e, n] of intervals) if (e > s) ev.push([s, n], [e, -n]);
+  ev.sort((a, b) => a[0] - b[0] || a[1] - b[1]); // ends before starts at the same instant
+  let cur = 0;
+  let max = 0;
+  for (const [, d] of ev) {
+    cur += d;
+    max = Math.max(max, cur);
+  }
+  return max;
+}
+
+/**
+ * Worker sessions for `records` (see the top of this file), from
+ * `sessionsStart(records)` to `nowMs`: per (endpoint, spec) pair, the
+ * pair's peak concurrent GPUs of each hour, consecutive hours with the same
+ * offer as one session. `OVERCAP_TASK` is left out of the sizing, and its
+ * `gpu_count` is set to 4 more than every session of its time offers.
+ */
+export function makeSessions(records, nowMs) {
+  const end = Math.floor(nowMs / 1000) * 1000;
+  const start = sessionsStart(records);
+  const pairs = new Map();
+  for (const r of records) {
+    if (r.task_id === OVERCAP_TASK) continue;
+    const key = `${r.endpoint}\u0000${r.spec_name ?? ""}`;
+    if (!pairs.has(key)) pairs.set(key, { endpoint: r.endpoint, spec: r.spec_name ?? null, gpuType: r.gpu_type ?? null, tasks: [] });
+    pairs.get(key).tasks.push([Date.parse(r.started_at), Date.parse(r.completed_at), r.gpu_count]);
+  }
+  const out = [];
+  for (const p of [...pairs.values()].sort((a, b) => (a.endpoint + (a.spec ?? "") < b.endpoint + (b.spec ?? "") ? -1 : 1))) {
+    let open = null;
+    for (let c = start, i = 0; c < end; c += CHUNK, i++) {
+      const to = Math.min(c + CHUNK, end);
+      const gpus = peak(p.tasks.map(([s, e, n]) => [Math.max(s, c), Math.min(e, to), n]));
+      if (open && open.gpu_count === gpus) {
+        open.ended_at = new Date(to).toISOString();
+        continue;
+      }
+      open = null;
+      if (gpus === 0) continue;
+      open = {
+        worker_id: `bt-${p.endpoint}-${p.spec ?? "nospec"}-${i}`,
+        endpoint: p.endpoint,
+        gpu_count: gpus,
+        started_at: new Date(c).toISOString(),
+        ended_at: new Date(to).toISOString(),
+      };
+      if (p.spec) {
+        open.spec_name = p.spec;
+        open.gpu_type = p.gpuType;
+      }
+      out.push(open);
     }
   }
-  await aggregate(base, records, { headers });
+  const over = records.find((r) => r.task_id === OVERCAP_TASK);
+  if (over) {
+    const [s, e] = [Date.parse(over.started_at), Date.parse(over.completed_at)];
+    const offered = peak(out.map((x) => [Math.max(Date.parse(x.started_at), s), Math.min(Date.parse(x.ended_at), e), x.gpu_count]));
+    over.gpu_count = offered + 4;
+  }
+  return out;
+}
+
+/** Posts `items` to `path` in batches of 500, checking every one was stored. */
+async function post(api, path, items, headers) {
+  for (let i = 0; i < items.length; i += 500) {
+    const batch = items.slice(i, i + 500);
+    const res = await fetch(`${api}/${path}`, {
+      method: "POST",
+      headers: { "content-type": "application/json", ...headers },
+      body: JSON.stringify(batch),
+    });
+    const body = await res.json();
+    if (res.status !== 200 || body.inserted + body.duplicates !== batch.length || (body.conflicts ?? []).length) {
+      throw new Error(`POST ${path} failed: ${res.status} ${JSON.stringify(body).slice(0, 500)}`);
+    }
+  }
+}
+
+/**
+ * Posts records and worker sessions (`sessions: false` for records only)
+ * in batches, then recomputes every level day by day. Returns the records;
+ * the sessions posted are `records.sessions`.
+ */
+export async function seed(base, { headers = {}, nowMs = Date.now(), records = makeRecords(nowMs), sessions = true } = {}) {
+  const api = `${base}/api/v1/gpu-usage`;
+  // Sessions first: sizing them sets the over-capacity task's GPUs.
+  const posted = sessions ? makeSessions(records, nowMs) : [];
+  await post(api, "records", records, headers);
+  await post(api, "workers/sessions", posted, headers);
+  await aggregate(base, records, { headers, sessions: posted });
+  records.sessions = posted;
   return records;
 }
 
-export async function aggregate(base, records, { headers = {} } = {}) {
+export async function aggregate(base, records, { headers = {}, sessions = [] } = {}) {
   const api = `${base}/api/v1/gpu-usage`;
   const first = Math.min(...records.map((r) => Date.parse(r.started_at)));
-  const last = Math.max(...records.map((r) => Date.parse(r.completed_at)));
+  const last = Math.max(...records.map((r) => Date.parse(r.completed_at)), ...sessions.map((s) => Date.parse(s.ended_at)));
   const day = 86400 * 1000;
   let t = Math.floor(first / day) * day;
   const end = Math.ceil((last + 1) / 60000) * 60000;
@@ -128,5 +241,5 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const base = process.argv[2] || "http://127.0.0.1:8080";
   const headers = process.env.TOKEN ? { authorization: `Bearer ${process.env.TOKEN}` } : {};
   const recs = await seed(base, { headers });
-  console.log(`seeded ${recs.length} records into ${base}`);
+  console.log(`seeded ${recs.length} records and ${recs.sessions.length} worker sessions into ${base}`);
 }

@@ -243,11 +243,13 @@
   }
 
   function sumRows(rows) {
-    const s = { gpu: 0, tasks: 0, failed: 0 };
+    const s = { gpu: 0, tasks: 0, failed: 0, avail: 0, incomplete: false };
     for (const r of rows) {
       s.gpu += r.total_gpu_hours || 0;
       s.tasks += r.total_tasks || 0;
       s.failed += r.failed_tasks || 0;
+      s.avail += isNum(r.available_gpu_hours) ? r.available_gpu_hours : 0;
+      if (r.capacity_complete === false) s.incomplete = true;
     }
     return s;
   }
@@ -289,6 +291,17 @@
             }
             return u;
           })(),
+          // Buckets where tasks used more GPU time than the sessions
+          // offered in some minute (capacity_complete: false).
+          incomplete: (() => {
+            const f = new Array(r.buckets).fill(false);
+            for (const row of rows) {
+              const i = Math.round((tsOf(row) - r.start) / r.step);
+              if (i >= 0 && i < r.buckets && row.capacity_complete === false) f[i] = true;
+            }
+            return f;
+          })(),
+          complete: summary.capacity_complete === false ? false : summary.capacity_complete === true ? true : null,
         }
       : null;
     const concurrency = hasConcurrency
@@ -304,11 +317,21 @@
     const globalGpu = isNum(globalSummary.total_gpu_hours) ? globalSummary.total_gpu_hours : sumRows(globalRows).gpu;
     const rows = [];
     const push = (kind, name, s, link) => {
+      const avail = round6(s.avail);
       rows.push({
         kind,
         name,
         link,
-        values: { gpu: s.gpu, share: globalGpu > 0 ? s.gpu / globalGpu : null, tasks: s.tasks, failed: s.failed, rate: s.tasks > 0 ? s.failed / s.tasks : null },
+        values: {
+          gpu: s.gpu,
+          share: globalGpu > 0 ? s.gpu / globalGpu : null,
+          tasks: s.tasks,
+          failed: s.failed,
+          rate: s.tasks > 0 ? s.failed / s.tasks : null,
+          avail: avail > 0 ? avail : null,
+          util: avail > 0 ? s.gpu / avail : null,
+          incomplete: s.incomplete,
+        },
       });
     };
     const block = (kind, scopeRows) => {
@@ -321,15 +344,27 @@
     const specs = block("spec", specRows);
     // Tasks without a spec: global minus every spec.
     const g = sumRows(globalRows);
-    const s = specs.reduce((a, x) => ({ gpu: a.gpu + x.gpu, tasks: a.tasks + x.tasks, failed: a.failed + x.failed }), { gpu: 0, tasks: 0, failed: 0 });
-    const none = { gpu: Math.max(0, round6(g.gpu - s.gpu)), tasks: g.tasks - s.tasks, failed: g.failed - s.failed };
+    const s = specs.reduce((a, x) => ({ gpu: a.gpu + x.gpu, tasks: a.tasks + x.tasks, failed: a.failed + x.failed, avail: a.avail + x.avail }), { gpu: 0, tasks: 0, failed: 0, avail: 0 });
+    // Whether the no-spec part is complete cannot be told apart from the
+    // global rows: it is not flagged.
+    const none = { gpu: Math.max(0, round6(g.gpu - s.gpu)), tasks: g.tasks - s.tasks, failed: g.failed - s.failed, avail: Math.max(0, round6(g.avail - s.avail)), incomplete: false };
     if (none.gpu > 0 || none.tasks > 0) push("spec", "(no spec)", none, null);
-    const columns = ["Kind", "Name", "GPU-hours", "Share of GPU-hours", "Tasks", "Failed", "Failure rate"];
+    const columns = ["Kind", "Name", "GPU-hours", "Share of GPU-hours", "Tasks", "Failed", "Failure rate", "Available GPU-h", "Utilisation"];
     const display = rows.map((x) => ({
       link: x.link,
       kind: x.kind,
       name: x.name,
-      cells: [x.kind, x.name, fmtTable2(x.values.gpu), fmtPct(x.values.share), fmtInt(x.values.tasks), fmtInt(x.values.failed), fmtPct(x.values.rate)],
+      cells: [
+        x.kind,
+        x.name,
+        fmtTable2(x.values.gpu),
+        fmtPct(x.values.share),
+        fmtInt(x.values.tasks),
+        fmtInt(x.values.failed),
+        fmtPct(x.values.rate),
+        fmtTable2(x.values.avail),
+        fmtPct(x.values.util),
+      ],
       values: x.values,
     }));
     return { columns, rows: display };
@@ -456,41 +491,98 @@
     makeChart("chart-failure", fopts, fdata);
   }
 
+  // Percent axis labels without decimals once ticks are a percent apart
+  // ("100%", not "100.0%": the axis stays narrow).
+  const pctTickFmt = [0, 1, 2].map((d) => new Intl.NumberFormat(undefined, { style: "percent", minimumFractionDigits: d, maximumFractionDigits: d }));
+  const pctTicks = (u, splits) => {
+    const step = splits.length > 1 ? Math.abs(splits[1] - splits[0]) : 1;
+    const f = pctTickFmt[step >= 0.01 ? 0 : step >= 0.001 ? 1 : 2];
+    return splits.map((v) => (v == null ? "" : f.format(v)));
+  };
+
   function drawCapacity(r, x, cap, conc, scopeLabel) {
     const missing = $("capacity-missing");
+    const umissing = $("utilization-missing");
     const cmissing = $("concurrency-missing");
+    const incomplete = $("capacity-incomplete");
+    const nIncomplete = cap ? cap.incomplete.filter(Boolean).length : 0;
     if (!cap) {
-      destroyChart("chart-capacity");
-      $("chart-capacity").hidden = true;
+      for (const id of ["chart-capacity", "chart-utilization"]) {
+        destroyChart(id);
+        $(id).hidden = true;
+      }
       missing.hidden = false;
       missing.innerHTML = capacityMissingHtml(scopeLabel);
+      umissing.hidden = false;
+      umissing.innerHTML = `<div class="notice-title">No capacity reported for this range</div>
+        <p>Utilisation is used ÷ available GPU time, and the available time comes from worker sessions:
+        see the Capacity panel for how to report them.</p>`;
+      incomplete.hidden = true;
     } else {
       $("chart-capacity").hidden = false;
+      $("chart-utilization").hidden = false;
       missing.hidden = true;
+      umissing.hidden = true;
+      // Incomplete capacity reports: said above the chart and marked on
+      // the utilisation chart, bucket by bucket.
+      incomplete.hidden = cap.complete !== false;
+      if (cap.complete === false) {
+        const withCap = cap.available.filter((v) => v > 0).length;
+        incomplete.innerHTML = `<span class="notice-title">⚠ Capacity reports incomplete</span>
+          in ${fmtInt(nIncomplete)} of ${fmtInt(withCap)} ${esc(LEVEL_LABEL[r.gran])} buckets with capacity${scopeLabel ? ` (${esc(scopeLabel)})` : ""}:
+          tasks used more GPU time than the worker sessions offered, so utilisation can exceed 100 % and idle
+          GPU-hours understate idleness. The gap is in <code>GET /api/v1/gpu-usage/workers/sessions</code> for that
+          time: workers that never reported, or names that differ between records and sessions.`;
+      }
       const opts = baseOpts(r, {
         yLabel: "GPU-hours",
         yValues: gpuAxis,
-        scales: { y: { range: (u, min, max) => [0, max > 0 ? max * 1.08 : 1] }, pct: { range: (u, min, max) => [0, Math.max(1, max || 0)] } },
-        extraAxes: [{ ...AXIS, scale: "pct", side: 1, grid: { show: false }, values: pctAxis, size: 56 }],
+        scales: { y: { range: (u, min, max) => [0, max > 0 ? max * 1.08 : 1] } },
       });
       opts.series.push(
-        { label: "Used", stroke: PALETTE[0], fill: alpha(PALETTE[0], 0.25), width: 1.5, points: { show: false }, value: (u, v) => (v == null ? "—" : fmtGpuH(v)) },
+        { label: "Used", stroke: PALETTE[0], fill: alpha(PALETTE[0], 0.3), width: 1.5, points: { show: false }, value: (u, v) => (v == null ? "—" : fmtGpuH(v)) },
         { label: "Available", stroke: INK, width: 1.75, dash: [5, 4], points: { show: false }, value: (u, v) => (v == null ? "—" : fmtGpuH(v)) },
         { label: "Idle", stroke: "#f58518", width: 1.5, points: { show: false }, value: (u, v) => (v == null ? "—" : fmtGpuH(v)) },
-        { label: "Utilisation", scale: "pct", stroke: "#8e6bbf", width: 2, spanGaps: false, value: (u, v) => (v == null ? "—" : fmtPct(v)) },
       );
-      makeChart("chart-capacity", opts, [x, cap.used, cap.available, cap.idle, cap.utilization]);
+      makeChart("chart-capacity", opts, [x, cap.used, cap.available, cap.idle]);
+
+      const uopts = baseOpts(r, {
+        yLabel: "utilisation",
+        yValues: pctTicks,
+        scales: { y: { range: (u, min, max) => [0, Math.max(1, (max || 0) * 1.08)] } },
+      });
+      // Bars, like the failure rate: a rate belongs to its bucket, and a
+      // bucket without capacity stays empty. Incomplete buckets are red.
+      const bars = uPlot.paths.bars({ size: [0.85, 28], align: 0 });
+      const UTIL = "#8e6bbf";
+      const plain = cap.utilization.map((v, i) => (cap.incomplete[i] ? null : v));
+      const flagged = cap.utilization.map((v, i) => (cap.incomplete[i] ? v : null));
+      uopts.series.push(
+        { label: "Utilisation", stroke: UTIL, fill: alpha(UTIL, 0.75), paths: bars, points: { show: false }, value: (u, v, si, di) => (di == null ? "—" : fmtPct(cap.utilization[di])) },
+        {
+          label: "Capacity reports incomplete",
+          stroke: BAD,
+          fill: alpha(BAD, 0.85),
+          paths: bars,
+          points: { show: false },
+          value: (u, v, si, di) => (di == null ? "—" : cap.incomplete[di] ? "this bucket" : "no"),
+        },
+        { label: "100 % of available", stroke: "#7a8294", width: 1, dash: [4, 4], points: { show: false }, value: () => "" },
+      );
+      makeChart("chart-utilization", uopts, [x, plain, flagged, x.map(() => 1)]);
     }
     if (!conc) {
       destroyChart("chart-concurrency");
       $("chart-concurrency").hidden = true;
       cmissing.hidden = false;
+      cmissing.className = "notice";
       cmissing.innerHTML = `<div class="notice-title">No concurrency reported for this range</div>
         <p>Peak GPUs in use (<code>peak_gpus_in_use</code>) and available (<code>peak_gpus_available</code>) come
         with the capacity figures: see the Capacity panel for how to report worker sessions.</p>`;
     } else {
       $("chart-concurrency").hidden = false;
       cmissing.hidden = !!conc.available;
+      cmissing.className = "notice short";
       if (!conc.available) cmissing.innerHTML = `<p class="small">GPUs available are not shown: no capacity reported for this range.</p>`;
       const opts = baseOpts(r, { yLabel: "GPUs", yValues: intAxis, scales: { y: { range: (u, min, max) => [0, max > 0 ? Math.ceil(max * 1.15) : 1] } } });
       opts.series.push({ label: "Peak in use", stroke: PALETTE[0], fill: alpha(PALETTE[0], 0.18), width: 1.5, points: { show: false }, value: (u, v) => (v == null ? "—" : fmtInt(v)) });
@@ -504,21 +596,21 @@
   }
 
   function capacityMissingHtml(scopeLabel) {
-    const what = "Utilisation, available and idle GPU-hours are";
     return `<div class="notice-title">No capacity reported for this range${scopeLabel ? ` (${esc(scopeLabel)})` : ""}</div>
-      <p>${what} computed from <strong>worker sessions</strong>: each GPU worker reports the interval
-      it was up and billable (<code>worker_id</code>, <code>endpoint</code>, <code>spec_name</code>,
-      <code>gpu_type</code>, <code>gpu_count</code>, <code>started_at</code>, <code>ended_at</code>),
-      or sends periodic heartbeats that open and extend a session.</p>
-      <p>How to report it: have the platform post worker sessions or heartbeats to this service
-      (see the <a href="api/v1/gpu-usage/docs">API reference</a>, capacity section). The figures appear
-      here for every range the sessions cover.</p>`;
+      <p>Utilisation, available and idle GPU-hours are computed from <strong>worker sessions</strong>: each GPU worker
+      reports the interval it was up and billable (<code>worker_id</code>, <code>endpoint</code>, <code>spec_name</code>,
+      <code>gpu_type</code>, <code>gpu_count</code>, <code>started_at</code>, <code>ended_at</code>), or sends
+      heartbeats that open and extend a session. The tasks of this range ran on workers that reported neither.</p>
+      <p>How to report it: <code>POST /api/v1/gpu-usage/workers/sessions</code> when a worker starts and stops, or
+      <code>POST /api/v1/gpu-usage/workers/heartbeats</code> every 30 s (also over the Redis stream, with
+      <code>kind</code> session or heartbeat); see the <a href="api/v1/gpu-usage/docs">API reference</a>.
+      The figures appear here for every range the sessions cover.</p>`;
   }
 
   // ---------------------------------------------------------------- render
-  function card(key, label, value, unit, sub, cls = "") {
+  function card(key, label, value, unit, sub, cls = "", flag = "") {
     return `<div class="card ${cls}" data-card="${key}">
-      <div class="card-label">${esc(label)}</div>
+      <div class="card-label">${esc(label)}${flag}</div>
       <div class="card-value">${esc(value)}${unit ? ` <span class="unit">${esc(unit)}</span>` : ""}</div>
       <div class="card-sub">${sub}</div></div>`;
   }
@@ -531,6 +623,7 @@
     const days = (r.end - r.start) / 86400;
     const perDay = days >= 2 && isNum(s.total_gpu_hours) ? `≈ ${fmtGpuH(s.total_gpu_hours / days)} GPU-h per day` : `over ${esc(describeSpan(r.end - r.start))}`;
     const util = isNum(s.utilization_rate) && isNum(s.available_gpu_hours) && s.available_gpu_hours > 0 ? s.utilization_rate : null;
+    const incomplete = util !== null && s.capacity_complete === false;
     const cards = [
       card("gpu_hours", "GPU-hours", fmtGpuH(s.total_gpu_hours ?? 0), "GPU-h", perDay),
       card("tasks", "Tasks", fmtInt(total), "", `${fmtInt(s.completed_tasks ?? 0)} completed · ${fmtInt(failed)} failed`),
@@ -549,8 +642,10 @@
         util !== null ? fmtPct(util) : "—",
         "",
         util !== null
-          ? `${fmtGpuH(s.idle_gpu_hours ?? 0)} GPU-h idle of ${fmtGpuH(s.available_gpu_hours)} available${s.capacity_complete === false ? " · capacity reports incomplete" : ""}`
+          ? `${fmtGpuH(s.idle_gpu_hours ?? 0)} GPU-h idle of ${fmtGpuH(s.available_gpu_hours)} available${incomplete ? ` · <strong>capacity reports incomplete</strong>` : ""}`
           : "no capacity reported",
+        incomplete ? "warn incomplete" : "",
+        incomplete ? `<span class="card-flag" title="tasks used more GPU time than the worker sessions offered">⚠ incomplete</span>` : "",
       ),
     ];
     $("cards").innerHTML = cards.join("");
@@ -568,7 +663,7 @@
     table = t;
     const thead = $("top-table").tHead;
     const tbody = $("top-table").tBodies[0];
-    const numeric = [false, false, true, true, true, true, true];
+    const numeric = [false, false, true, true, true, true, true, true, true];
     thead.innerHTML = `<tr>${t.columns.map((c, i) => `<th class="${numeric[i] ? "num" : ""}" scope="col">${esc(c)}</th>`).join("")}</tr>`;
     if (!t.rows.length) {
       tbody.innerHTML = `<tr class="empty"><td colspan="${t.columns.length}">No endpoints or specs have usage in this range.</td></tr>`;
@@ -586,6 +681,9 @@
             return `<td class="num"><span class="share"><span class="share-bar" data-w="${w}"></span>${esc(c)}</span></td>`;
           }
           const warn = i === 6 && row.values.rate !== null && row.values.rate >= 0.05 ? " warn" : "";
+          if (i === 8 && row.values.incomplete) {
+            return `<td class="num warn incomplete" title="capacity reports incomplete: tasks used more GPU time than the worker sessions offered">${esc(c)}</td>`;
+          }
           return `<td class="num${warn}">${esc(c)}</td>`;
         });
         return `<tr class="${selected ? "selected" : ""}">${cells.join("")}</tr>`;
@@ -638,6 +736,12 @@
     sel.value = view.gran;
     sel.options[0].textContent = r ? `Auto (${autoGranularity(spanOf(view))})` : "Auto";
     $("custom-range").hidden = view.range !== "custom" && !customOpen;
+    // A custom range opened from a link or a reload: its inputs show it.
+    if (view.range === "custom" && !customOpen) {
+      $("custom-from").value = toInput(view.from, useUtc());
+      $("custom-to").value = toInput(view.to, useUtc());
+      $("custom-tz-hint").textContent = `times in ${tzName(useUtc())}`;
+    }
     $("stack-toggle").hidden = !!view.scopeType;
     const fb = $("filter-bar");
     fb.hidden = !view.scopeType;
@@ -904,6 +1008,7 @@
       const s = main.summary;
       drawGpuChart(r, xc, gpu);
       drawTaskCharts(r, xc, tasks, s.total_tasks > 0 ? s.failed_tasks / s.total_tasks : null);
+      $("capacity-sub").textContent = `used, available and idle GPU-hours per ${LEVEL_LABEL[r.gran]}${scopeLabel ? ` · ${scopeLabel}` : ""}`;
       drawCapacity(r, xc, capacity, concurrency, scopeLabel);
       renderTable(t);
     }
