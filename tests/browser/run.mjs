@@ -711,7 +711,8 @@ async function checkCapacityMatchesApi(page, snap, exp) {
   const [idle, available] = numbers(card.sub);
   assert.ok(Math.abs(idle - s.idle_gpu_hours) <= gpuTol(s.idle_gpu_hours), `idle ${card.sub} vs ${s.idle_gpu_hours}`);
   assert.ok(Math.abs(available - s.available_gpu_hours) <= gpuTol(s.available_gpu_hours), `available ${card.sub} vs ${s.available_gpu_hours}`);
-  const warned = s.capacity_complete === false;
+  // Incomplete: the API's flag, or utilisation above 100 % over the range.
+  const warned = s.capacity_complete === false || s.utilization_rate > 1;
   assert.equal(/incomplete/.test(card.cls), warned, `card flagged incomplete: ${card.cls}`);
   assert.equal(/capacity reports incomplete/.test(card.sub), warned, card.sub);
   assert.equal(await page.isVisible("#capacity-incomplete"), warned, "the incomplete warning");
@@ -731,7 +732,7 @@ async function checkCapacityMatchesApi(page, snap, exp) {
       } else {
         assert.deepEqual(row.cells.slice(7), ["—", "—"], `${g.name}: no capacity`);
       }
-      assert.equal(row.flagged, os.capacity_complete === false, `${g.name} flagged incomplete`);
+      assert.equal(row.flagged, os.available_gpu_hours > 0 && (os.capacity_complete === false || os.utilization_rate > 1), `${g.name} flagged incomplete`);
     }
   }
 }

@@ -301,7 +301,14 @@
             }
             return f;
           })(),
-          complete: summary.capacity_complete === false ? false : summary.capacity_complete === true ? true : null,
+          // The range as a whole: incomplete by the flag, or by using more
+          // than was available (see renderCards).
+          complete:
+            summary.capacity_complete === false || (isNum(summary.utilization_rate) && summary.utilization_rate > 1)
+              ? false
+              : summary.capacity_complete === true
+                ? true
+                : null,
         }
       : null;
     const concurrency = hasConcurrency
@@ -330,7 +337,8 @@
           rate: s.tasks > 0 ? s.failed / s.tasks : null,
           avail: avail > 0 ? avail : null,
           util: avail > 0 ? s.gpu / avail : null,
-          incomplete: s.incomplete,
+          // The rows' flag, or more used than available over the range.
+          incomplete: avail > 0 && (s.incomplete || s.gpu > avail),
         },
       });
     };
@@ -528,8 +536,12 @@
       incomplete.hidden = cap.complete !== false;
       if (cap.complete === false) {
         const withCap = cap.available.filter((v) => v > 0).length;
+        const where =
+          nIncomplete > 0
+            ? `in ${fmtInt(nIncomplete)} of ${fmtInt(withCap)} ${esc(LEVEL_LABEL[r.gran])} buckets with capacity`
+            : `over the range (tasks ran in buckets without any capacity reported)`;
         incomplete.innerHTML = `<span class="notice-title">⚠ Capacity reports incomplete</span>
-          in ${fmtInt(nIncomplete)} of ${fmtInt(withCap)} ${esc(LEVEL_LABEL[r.gran])} buckets with capacity${scopeLabel ? ` (${esc(scopeLabel)})` : ""}:
+          ${where}${scopeLabel ? ` (${esc(scopeLabel)})` : ""}:
           tasks used more GPU time than the worker sessions offered, so utilisation can exceed 100 % and idle
           GPU-hours understate idleness. The gap is in <code>GET /api/v1/gpu-usage/workers/sessions</code> for that
           time: workers that never reported, or names that differ between records and sessions.`;
@@ -557,19 +569,22 @@
       const UTIL = "#8e6bbf";
       const plain = cap.utilization.map((v, i) => (cap.incomplete[i] ? null : v));
       const flagged = cap.utilization.map((v, i) => (cap.incomplete[i] ? v : null));
-      uopts.series.push(
-        { label: "Utilisation", stroke: UTIL, fill: alpha(UTIL, 0.75), paths: bars, points: { show: false }, value: (u, v, si, di) => (di == null ? "—" : fmtPct(cap.utilization[di])) },
-        {
+      uopts.series.push({ label: "Utilisation", stroke: UTIL, fill: alpha(UTIL, 0.75), paths: bars, points: { show: false }, value: (u, v, si, di) => (di == null ? "—" : fmtPct(cap.utilization[di])) });
+      const udata = [x, plain];
+      if (nIncomplete > 0) {
+        uopts.series.push({
           label: "Capacity reports incomplete",
           stroke: BAD,
           fill: alpha(BAD, 0.85),
           paths: bars,
           points: { show: false },
           value: (u, v, si, di) => (di == null ? "—" : cap.incomplete[di] ? "this bucket" : "no"),
-        },
-        { label: "100 % of available", stroke: "#7a8294", width: 1, dash: [4, 4], points: { show: false }, value: () => "" },
-      );
-      makeChart("chart-utilization", uopts, [x, plain, flagged, x.map(() => 1)]);
+        });
+        udata.push(flagged);
+      }
+      uopts.series.push({ label: "100 % of available", stroke: "#7a8294", width: 1, dash: [4, 4], points: { show: false }, value: () => "" });
+      udata.push(x.map(() => 1));
+      makeChart("chart-utilization", uopts, udata);
     }
     if (!conc) {
       destroyChart("chart-concurrency");
@@ -623,7 +638,10 @@
     const days = (r.end - r.start) / 86400;
     const perDay = days >= 2 && isNum(s.total_gpu_hours) ? `≈ ${fmtGpuH(s.total_gpu_hours / days)} GPU-h per day` : `over ${esc(describeSpan(r.end - r.start))}`;
     const util = isNum(s.utilization_rate) && isNum(s.available_gpu_hours) && s.available_gpu_hours > 0 ? s.utilization_rate : null;
-    const incomplete = util !== null && s.capacity_complete === false;
+    // Incomplete capacity reports: the flag, or utilisation above 100 % (a
+    // summary can be above it with every row's flag true, when tasks ran in
+    // buckets without any capacity beside buckets with some).
+    const incomplete = util !== null && (s.capacity_complete === false || util > 1);
     const cards = [
       card("gpu_hours", "GPU-hours", fmtGpuH(s.total_gpu_hours ?? 0), "GPU-h", perDay),
       card("tasks", "Tasks", fmtInt(total), "", `${fmtInt(s.completed_tasks ?? 0)} completed · ${fmtInt(failed)} failed`),
