@@ -4,7 +4,8 @@
 //! `cargo bench -p gpu-usage-core --bench rollup` (MariaDB at
 //! GPU_USAGE_TEST_MYSQL_URL, default mysql://root@127.0.0.1:3306; an
 //! isolated database is created and dropped). `BENCH_RECORDS` (default
-//! 100000) records over one day, `BENCH_BACKEND=sqlite` for SQLite.
+//! 100000) records over `BENCH_DAYS` (default 1) days, `BENCH_BACKEND=sqlite`
+//! for SQLite.
 //!
 //! Printed: ingest rate; per level the rollup time, rows written and
 //! statements; the baseline = an ordered read of the same source rows plus
@@ -41,12 +42,15 @@ impl Rng {
 }
 
 /// The records as clients post them (JSON), so ingest's figure includes
-/// parsing.
-fn records(n: usize, day: DateTime<Utc>) -> Vec<serde_json::Value> {
+/// parsing; in completion order, as a platform posts finished tasks.
+fn records(n: usize, day: DateTime<Utc>, days: u64) -> Vec<serde_json::Value> {
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
-    (0..n)
-        .map(|i| {
-            let end = day + TimeDelta::milliseconds(rng.below(86_400_000) as i64);
+    let mut ends: Vec<u64> = (0..n).map(|_| rng.below(days * 86_400_000)).collect();
+    ends.sort_unstable();
+    ends.into_iter()
+        .enumerate()
+        .map(|(i, end_ms)| {
+            let end = day + TimeDelta::milliseconds(end_ms as i64);
             // Mostly short inference calls, some long jobs (up to 2 h).
             let dur_ms = if rng.below(10) == 0 {
                 rng.below(7_200_000)
@@ -139,6 +143,10 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000);
+    let days: u64 = std::env::var("BENCH_DAYS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
     let backend = match std::env::var("BENCH_BACKEND").as_deref() {
         Ok("sqlite") => Backend::Sqlite,
         _ => Backend::MySql,
@@ -146,10 +154,11 @@ async fn main() {
     let mut tdb = TestDb::new(backend).await;
     let cfg = EngineConfig::default();
     let day = parse_utc("day", "2026-06-01T00:00:00Z").unwrap();
-    let now = day + TimeDelta::days(1) + TimeDelta::hours(1);
-    println!("backend {backend:?}, {n} records over one day");
+    let end = day + TimeDelta::days(days as i64);
+    let now = end + TimeDelta::hours(1);
+    println!("backend {backend:?}, {n} records over {days} day(s)");
 
-    let inputs = records(n, day);
+    let inputs = records(n, day, days);
     let t0 = Instant::now();
     for batch in inputs.chunks(5_000) {
         let parsed = batch
@@ -179,14 +188,16 @@ async fn main() {
     tdb.db.set_metric_callback(move |_| {
         counter.fetch_add(1, Ordering::Relaxed);
     });
-    let range = TimeRange::new(day, day + TimeDelta::days(1)).unwrap();
+    let range = TimeRange::new(day, end).unwrap();
+    let records_sql = format!(
+        "SELECT endpoint, spec_name, gpu_count, started_at, completed_at, status FROM gpu_usage_records \
+         WHERE completed_at >= '{}' AND started_at < '{}' ORDER BY completed_at",
+        day.format("%Y-%m-%d"),
+        end.format("%Y-%m-%d")
+    );
     let rss_before = peak_rss_mib();
     let levels = [
-        (
-            Granularity::Minute,
-            "SELECT endpoint, spec_name, gpu_count, started_at, completed_at, status FROM gpu_usage_records \
-             WHERE completed_at >= '2026-06-01' AND started_at < '2026-06-02' ORDER BY completed_at",
-        ),
+        (Granularity::Minute, records_sql.as_str()),
         (
             Granularity::Hourly,
             "SELECT time_bucket, scope_type, scope_value, total_tasks, completed_tasks, failed_tasks, \

@@ -252,13 +252,38 @@ async fn recompute_with(
         );
     }
     report.skipped = skipped;
-    for (part, source) in parts {
-        for chunk in part.chunks(chunk_len(level)) {
-            let buckets = build(db, level, chunk, source).await?;
-            guard.verify().await?;
-            report.rows_written += write_with_retry(db, level, chunk, &buckets, now).await?;
-            report.buckets += bucket_count(level, chunk);
-        }
+    let chunks: Vec<(TimeRange, Source)> = parts
+        .into_iter()
+        .flat_map(|(part, source)| {
+            part.chunks(chunk_len(level))
+                .into_iter()
+                .map(move |c| (c, source))
+        })
+        .collect();
+    // The next chunk's source is read and computed (on another pooled
+    // connection) while this chunk's rows are written: a rebuild then
+    // costs about the larger of reading and writing, not their sum. A
+    // chunk never reads what the one before it writes (a level reads
+    // records or the finer level, and writes itself).
+    let mut next = match chunks.first() {
+        Some(&(chunk, source)) => Some(build(db, level, chunk, source).await),
+        None => None,
+    };
+    for (i, &(chunk, _)) in chunks.iter().enumerate() {
+        let Some(buckets) = next.take() else { break };
+        let buckets = buckets?;
+        guard.verify().await?;
+        let write = write_with_retry(db, level, chunk, &buckets, now);
+        let prefetch = async {
+            match chunks.get(i + 1) {
+                Some(&(c, s)) => Some(build(db, level, c, s).await),
+                None => None,
+            }
+        };
+        let (written, prefetched) = tokio::join!(write, prefetch);
+        report.rows_written += written?;
+        report.buckets += bucket_count(level, chunk);
+        next = prefetched;
     }
     Ok(report)
 }

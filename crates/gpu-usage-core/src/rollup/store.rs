@@ -10,7 +10,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use sea_orm::sea_query::{Query, SimpleExpr};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DbErr, EntityName, EntityTrait, FromQueryResult,
-    QueryFilter, QueryOrder, QuerySelect, TransactionSession, TransactionTrait, Value,
+    QueryFilter, QueryOrder, QueryResult, QuerySelect, TransactionSession, TransactionTrait, Value,
 };
 
 use super::compute::{self, Accum, Buckets, RecordSlice, SessionSlice};
@@ -22,6 +22,40 @@ use crate::types::{Scope, ScopeType, TimeRange};
 /// Rows per INSERT: well under MySQL's 65,535 and SQLite's 32,766 bind
 /// parameters at ~20 columns a row.
 const INSERT_BATCH: usize = 500;
+
+/// `FromQueryResult` reading the columns by position, in field order: the
+/// rollups read hundreds of thousands of rows per rebuild, and looking
+/// each value up by name (a formatted string and a hash per field) costs
+/// more than decoding it.
+macro_rules! by_position {
+    ($ty:ty { $($field:ident),+ $(,)? }) => {
+        impl FromQueryResult for $ty {
+            fn from_query_result(res: &QueryResult, _pre: &str) -> Result<Self, DbErr> {
+                let mut at = 0usize..;
+                Ok(Self {
+                    $($field: res.try_get_by_index(at.next().unwrap_or_default())?,)+
+                })
+            }
+        }
+    };
+}
+
+by_position!(RecordSlice {
+    endpoint,
+    spec_name,
+    gpu_count,
+    started_at,
+    completed_at,
+    status
+});
+
+by_position!(SessionSlice {
+    endpoint,
+    spec_name,
+    gpu_count,
+    started_at,
+    counted_until
+});
 
 /// Records that add GPU time or a completion to a bucket in `range`:
 /// `completed_at >= start AND started_at < end`. The upper bound on
@@ -91,7 +125,7 @@ pub async fn read_sessions(
 }
 
 /// The additive columns of a statistics row, the input of folding.
-#[derive(Debug, FromQueryResult)]
+#[derive(Debug)]
 struct StatSlice {
     time_bucket: DateTime<Utc>,
     scope_type: ScopeType,
@@ -108,6 +142,23 @@ struct StatSlice {
     peak_gpus_in_use: i32,
     peak_gpus_available: i32,
 }
+
+by_position!(StatSlice {
+    time_bucket,
+    scope_type,
+    scope_value,
+    total_tasks,
+    completed_tasks,
+    failed_tasks,
+    gpu_milliseconds,
+    gpu_count_sum,
+    max_gpu_count,
+    available_gpu_ms,
+    idle_gpu_ms,
+    overused_minutes,
+    peak_gpus_in_use,
+    peak_gpus_available,
+});
 
 impl StatSlice {
     fn into_entry(self) -> Option<((DateTime<Utc>, Scope), Accum)> {

@@ -16,8 +16,9 @@ use rust_decimal::{Decimal, RoundingStrategy};
 use crate::types::{Granularity, Scope, TaskStatus, TimeRange};
 use concurrency::Steps;
 
-/// The fields of a record the rollups need.
-#[derive(Debug, Clone, PartialEq, Eq, sea_orm::FromQueryResult)]
+/// The fields of a record the rollups need (read by position: see
+/// `store::read_records`).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordSlice {
     pub endpoint: String,
     pub spec_name: Option<String>,
@@ -29,7 +30,7 @@ pub struct RecordSlice {
 
 /// The fields of a worker session the rollups need: the GPUs it made
 /// available over `[started_at, counted_until)`.
-#[derive(Debug, Clone, PartialEq, Eq, sea_orm::FromQueryResult)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionSlice {
     pub endpoint: String,
     pub spec_name: Option<String>,
