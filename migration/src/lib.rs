@@ -6,7 +6,7 @@
 //! statements inside the same migration, because SQLite has no inline `KEY`.
 //!
 //! `scripts/gpu_usage_schema.sql` builds the same schema for operators who
-//! prefer `mysql < file`; `crates/gpu-usage-core/tests/schema.rs` proves the two
+//! prefer `mysql < file`; `crates/gpu-usage-core/tests/schema/` proves the two
 //! agree on MariaDB.
 //!
 //! Migrations never import the entities: they describe the schema as it was

@@ -585,9 +585,9 @@ test("capacity: a clear message while none is reported, charts once rows carry i
   assert.equal(await page.evaluate(() => window.__dashboard.series.capacity), null);
   assert.match(await page.textContent('[data-card="utilization"]'), /no capacity reported/);
 
-  // The §7 fields as the API will send them: injected into the API's real
-  // answers, so the page's handling of them is tested before the server
-  // fills them.
+  // The capacity fields (docs/CAPACITY.md) as the API will send them:
+  // injected into the API's real answers, so the page's handling of them is
+  // tested before the server fills them.
   const withCapacity = (row) => {
     const available = Math.round((row.total_gpu_hours * 1.25 + 0.5) * 1e6) / 1e6;
     return {

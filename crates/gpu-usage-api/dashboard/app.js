@@ -17,8 +17,8 @@
   const RANGE_NAMES = { "1h": "Last hour", "6h": "Last 6 hours", "24h": "Last 24 hours", "7d": "Last 7 days", "30d": "Last 30 days" };
   const STEP = { minute: 60, hourly: 3600, daily: 86400 };
   const LEVEL_LABEL = { minute: "minute", hourly: "hour", daily: "UTC day" };
-  // What the service promises (SPEC §4): a record shows up in each level
-  // within this many seconds.
+  // What the service promises (docs/ROLLUPS.md#freshness): a record shows up
+  // in each level within this many seconds.
   const FRESH_PROMISE = { minute: 120, hourly: 420, daily: 3900 };
   const TOP_N = 8;
   const MAX_BUCKETS = 20000;

@@ -1,5 +1,6 @@
-//! Retention cleanup (SPEC §5): expired rows deleted in bounded batches,
-//! table by table.
+//! Retention cleanup (docs/OPERATIONS.md, "Retention"): expired rows
+//! deleted in bounded batches, table by table; one table's failure does not
+//! stop the others, and the run reports what it removed.
 //!
 //! - records by `completed_at`, worker sessions by `ended_at` with the
 //!   same period (open sessions are kept), minute and hourly rows by

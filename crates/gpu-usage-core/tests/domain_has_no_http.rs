@@ -1,6 +1,6 @@
-//! The domain crate has no HTTP in it (SPEC §1): neither actix-web nor any
-//! other HTTP server or client is among its dependencies, direct or
-//! transitive, and its sources do not use one.
+//! The domain crate has no HTTP in it (docs/ARCHITECTURE.md): neither
+//! actix-web nor any other HTTP server or client is among its dependencies,
+//! direct or transitive, and its sources do not use one.
 //!
 //! `scripts/test.sh` checks the same with `cargo tree -p gpu-usage-core -e
 //! normal -i actix-web`; this test needs no cargo and reads `Cargo.lock`,

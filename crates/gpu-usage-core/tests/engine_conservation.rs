@@ -1,8 +1,9 @@
-//! Conservation (SPEC §3): for every scope and a range of whole days,
-//! Σ GPU time of minute rows = of hourly rows = of daily rows = the records'
-//! GPU time overlapping the range, exactly in GPU-milliseconds; the rounded
-//! total_gpu_hours columns within half a unit (1e-6 GPU-h) per row summed
-//! (the SPEC allows 1e-4); and task counts likewise (completions in range).
+//! Conservation (docs/ROLLUPS.md, "Exact arithmetic"): for every scope and
+//! a range of whole days, Σ GPU time of minute rows = of hourly rows = of
+//! daily rows = the records' GPU time overlapping the range, exactly in
+//! GPU-milliseconds; the rounded total_gpu_hours columns within half a unit
+//! (1e-6 GPU-h) per row summed (the service promises 1e-4); and task counts
+//! likewise (completions in range).
 //!
 //! Records start up to 12 h before the first day and end up to a day after
 //! the last, so clipping at the range's edges is part of the check. One

@@ -1,8 +1,9 @@
-//! Idempotency (SPEC §4, issue #3): recomputing a range twice in a row or
-//! twice at once (`tokio::join!`) yields identical rows, and so do two
-//! periodic jobs running at once; replaying an ingest batch is all
-//! duplicates and changes nothing; a different record under a known task_id
-//! is a conflict, the stored one is kept, and the statistics do not move.
+//! Idempotency (every rollup is a recomputation: docs/ROLLUPS.md; issue
+//! #3): recomputing a range twice in a row or twice at once
+//! (`tokio::join!`) yields identical rows, and so do two periodic jobs
+//! running at once; replaying an ingest batch is all duplicates and changes
+//! nothing; a different record under a known task_id is a conflict, the
+//! stored one is kept, and the statistics do not move.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;

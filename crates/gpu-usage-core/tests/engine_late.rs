@@ -1,8 +1,9 @@
-//! Late data and downtime (SPEC §4): records that arrive after their buckets
-//! were aggregated (hours, days and weeks back, still inside retention) are
-//! folded into minute, hourly and daily rows by the next runs of the
-//! periodic jobs; a worker that was down for an hour catches up in one run;
-//! rollup_status shows the backlog before and nothing pending after.
+//! Late data and downtime (docs/ROLLUPS.md, the pending queue): records that
+//! arrive after their buckets were aggregated (hours, days and weeks back,
+//! still inside retention) are folded into minute, hourly and daily rows by
+//! the next runs of the periodic jobs; a worker that was down for an hour
+//! catches up in one run; rollup_status shows the backlog before and nothing
+//! pending after.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;

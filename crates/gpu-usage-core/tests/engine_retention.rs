@@ -1,7 +1,8 @@
-//! Retention interplay (SPEC §4, §5): once the finer level of a bucket has
-//! been removed, re-aggregating the bucket rebuilds it from the records while
-//! they are retained, and leaves it exactly as it is (updated_at included)
-//! once the records are gone too: never overwrite good totals with less.
+//! Retention interplay (docs/ROLLUPS.md, "horizons"): once the finer level of
+//! a bucket has been removed, re-aggregating the bucket rebuilds it from the
+//! records while they are retained, and leaves it exactly as it is
+//! (updated_at included) once the records are gone too: never overwrite good
+//! totals with less.
 //!
 //! Cleanup is simulated the way `retention::cleanup` does it: first
 //! `horizon::record_deletion(table, cutoff)`, then a DELETE of the rows

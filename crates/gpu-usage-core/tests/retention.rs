@@ -1,4 +1,4 @@
-//! Retention cleanup (SPEC §5) on SQLite and MariaDB: expired rows go,
+//! Retention cleanup on SQLite and MariaDB: expired rows go,
 //! fresh rows and daily rows stay, deletes are batched, horizons are
 //! recorded before deleting, a failing table does not stop the others.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]

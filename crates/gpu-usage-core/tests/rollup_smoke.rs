@@ -154,7 +154,8 @@ async fn worked_example(tdb: TestDb) {
     tdb.cleanup().await;
 }
 
-/// SPEC: a 30-day backfill must not issue hundreds of thousands of queries.
+/// A 30-day backfill must not issue hundreds of thousands of queries (the
+/// statement count is bounded by chunks, not buckets: docs/ROLLUPS.md).
 /// Counts every statement (transactions included) of rebuilding 30 days at
 /// all three levels.
 async fn thirty_day_rebuild_is_set_based(mut tdb: TestDb) {

@@ -1,4 +1,4 @@
-//! All timestamps are UTC (SPEC §2): every MySQL session opened by
+//! All timestamps are stored and read as UTC: every MySQL session opened by
 //! `gpu_usage_core::db::connect` runs in UTC whatever the server's zone, and a
 //! `DateTime<Utc>` written through the entities comes back as the same instant.
 //!

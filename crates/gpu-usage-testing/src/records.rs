@@ -106,8 +106,9 @@ impl Rec {
         self.task_id.trim().to_owned()
     }
 
-    /// Scopes the record counts in (SPEC §3): global, its endpoint, and its
-    /// spec unless the spec name is NULL or empty (after trimming, as stored).
+    /// Scopes the record counts in: global, its endpoint, and its spec
+    /// unless the spec name is NULL or empty (after trimming, as stored);
+    /// such a record is left out of the spec scope only.
     pub fn scopes(&self) -> Vec<(ScopeType, Option<String>)> {
         let mut v = vec![
             (ScopeType::Global, None),

@@ -1,4 +1,4 @@
-//! Worker sessions and heartbeats through the Redis stream (SPEC §7),
+//! Worker sessions and heartbeats through the Redis stream (docs/CAPACITY.md),
 //! against a real Redis and each database: entries of `kind` session and
 //! heartbeat, as one JSON field named like the kind or as flat string
 //! fields, stored as sessions; malformed, invalid and conflicting ones

@@ -1,4 +1,4 @@
-//! Capacity and utilisation (SPEC §7) through the API, as a client sees
+//! Capacity and utilisation (docs/CAPACITY.md) through the API, as a client sees
 //! it: worker sessions and heartbeats posted, statistics recomputed, and
 //! every capacity figure compared with one worked out by hand.
 //!

@@ -1,6 +1,6 @@
-//! Retention cleanup (SPEC §5). A table that fails is reported and the run
-//! counts as failed (so it is retried with back-off), but the other tables'
-//! deletes have been done.
+//! Retention cleanup (docs/OPERATIONS.md, "Retention"). A table that fails is
+//! reported and the run counts as failed (so it is retried with back-off),
+//! but the other tables' deletes have been done.
 
 use gpu_usage_core::DomainError;
 use gpu_usage_core::jobs::JobReport;
