@@ -69,12 +69,12 @@ impl RegisterMetrics for HttpMetrics {
     fn register(&self, r: &mut Registry) {
         r.register(
             "gpu_usage_http_requests",
-            "HTTP requests by method, route and status.",
+            "HTTP requests by method, route and status",
             self.requests.clone(),
         );
         r.register(
             "gpu_usage_http_request_duration_seconds",
-            "HTTP request latency by method and route.",
+            "HTTP request latency by method and route",
             self.latency.clone(),
         );
     }

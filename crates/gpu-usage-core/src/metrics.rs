@@ -66,17 +66,17 @@ impl RollupGauges {
     pub fn register(&self, r: &mut Registry) {
         r.register(
             "gpu_usage_rollup_lag_seconds",
-            "How far behind now each level is complete (now - complete_through).",
+            "How far behind now each level is complete (now - complete_through)",
             self.lag.clone(),
         );
         r.register(
             "gpu_usage_rollup_pending_ranges",
-            "Ranges queued for recomputation per level.",
+            "Ranges queued for recomputation per level",
             self.pending.clone(),
         );
         r.register(
             "gpu_usage_rollup_status_up",
-            "1 when the rollup status could be read at this scrape.",
+            "1 when the rollup status could be read at this scrape",
             self.up.clone(),
         );
     }

@@ -15,11 +15,13 @@
 //! - [`rows`]: rows written straight to the tables, and records read back.
 //! - [`snapshot`]: statistics as two databases agree on them, and the
 //!   reference a snapshot is compared with.
+//! - [`exposition`]: checks every `/metrics` exposition must pass.
 //! - [`proxy`]: a controllable TCP proxy (cut, refuse, random drops) for fault-injection tests.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 pub mod db;
 pub mod engine;
+pub mod exposition;
 pub mod generators;
 pub mod levels;
 pub mod model;
@@ -31,6 +33,7 @@ pub mod snapshot;
 pub mod time;
 
 pub use engine::*;
+pub use exposition::*;
 pub use generators::*;
 pub use levels::*;
 pub use model::*;

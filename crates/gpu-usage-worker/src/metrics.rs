@@ -16,14 +16,17 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 
+/// The job's name, as label `job_name`: not `job`, which Prometheus sets on
+/// every scraped series itself (a scraped `job` would be renamed
+/// `exported_job`).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct JobLabels {
-    job: String,
+    job_name: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
-    job: String,
+    job_name: String,
     outcome: String,
 }
 
@@ -104,57 +107,57 @@ impl Metrics {
     pub fn register(&self, r: &mut Registry) {
         r.register(
             "gpu_usage_job_runs",
-            "Job executions by job and outcome (skipped = another runner held the lock).",
+            "Job executions by job and outcome (skipped = another runner held the lock)",
             self.runs.clone(),
         );
         r.register(
             "gpu_usage_job_duration_seconds",
-            "Time spent in executed jobs.",
+            "Time spent in executed jobs",
             self.duration.clone(),
         );
         r.register(
             "gpu_usage_job_rows_written",
-            "Rows written by jobs (statistics rows; deleted rows for cleanup).",
+            "Rows written by jobs (statistics rows; deleted rows for cleanup)",
             self.rows.clone(),
         );
         r.register(
             "gpu_usage_job_lock_skips",
-            "Ticks skipped because another runner held the job's lock.",
+            "Ticks skipped because another runner held the job's lock",
             self.lock_skips.clone(),
         );
         r.register(
             "gpu_usage_job_last_success_timestamp_seconds",
-            "When this process last finished the job successfully.",
+            "When this process last finished the job successfully",
             self.last_success.clone(),
         );
         r.register(
             "gpu_usage_stream_entries",
-            "Redis stream entries by result.",
+            "Redis stream entries by result",
             self.stream.clone(),
         );
         r.register(
             "gpu_usage_stream_errors",
-            "Failed rounds of the Redis stream consumer.",
+            "Failed rounds of the Redis stream consumer",
             self.stream_errors.clone(),
         );
         r.register(
             "gpu_usage_backfill_chunks",
-            "Backfill chunks (days) completed by this process.",
+            "Backfill chunks (days) completed by this process",
             self.backfill_chunks.clone(),
         );
         r.register(
             "gpu_usage_stream_lag",
-            "Stream entries not yet delivered to the consumer group.",
+            "Stream entries not yet delivered to the consumer group",
             self.stream_lag.clone(),
         );
         r.register(
             "gpu_usage_stream_pending",
-            "Stream entries delivered but not yet acknowledged.",
+            "Stream entries delivered but not yet acknowledged",
             self.stream_pending.clone(),
         );
         r.register(
             "gpu_usage_stream_up",
-            "1 when Redis answered at the last scrape (0 also when no stream is configured).",
+            "1 when Redis answered at the last scrape (0 also when no stream is configured)",
             self.stream_up.clone(),
         );
     }
@@ -167,11 +170,11 @@ impl Metrics {
         at: DateTime<Utc>,
     ) {
         let label = JobLabels {
-            job: job.to_string(),
+            job_name: job.to_string(),
         };
         self.runs
             .get_or_create(&OutcomeLabels {
-                job: job.to_string(),
+                job_name: job.to_string(),
                 outcome: outcome.label().to_owned(),
             })
             .inc();
@@ -240,7 +243,7 @@ impl Metrics {
     pub fn job_runs(&self, job: JobName, outcome: &str) -> u64 {
         self.runs
             .get(&OutcomeLabels {
-                job: job.to_string(),
+                job_name: job.to_string(),
                 outcome: outcome.to_owned(),
             })
             .map(|c| c.get())
@@ -293,16 +296,17 @@ mod tests {
         })));
         let text = m.render();
         for needle in [
-            "gpu_usage_job_runs_total{job=\"rollup_minute\",outcome=\"succeeded\"} 1\n",
-            "gpu_usage_job_runs_total{job=\"rollup_minute\",outcome=\"skipped\"} 1\n",
-            "gpu_usage_job_rows_written_total{job=\"rollup_minute\"} 12\n",
-            "gpu_usage_job_lock_skips_total{job=\"rollup_minute\"} 1\n",
-            "gpu_usage_job_duration_seconds_sum{job=\"rollup_minute\"} 0.25\n",
+            "gpu_usage_job_runs_total{job_name=\"rollup_minute\",outcome=\"succeeded\"} 1\n",
+            "gpu_usage_job_runs_total{job_name=\"rollup_minute\",outcome=\"skipped\"} 1\n",
+            "gpu_usage_job_rows_written_total{job_name=\"rollup_minute\"} 12\n",
+            "gpu_usage_job_lock_skips_total{job_name=\"rollup_minute\"} 1\n",
+            "gpu_usage_job_duration_seconds_sum{job_name=\"rollup_minute\"} 0.25\n",
             "gpu_usage_stream_lag{stream=\"s\\\"x\",group=\"g\"} 4\n",
             "gpu_usage_stream_entries_total{result=\"inserted\"} 3\n",
         ] {
             assert!(text.contains(needle), "missing {needle:?} in\n{text}");
         }
         assert_eq!(m.job_runs(JobName::MinuteRollup, "succeeded"), 1);
+        gpu_usage_testing::assert_exposition_well_formed(&text);
     }
 }

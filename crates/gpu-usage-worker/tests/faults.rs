@@ -262,7 +262,7 @@ fn failed_attempts(w: &Worker) -> Vec<u64> {
         .iter()
         .map(|job| {
             let line = format!(
-                "gpu_usage_job_runs_total{{job=\"{}\",outcome=\"failed\"}}",
+                "gpu_usage_job_runs_total{{job_name=\"{}\",outcome=\"failed\"}}",
                 job.as_str()
             );
             metric(&text, &line)

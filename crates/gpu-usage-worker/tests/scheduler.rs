@@ -113,7 +113,8 @@ async fn explicit_clock_drives_the_chain_and_folds_in_late_data() {
     );
 
     // Another late record at 10:00:30: minute rows have it after the 10:01
-    // tick, hourly after 10:05, daily after 11:00 (SPEC §4 bounds).
+    // tick, hourly after 10:05, daily after 11:00 (within the promised 2 / 7 /
+    // 65 minutes, docs/ROLLUPS.md#freshness).
     let late = records_in(
         3,
         "later",
@@ -312,9 +313,9 @@ async fn http_probes_and_metrics() {
     );
     let text = r.text().await.unwrap();
     for needle in [
-        "gpu_usage_job_runs_total{job=\"rollup_minute\",outcome=\"succeeded\"} 1\n",
-        "gpu_usage_job_runs_total{job=\"rollup_minute\",outcome=\"nothing_to_do\"} 1\n",
-        "gpu_usage_job_duration_seconds_count{job=\"rollup_minute\"} 2\n",
+        "gpu_usage_job_runs_total{job_name=\"rollup_minute\",outcome=\"succeeded\"} 1\n",
+        "gpu_usage_job_runs_total{job_name=\"rollup_minute\",outcome=\"nothing_to_do\"} 1\n",
+        "gpu_usage_job_duration_seconds_count{job_name=\"rollup_minute\"} 2\n",
         "# TYPE gpu_usage_rollup_lag_seconds gauge\n",
         "gpu_usage_rollup_lag_seconds{level=\"minute\"} ",
         "gpu_usage_rollup_pending_ranges{level=\"minute\"} 0\n",
@@ -322,6 +323,7 @@ async fn http_probes_and_metrics() {
     ] {
         assert!(text.contains(needle), "missing {needle:?} in\n{text}");
     }
+    gpu_usage_testing::assert_exposition_well_formed(&text);
     assert!(
         !text.contains("gpu_usage_rollup_pending_ranges{level=\"hourly\"} 0\n"),
         "the minute run queued hours:\n{text}"

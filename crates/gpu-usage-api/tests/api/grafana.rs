@@ -1583,7 +1583,7 @@ fn promql_use(expr: &str) -> PromUse {
 #[test]
 fn promql_use_reads_names_and_labels() {
     let u = promql_use(
-        r#"histogram_quantile(0.95, sum by (exported_job, le) (rate(a_b_bucket{job=~"$w", level="x"}[$__rate_interval]))) / on (x) b_total - 60 > bool 1e3"#,
+        r#"histogram_quantile(0.95, sum by (job_name, le) (rate(a_b_bucket{job=~"$w", level="x"}[$__rate_interval]))) / on (x) b_total - 60 > bool 1e3"#,
     );
     assert_eq!(
         u.metrics,
@@ -1591,12 +1591,7 @@ fn promql_use_reads_names_and_labels() {
     );
     assert_eq!(
         u.labels,
-        BTreeSet::from([
-            "exported_job".into(),
-            "le".into(),
-            "level".into(),
-            "x".into()
-        ])
+        BTreeSet::from(["job_name".into(), "le".into(), "level".into(), "x".into()])
     );
 }
 
@@ -1631,9 +1626,9 @@ fn samples(text: &str) -> BTreeMap<String, BTreeSet<String>> {
 }
 
 /// Checks every metric and label of `expr` against the exposition of the
-/// process it selects. Prometheus renames a scraped `job` label to
-/// `exported_job` (the scrape's own `job` wins), so `exported_job` is the
-/// metric's `job`.
+/// process it selects. No metric has a label `job` of its own (the worker's
+/// job metrics name it `job_name`), so `job` is always the scrape's and
+/// nothing is renamed `exported_job`.
 fn check_expr(
     place: &str,
     expr: &str,
@@ -1661,13 +1656,8 @@ fn check_expr(
         labels_seen.extend(labels.iter().cloned());
     }
     for l in &u.labels {
-        let on_metric = if l == "exported_job" {
-            "job"
-        } else {
-            l.as_str()
-        };
         assert!(
-            labels_seen.contains(on_metric),
+            labels_seen.contains(l),
             "{place}: label {l} is on none of {:?} in the {process}'s /metrics",
             u.metrics
         );
@@ -1700,6 +1690,8 @@ async fn promql_metrics_are_served() {
         .unwrap();
 
     let worker_text = worker_metrics(&app.db.db).await;
+    gpu_usage_testing::assert_exposition_well_formed(&api_text);
+    gpu_usage_testing::assert_exposition_well_formed(&worker_text);
     let (api_s, worker_s) = (samples(&api_text), samples(&worker_text));
 
     let d = dashboard();

@@ -42,6 +42,7 @@ async fn requests_are_counted_by_route_and_status(db: TestDb) {
         assert!(text.contains(needle), "missing {needle:?} in\n{text}");
     }
     assert!(!text.contains("no-such-thing"), "raw paths are not labels");
+    gpu_usage_testing::assert_exposition_well_formed(&text);
 
     let open = app
         .client
@@ -56,7 +57,9 @@ async fn requests_are_counted_by_route_and_status(db: TestDb) {
             .unwrap()
             .starts_with("application/openmetrics-text")
     );
-    assert!(open.text().await.unwrap().ends_with("# EOF\n"));
+    let open = open.text().await.unwrap();
+    assert!(open.ends_with("# EOF\n"));
+    gpu_usage_testing::assert_exposition_well_formed(&open);
     app.finish().await;
 }
 both_backends!(requests_are_counted_by_route_and_status);
