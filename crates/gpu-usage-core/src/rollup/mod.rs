@@ -74,11 +74,13 @@ impl RollupReport {
 }
 
 /// How much is recomputed per transaction: bounds memory (one chunk's
-/// source rows) and lock time.
-fn chunk_len(level: Granularity) -> TimeDelta {
-    match level {
-        Granularity::Minute => TimeDelta::hours(6),
-        Granularity::Hourly | Granularity::Daily => TimeDelta::days(1),
+/// source rows) and lock time. Chunks read from records are a quarter day
+/// where the level's buckets allow it, so reading the next overlaps
+/// computing this one; daily buckets need whole days.
+fn chunk_len(level: Granularity, source: Source) -> TimeDelta {
+    match (level, source) {
+        (Granularity::Minute, _) | (Granularity::Hourly, Source::Records) => TimeDelta::hours(6),
+        (Granularity::Hourly | Granularity::Daily, _) => TimeDelta::days(1),
     }
 }
 
@@ -155,7 +157,7 @@ pub async fn process_pending_guarded(
             break;
         }
         let horizons = horizon::load(db, now, &cfg.retention).await?;
-        let work = pending::by_chunk(&taken, level, chunk_len(level));
+        let work = pending::by_chunk(&taken, level, chunk_len(level, Source::Finer));
         // An entry is consumed once every chunk it touches is done.
         let mut open: HashMap<i64, usize> = HashMap::new();
         for w in &work {
@@ -255,32 +257,35 @@ async fn recompute_with(
     let chunks: Vec<(TimeRange, Source)> = parts
         .into_iter()
         .flat_map(|(part, source)| {
-            part.chunks(chunk_len(level))
+            part.chunks(chunk_len(level, source))
                 .into_iter()
                 .map(move |c| (c, source))
         })
         .collect();
-    // The next chunk's source is read and computed (on another pooled
-    // connection) while this chunk's rows are written: a rebuild then
-    // costs about the larger of reading and writing, not their sum. A
-    // chunk never reads what the one before it writes (a level reads
-    // records or the finer level, and writes itself).
+    // The next chunk's source is read (on another pooled connection)
+    // while this chunk is computed (on a blocking thread) and written: a
+    // rebuild then costs about the largest of reading, computing and
+    // writing, not their sum. A chunk never reads what the one before it
+    // writes (a level reads records or the finer level, and writes itself).
     let mut next = match chunks.first() {
-        Some(&(chunk, source)) => Some(build(db, level, chunk, source).await),
+        Some(&(chunk, source)) => Some(read_source(db, level, chunk, source).await),
         None => None,
     };
     for (i, &(chunk, _)) in chunks.iter().enumerate() {
-        let Some(buckets) = next.take() else { break };
-        let buckets = buckets?;
-        guard.verify().await?;
-        let write = write_with_retry(db, level, chunk, &buckets, now);
+        let Some(input) = next.take() else { break };
+        let input = input?;
+        let work = async {
+            let buckets = compute_chunk(level, chunk, input).await?;
+            guard.verify().await?;
+            write_with_retry(db, level, chunk, &buckets, now).await
+        };
         let prefetch = async {
             match chunks.get(i + 1) {
-                Some(&(c, s)) => Some(build(db, level, c, s).await),
+                Some(&(c, s)) => Some(read_source(db, level, c, s).await),
                 None => None,
             }
         };
-        let (written, prefetched) = tokio::join!(write, prefetch);
+        let (prefetched, written) = tokio::join!(prefetch, work);
         report.rows_written += written?;
         report.buckets += bucket_count(level, chunk);
         next = prefetched;
@@ -293,26 +298,41 @@ fn bucket_count(level: Granularity, range: TimeRange) -> u64 {
     u64::try_from(n).unwrap_or(0)
 }
 
-async fn build(
+/// What one chunk is computed from.
+enum Input {
+    /// Rows of the finer level, to fold.
+    Finer(Buckets),
+    /// Records and worker sessions, to spread over minutes (and fold up to
+    /// the level).
+    Sources(Vec<compute::RecordSlice>, Vec<compute::SessionSlice>),
+}
+
+async fn read_source(
     db: &impl ConnectionTrait,
     level: Granularity,
     chunk: TimeRange,
     source: Source,
-) -> Result<Buckets> {
+) -> Result<Input> {
     Ok(match (level, source) {
-        (Granularity::Hourly, Source::Finer) => compute::fold(
-            &store::read_buckets::<Minute>(db, chunk).await?,
-            Granularity::Hourly,
+        (Granularity::Hourly, Source::Finer) => {
+            Input::Finer(store::read_buckets::<Minute>(db, chunk).await?)
+        }
+        (Granularity::Daily, Source::Finer) => {
+            Input::Finer(store::read_buckets::<Hourly>(db, chunk).await?)
+        }
+        (_, _) => Input::Sources(
+            store::read_records(db, chunk).await?,
+            store::read_sessions(db, chunk).await?,
         ),
-        (Granularity::Daily, Source::Finer) => compute::fold(
-            &store::read_buckets::<Hourly>(db, chunk).await?,
-            Granularity::Daily,
-        ),
-        // From the records (and sessions) themselves: minute rows, folded
-        // up to the level.
-        (_, _) => {
-            let records = store::read_records(db, chunk).await?;
-            let sessions = store::read_sessions(db, chunk).await?;
+    })
+}
+
+/// The level's buckets of one chunk, computed on a blocking thread so the
+/// next chunk's read proceeds meanwhile.
+async fn compute_chunk(level: Granularity, chunk: TimeRange, input: Input) -> Result<Buckets> {
+    let work = move || match input {
+        Input::Finer(finer) => compute::fold(&finer, level),
+        Input::Sources(records, sessions) => {
             let mut buckets = compute::minutes_from_sources(&records, &sessions, chunk);
             for coarser in [Granularity::Hourly, Granularity::Daily] {
                 if coarser <= level {
@@ -321,7 +341,10 @@ async fn build(
             }
             buckets
         }
-    })
+    };
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| crate::error::DomainError::Panicked(e.to_string()))
 }
 
 /// Deadlocks between concurrent recomputations of the same range are

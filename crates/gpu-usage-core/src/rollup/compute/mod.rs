@@ -7,14 +7,16 @@
 //! accumulates rounding.
 
 mod concurrency;
+mod minutes;
+
+pub use minutes::minutes_from_sources;
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use rust_decimal::{Decimal, RoundingStrategy};
 
-use crate::types::{Granularity, Scope, TaskStatus, TimeRange};
-use concurrency::Steps;
+use crate::types::{Granularity, Scope, TaskStatus};
 
 /// The fields of a record the rollups need (read by position: see
 /// `store::read_records`).
@@ -139,110 +141,6 @@ pub fn gpu_seconds(gpu_ms: i64) -> Decimal {
 /// visits finer buckets in time order.
 pub type Buckets = BTreeMap<(DateTime<Utc>, Scope), Accum>;
 
-/// Minute buckets inside `range` (minute-aligned) from records and
-/// sessions: GPU time used and available by overlap, task figures in the
-/// minute holding `completed_at`, idle time, overuse and peak concurrency
-/// per minute.
-pub fn minutes_from_sources(
-    records: &[RecordSlice],
-    sessions: &[SessionSlice],
-    range: TimeRange,
-) -> Buckets {
-    let mut out = Buckets::new();
-    let mut in_use: BTreeMap<Scope, Steps> = BTreeMap::new();
-    let mut available: BTreeMap<Scope, Steps> = BTreeMap::new();
-    for r in records {
-        let scopes: Vec<Scope> = Scope::of_record(&r.endpoint, r.spec_name.as_deref()).collect();
-        let done = Granularity::Minute.floor(r.completed_at);
-        if done >= range.start() && done < range.end() {
-            for s in &scopes {
-                out.entry((done, s.clone()))
-                    .or_default()
-                    .add_completion(r.gpu_count, r.status);
-            }
-        }
-        spread(
-            &mut out,
-            &mut in_use,
-            &scopes,
-            (r.started_at, r.completed_at),
-            r.gpu_count,
-            range,
-            |a, ms| a.gpu_ms += ms,
-        );
-    }
-    for s in sessions {
-        let scopes: Vec<Scope> = Scope::of_record(&s.endpoint, s.spec_name.as_deref()).collect();
-        spread(
-            &mut out,
-            &mut available,
-            &scopes,
-            (s.started_at, s.counted_until),
-            s.gpu_count,
-            range,
-            |a, ms| a.avail_ms += ms,
-        );
-    }
-    set_peaks(&mut out, in_use, |a, p| a.peak_in_use = p);
-    set_peaks(&mut out, available, |a, p| a.peak_available = p);
-    for acc in out.values_mut() {
-        acc.idle_ms = (acc.avail_ms - acc.gpu_ms).max(0);
-        acc.overused_minutes = i64::from(acc.gpu_ms > acc.avail_ms);
-    }
-    out
-}
-
-/// Adds `gpus × |interval ∩ minute|` to every minute of `range` the
-/// interval overlaps (with `add`), and its steps to the scopes' sweeps.
-fn spread(
-    out: &mut Buckets,
-    steps: &mut BTreeMap<Scope, Steps>,
-    scopes: &[Scope],
-    (start, end): (DateTime<Utc>, DateTime<Utc>),
-    gpus: i32,
-    range: TimeRange,
-    add: impl Fn(&mut Accum, i64),
-) {
-    if gpus <= 0 || start >= end {
-        return;
-    }
-    let (from, to) = (start.max(range.start()), end.min(range.end()));
-    if from >= to {
-        return;
-    }
-    for s in scopes {
-        steps.entry(s.clone()).or_default().add(
-            from.timestamp_millis(),
-            to.timestamp_millis(),
-            i64::from(gpus),
-        );
-    }
-    let minute = TimeDelta::minutes(1);
-    let mut m = Granularity::Minute.floor(from);
-    while m < to {
-        let overlap = (end.min(m + minute) - start.max(m)).num_milliseconds();
-        if overlap > 0 {
-            let ms = overlap * i64::from(gpus);
-            for s in scopes {
-                add(out.entry((m, s.clone())).or_default(), ms);
-            }
-        }
-        m += minute;
-    }
-}
-
-fn set_peaks(out: &mut Buckets, steps: BTreeMap<Scope, Steps>, set: impl Fn(&mut Accum, i64)) {
-    for (scope, s) in steps {
-        for (minute_ms, peak) in s.minute_peaks() {
-            if let Some(at) = DateTime::<Utc>::from_timestamp_millis(minute_ms)
-                && let Some(acc) = out.get_mut(&(at, scope.clone()))
-            {
-                set(acc, peak);
-            }
-        }
-    }
-}
-
 /// Folds finer buckets into `level` buckets: sums, max, task-weighted
 /// inputs, and the peak finer bucket per scope.
 pub fn fold(finer: &Buckets, level: Granularity) -> Buckets {
@@ -258,7 +156,7 @@ pub fn fold(finer: &Buckets, level: Granularity) -> Buckets {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::parse_utc;
+    use crate::types::{TimeRange, parse_utc};
 
     fn rec(start: &str, end: &str, gpus: i32) -> RecordSlice {
         RecordSlice {
