@@ -101,14 +101,18 @@ pub async fn statistics<L: Level>(
     if let Some(cursor) = &after {
         select = select.filter(after_cursor::<L>(cursor));
     }
-    let rows: Vec<L::Row> = select
+    let page = select
         .order_by_asc(<L::Column as StatsColumn>::TIME_BUCKET)
         .order_by_asc(<L::Column as StatsColumn>::SCOPE_VALUE)
         // One extra row tells whether another page follows.
         .limit(q.page.limit().saturating_add(1))
         .into_partial_model::<L::Row>()
-        .all(db)
-        .await?;
+        .all(db);
+    // The page and the summary's statements are independent: on a pool
+    // they run at once on separate connections, so a read costs the
+    // slowest of them rather than their sum.
+    let (rows, totals) = tokio::join!(page, summarize::<L>(db, filter));
+    let (rows, (total, summary)) = (rows?, totals?);
     let (rows, more) = take_page(rows, q.page.limit());
     let next_cursor = rows.last().filter(|_| more).map(|last| {
         StatsCursor {
@@ -119,7 +123,6 @@ pub async fn statistics<L: Level>(
         }
         .encode()
     });
-    let (total, summary) = summarize::<L>(db, filter).await?;
     Ok(StatsPage {
         rows,
         total,
@@ -211,30 +214,33 @@ async fn summarize<L: Level>(
 ) -> Result<(u64, Summary)> {
     type C<L> = <L as Level>::Column;
     let b = db.get_database_backend();
-    let totals = L::Entity::find()
-        .select_only()
-        .column_as(Expr::col(C::<L>::ID).count(), "n")
-        .column_as(sum_i64(b, C::<L>::TOTAL_TASKS), "total_tasks")
-        .column_as(sum_i64(b, C::<L>::COMPLETED_TASKS), "completed_tasks")
-        .column_as(sum_i64(b, C::<L>::FAILED_TASKS), "failed_tasks")
-        .column_as(sum_i64(b, C::<L>::GPU_MILLISECONDS), "gpu_ms")
-        .column_as(sum_i64(b, C::<L>::GPU_COUNT_SUM), "gpu_count_sum")
-        .column_as(max_i64(C::<L>::MAX_GPU_COUNT), "max_gpu_count")
-        .column_as(sum_i64(b, C::<L>::AVAILABLE_GPU_MS), "avail_ms")
-        .column_as(sum_i64(b, C::<L>::IDLE_GPU_MS), "idle_ms")
-        .column_as(overused_with_capacity::<L>(b), "overused_with_capacity")
-        .column_as(max_i64(C::<L>::PEAK_GPUS_IN_USE), "peak_in_use")
-        .column_as(max_i64(C::<L>::PEAK_GPUS_AVAILABLE), "peak_available")
-        .filter(filter.clone())
-        .into_model::<Totals>()
-        .one(db)
-        .await?
-        .ok_or_else(|| {
-            crate::DomainError::Database(sea_orm::DbErr::RecordNotFound(
-                "aggregate query returned no row".to_owned(),
-            ))
-        })?;
-    let peak: Option<(L::Bucket, i64)> = L::Entity::find()
+    let totals_filter = filter.clone();
+    let totals = async move {
+        L::Entity::find()
+            .select_only()
+            .column_as(Expr::col(C::<L>::ID).count(), "n")
+            .column_as(sum_i64(b, C::<L>::TOTAL_TASKS), "total_tasks")
+            .column_as(sum_i64(b, C::<L>::COMPLETED_TASKS), "completed_tasks")
+            .column_as(sum_i64(b, C::<L>::FAILED_TASKS), "failed_tasks")
+            .column_as(sum_i64(b, C::<L>::GPU_MILLISECONDS), "gpu_ms")
+            .column_as(sum_i64(b, C::<L>::GPU_COUNT_SUM), "gpu_count_sum")
+            .column_as(max_i64(C::<L>::MAX_GPU_COUNT), "max_gpu_count")
+            .column_as(sum_i64(b, C::<L>::AVAILABLE_GPU_MS), "avail_ms")
+            .column_as(sum_i64(b, C::<L>::IDLE_GPU_MS), "idle_ms")
+            .column_as(overused_with_capacity::<L>(b), "overused_with_capacity")
+            .column_as(max_i64(C::<L>::PEAK_GPUS_IN_USE), "peak_in_use")
+            .column_as(max_i64(C::<L>::PEAK_GPUS_AVAILABLE), "peak_available")
+            .filter(totals_filter)
+            .into_model::<Totals>()
+            .one(db)
+            .await?
+            .ok_or_else(|| {
+                crate::DomainError::Database(sea_orm::DbErr::RecordNotFound(
+                    "aggregate query returned no row".to_owned(),
+                ))
+            })
+    };
+    let peak = L::Entity::find()
         .select_only()
         .column(C::<L>::TIME_BUCKET)
         .column_as(sum_i64(b, C::<L>::GPU_MILLISECONDS), "ms")
@@ -244,9 +250,10 @@ async fn summarize<L: Level>(
         .order_by(Expr::col(Alias::new("ms")), Order::Desc)
         .order_by_asc(C::<L>::TIME_BUCKET)
         .limit(1)
-        .into_tuple()
-        .one(db)
-        .await?;
+        .into_tuple::<(L::Bucket, i64)>()
+        .one(db);
+    let (totals, peak) = tokio::join!(totals, peak);
+    let (totals, peak) = (totals?, peak?);
     let total_gpu_hours = Hours::new(compute::gpu_hours(totals.gpu_ms));
     let capacity = compute::Accum {
         gpu_ms: totals.gpu_ms,
