@@ -52,40 +52,57 @@ macro_rules! table_migration {
     };
 }
 
-mod m20261129_000001_create_gpu_usage_records;
-mod m20261129_000002_create_gpu_usage_statistics_minute;
-mod m20261129_000003_create_gpu_usage_statistics_hourly;
-mod m20261129_000004_create_gpu_usage_statistics_daily;
-mod m20261129_000005_create_gpu_usage_rollup_pending;
-mod m20261129_000006_create_gpu_usage_job_runs;
-mod m20261129_000007_create_gpu_usage_backfill_jobs;
-mod m20261129_000008_create_gpu_usage_retention_horizons;
-mod m20261201_000009_create_gpu_usage_worker_sessions;
-mod m20261201_000010_add_capacity_to_statistics_minute;
-mod m20261201_000011_add_capacity_to_statistics_hourly;
-mod m20261201_000012_add_capacity_to_statistics_daily;
-mod m20261201_000013_add_duration_index_to_records;
+/// A migration that adds the capacity columns to the statistics table
+/// `$table` of level `$level` and drops them on the way down.
+macro_rules! capacity_migration {
+    ($table:expr, $level:ident) => {
+        use sea_orm_migration::prelude::*;
+
+        use $crate::schema_util::{StatsLevel, add_capacity_columns, drop_capacity_columns};
+
+        async fn up(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
+            add_capacity_columns(manager, $table, StatsLevel::$level).await
+        }
+
+        async fn down(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
+            drop_capacity_columns(manager, $table, StatsLevel::$level).await
+        }
+
+        migration!(up, down);
+    };
+}
+
+/// Declares each migration module once and runs them in the listed order,
+/// so the module list and the migrator's list cannot disagree.
+macro_rules! migrator {
+    ($($module:ident),* $(,)?) => {
+        $(mod $module;)*
+
+        pub struct Migrator;
+
+        #[async_trait::async_trait]
+        impl MigratorTrait for Migrator {
+            fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+                vec![$(Box::new($module::Migration)),*]
+            }
+        }
+    };
+}
+
 mod schema_util;
 
-pub struct Migrator;
-
-#[async_trait::async_trait]
-impl MigratorTrait for Migrator {
-    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![
-            Box::new(m20261129_000001_create_gpu_usage_records::Migration),
-            Box::new(m20261129_000002_create_gpu_usage_statistics_minute::Migration),
-            Box::new(m20261129_000003_create_gpu_usage_statistics_hourly::Migration),
-            Box::new(m20261129_000004_create_gpu_usage_statistics_daily::Migration),
-            Box::new(m20261129_000005_create_gpu_usage_rollup_pending::Migration),
-            Box::new(m20261129_000006_create_gpu_usage_job_runs::Migration),
-            Box::new(m20261129_000007_create_gpu_usage_backfill_jobs::Migration),
-            Box::new(m20261129_000008_create_gpu_usage_retention_horizons::Migration),
-            Box::new(m20261201_000009_create_gpu_usage_worker_sessions::Migration),
-            Box::new(m20261201_000010_add_capacity_to_statistics_minute::Migration),
-            Box::new(m20261201_000011_add_capacity_to_statistics_hourly::Migration),
-            Box::new(m20261201_000012_add_capacity_to_statistics_daily::Migration),
-            Box::new(m20261201_000013_add_duration_index_to_records::Migration),
-        ]
-    }
-}
+migrator!(
+    m20261129_000001_create_gpu_usage_records,
+    m20261129_000002_create_gpu_usage_statistics_minute,
+    m20261129_000003_create_gpu_usage_statistics_hourly,
+    m20261129_000004_create_gpu_usage_statistics_daily,
+    m20261129_000005_create_gpu_usage_rollup_pending,
+    m20261129_000006_create_gpu_usage_job_runs,
+    m20261129_000007_create_gpu_usage_backfill_jobs,
+    m20261129_000008_create_gpu_usage_retention_horizons,
+    m20261201_000009_create_gpu_usage_worker_sessions,
+    m20261201_000010_add_capacity_to_statistics_minute,
+    m20261201_000011_add_capacity_to_statistics_hourly,
+    m20261201_000012_add_capacity_to_statistics_daily,
+    m20261201_000013_add_duration_index_to_records,
+);

@@ -5,8 +5,7 @@ use crate::schema_util::*;
 const TABLE: &str = "gpu_usage_records";
 
 fn table(backend: DbBackend) -> TableDef {
-    let table = Table::create()
-        .table(Alias::new(TABLE))
+    let table = create(TABLE)
         .col(id("id"))
         .col(string("task_id", 255).not_null())
         .col(string("endpoint", 255).not_null())
@@ -20,11 +19,7 @@ fn table(backend: DbBackend) -> TableDef {
         .col(int("duration_seconds").not_null())
         .col(decimal("gpu_hours", 16, 6).not_null())
         .col(string("status", 50).not_null())
-        .col(
-            datetime_ms(backend, "created_at")
-                .not_null()
-                .default(now_default(backend)),
-        )
+        .col(stamped(backend, "created_at"))
         .to_owned();
     let indexes = vec![
         index(TABLE, "idx_task_id_unique", &["task_id"])

@@ -8,17 +8,12 @@ use crate::schema_util::*;
 const TABLE: &str = "gpu_usage_rollup_pending";
 
 fn table(backend: DbBackend) -> TableDef {
-    let table = Table::create()
-        .table(Alias::new(TABLE))
+    let table = create(TABLE)
         .col(id("id"))
         .col(string("level", 16).not_null())
         .col(datetime_ms(backend, "range_start").not_null())
         .col(datetime_ms(backend, "range_end").not_null())
-        .col(
-            datetime_ms(backend, "created_at")
-                .not_null()
-                .default(now_default(backend)),
-        )
+        .col(stamped(backend, "created_at"))
         .to_owned();
     let indexes = vec![index(
         TABLE,

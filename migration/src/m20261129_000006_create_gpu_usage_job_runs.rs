@@ -7,8 +7,7 @@ use crate::schema_util::*;
 const TABLE: &str = "gpu_usage_job_runs";
 
 fn table(backend: DbBackend) -> TableDef {
-    let table = Table::create()
-        .table(Alias::new(TABLE))
+    let table = create(TABLE)
         .col(id("id"))
         .col(string("job", 64).not_null())
         .col(string("runner", 255).not_null())

@@ -7,8 +7,7 @@ use crate::schema_util::*;
 const TABLE: &str = "gpu_usage_backfill_jobs";
 
 fn table(backend: DbBackend) -> TableDef {
-    let table = Table::create()
-        .table(Alias::new(TABLE))
+    let table = create(TABLE)
         .col(id("id"))
         .col(datetime_ms(backend, "range_start").not_null())
         .col(datetime_ms(backend, "range_end").not_null())
@@ -19,16 +18,8 @@ fn table(backend: DbBackend) -> TableDef {
         .col(int("chunks_total").not_null())
         .col(int("chunks_done").not_null().default(0))
         .col(text("error").null())
-        .col(
-            datetime_ms(backend, "created_at")
-                .not_null()
-                .default(now_default(backend)),
-        )
-        .col(
-            datetime_ms(backend, "updated_at")
-                .not_null()
-                .default(now_default(backend)),
-        )
+        .col(stamped(backend, "created_at"))
+        .col(stamped(backend, "updated_at"))
         .col(datetime_ms(backend, "started_at").null())
         .col(datetime_ms(backend, "finished_at").null())
         .to_owned();

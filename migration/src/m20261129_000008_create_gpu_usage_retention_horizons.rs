@@ -7,15 +7,10 @@ use crate::schema_util::*;
 const TABLE: &str = "gpu_usage_retention_horizons";
 
 fn table(backend: DbBackend) -> TableDef {
-    let table = Table::create()
-        .table(Alias::new(TABLE))
+    let table = create(TABLE)
         .col(string("table_name", 64).not_null().primary_key())
         .col(datetime_ms(backend, "deleted_before").not_null())
-        .col(
-            datetime_ms(backend, "updated_at")
-                .not_null()
-                .default(now_default(backend)),
-        )
+        .col(stamped(backend, "updated_at"))
         .to_owned();
     (table, vec![])
 }

@@ -9,8 +9,7 @@ use crate::schema_util::*;
 const TABLE: &str = "gpu_usage_worker_sessions";
 
 fn table(backend: DbBackend) -> TableDef {
-    let table = Table::create()
-        .table(Alias::new(TABLE))
+    let table = create(TABLE)
         .col(id("id"))
         .col(string("worker_id", 255).not_null())
         .col(string("endpoint", 255).not_null())
@@ -21,16 +20,8 @@ fn table(backend: DbBackend) -> TableDef {
         .col(datetime_ms(backend, "ended_at").null())
         .col(datetime_ms(backend, "last_seen").not_null())
         .col(datetime_ms(backend, "counted_until").not_null())
-        .col(
-            datetime_ms(backend, "created_at")
-                .not_null()
-                .default(now_default(backend)),
-        )
-        .col(
-            datetime_ms(backend, "updated_at")
-                .not_null()
-                .default(now_default(backend)),
-        )
+        .col(stamped(backend, "created_at"))
+        .col(stamped(backend, "updated_at"))
         .to_owned();
     let indexes = vec![
         index(TABLE, "uk_worker_started", &["worker_id", "started_at"])

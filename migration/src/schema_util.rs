@@ -68,6 +68,20 @@ pub fn now_default(backend: DbBackend) -> SimpleExpr {
     }
 }
 
+/// A `DATETIME(3)` stamp column that defaults to now: `created_at` and
+/// `updated_at` of every table the application writes.
+pub fn stamped(backend: DbBackend, name: &str) -> ColumnDef {
+    datetime_ms(backend, name)
+        .not_null()
+        .default(now_default(backend))
+        .to_owned()
+}
+
+/// `CREATE TABLE name`, to which a migration adds its columns.
+pub fn create(name: &str) -> TableCreateStatement {
+    Table::create().table(Alias::new(name)).to_owned()
+}
+
 pub fn index(table: &str, name: &str, columns: &[&str]) -> IndexCreateStatement {
     let mut index = Index::create();
     index.name(name).table(Alias::new(table));
@@ -177,11 +191,7 @@ pub fn statistics_table(backend: DbBackend, name: &str, level: StatsLevel) -> Ta
     table
         .col(datetime_ms(backend, "period_start").not_null())
         .col(datetime_ms(backend, "period_end").not_null())
-        .col(
-            datetime_ms(backend, "updated_at")
-                .not_null()
-                .default(now_default(backend)),
-        )
+        .col(stamped(backend, "updated_at"))
         // Never NOT NULL (MariaDB rejects it on generated columns) and never
         // written by the application.
         .col(string("scope_value_key", 255).generated(
