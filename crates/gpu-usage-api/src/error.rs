@@ -11,7 +11,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::ErrorHandlerResponse;
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use gpu_usage_core::DomainError;
-use gpu_usage_core::error::RecordProblem;
+use gpu_usage_core::error::{RecordProblem, error_chain};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -216,17 +216,6 @@ fn incomplete(
         "completed": completed,
         "not_run": not_run,
     }))
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 impl ResponseError for ApiError {

@@ -133,3 +133,17 @@ impl From<DbErr> for DomainError {
 }
 
 pub type Result<T, E = DomainError> = std::result::Result<T, E>;
+
+/// An error and its sources joined by `": "`: the whole cause in one line
+/// for job records, logs and 500 bodies, where a bare `Display` would hide
+/// the database's own message.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}

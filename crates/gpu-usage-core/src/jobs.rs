@@ -16,7 +16,7 @@ use sea_orm::DatabaseConnection;
 use sea_orm::sea_query::StringLen;
 
 use crate::clock::Clock;
-use crate::error::DomainError;
+use crate::error::{DomainError, error_chain};
 use crate::job_runs::{self, RunOutcome};
 use crate::locks::{self, JobLock};
 use crate::types::Granularity;
@@ -342,18 +342,6 @@ impl JobEnv {
             ),
         }
     }
-}
-
-/// A domain error with its sources, for job records and logs.
-fn error_chain(e: &DomainError) -> String {
-    let mut out = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 async fn release(lock: JobLock) {

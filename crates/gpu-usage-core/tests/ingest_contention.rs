@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use gpu_usage_core::EngineConfig;
 use gpu_usage_core::entities::record;
 use gpu_usage_core::ingest::ingest;
-use gpu_usage_testing::{Lcg, MINUTE, Rec, TestDb, at, ms};
+use gpu_usage_testing::{Lcg, MINUTE, Rec, TestDb, at, ms, stored_task_ids};
 use sea_orm::{EntityTrait, PaginatorTrait};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -62,12 +62,6 @@ async fn overlapping_concurrent_batches_all_succeed() {
     }
     assert_eq!(inserted, 600, "each record inserted by exactly one batch");
     assert_eq!(record::Entity::find().count(&t.db).await.unwrap(), 600);
-    let ids: BTreeSet<String> = record::Entity::find()
-        .all(&t.db)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|r| r.task_id)
-        .collect();
+    let ids = stored_task_ids(&t.db).await;
     assert_eq!(ids.len(), 600);
 }

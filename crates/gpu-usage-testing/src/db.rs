@@ -6,11 +6,14 @@
 //! the [`TestDb`] is dropped, so a failing test does not leak it;
 //! `scripts/test.sh` still drops leftovers of killed runs before starting.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
+use gpu_usage_core::entities::record;
 use gpu_usage_core::settings::DatabaseSettings;
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, Statement};
 use secrecy::SecretString;
+use serde_json::Value;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -267,4 +270,23 @@ macro_rules! __dual_backend_mod {
             }
         }
     };
+}
+
+/// The task ids of every stored record: what the tests compare with the
+/// ids they sent.
+pub async fn stored_task_ids(db: &DatabaseConnection) -> BTreeSet<String> {
+    record::Entity::find()
+        .all(db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.task_id)
+        .collect()
+}
+
+/// The `task_id`s of records in their JSON form.
+pub fn task_ids(recs: &[Value]) -> BTreeSet<String> {
+    recs.iter()
+        .map(|r| r["task_id"].as_str().unwrap().to_owned())
+        .collect()
 }

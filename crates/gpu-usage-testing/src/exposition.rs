@@ -28,6 +28,14 @@ pub fn assert_exposition_well_formed(text: &str) {
     }
 }
 
+/// Panics unless `text` contains every one of `needles`, naming the first
+/// one missing.
+pub fn assert_contains_all(text: &str, needles: &[&str]) {
+    for needle in needles {
+        assert!(text.contains(needle), "missing {needle:?} in\n{text}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -50,7 +50,9 @@ use gpu_usage_core::clock::ManualClock;
 use gpu_usage_core::jobs::JobEnv;
 use sea_orm::DatabaseConnection;
 
-pub use db::{Backend, TestDb, database_settings, mysql_scalar, mysql_server_url};
+pub use db::{
+    Backend, TestDb, database_settings, mysql_scalar, mysql_server_url, stored_task_ids, task_ids,
+};
 
 /// A job runner named `test` whose clock stands still at `now`.
 pub fn job_env(db: &DatabaseConnection, now: DateTime<Utc>) -> JobEnv {

@@ -35,21 +35,19 @@ use chrono::{DateTime, TimeDelta, Utc};
 use common::*;
 use deadpool_redis::redis::{self, AsyncCommands};
 use gpu_usage_core::entities::{record, rollup_pending};
+use gpu_usage_core::error::error_chain;
 use gpu_usage_core::job_runs::{self, JobRun};
 use gpu_usage_core::jobs::JobName;
 use gpu_usage_core::process as shutdown;
-use gpu_usage_core::settings::{DatabaseSettings, RedisSettings};
+use gpu_usage_core::settings::DatabaseSettings;
 use gpu_usage_core::types::{Granularity, TimeRange};
 use gpu_usage_core::{DomainError, EngineConfig, ingest, status};
 use gpu_usage_testing::proxy::{Proxy, RandomDrops};
-use gpu_usage_testing::{Backend, TestDb, mysql_scalar, wire};
-use gpu_usage_worker::jobs::run_job;
+use gpu_usage_testing::{Backend, TestDb, mysql_scalar, stored_task_ids, task_ids, wire};
 use gpu_usage_worker::schedule::{RETRY_BASE, next_aligned};
 use gpu_usage_worker::stream::{self, StreamConsumer};
 use gpu_usage_worker::{Background, Clock, JobOutcome, ManualClock, TickReport};
-use sea_orm::sqlx;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter};
-use secrecy::SecretString;
 use serde_json::Value;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -72,17 +70,6 @@ fn http_status(e: &DomainError) -> u16 {
         DomainError::Incomplete { source, .. } => http_status(source),
         DomainError::Database(_) | DomainError::Panicked(_) | DomainError::Partial(_) => 500,
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 #[derive(Debug, Default)]
@@ -238,6 +225,29 @@ async fn spawn_workers(
     out
 }
 
+/// How both proxy tests start, at 10:00:30: a client through `proxy` that
+/// has sent `n` records (seed `seed`, prefix `base`) from `from` to 10:00,
+/// and three workers past their first scheduler pass.
+async fn seeded_workers(
+    proxy: &Proxy,
+    t: &TestDb,
+    seed: u64,
+    n: usize,
+    from: &str,
+) -> (Arc<ManualClock>, Arc<Client>, Vec<Worker>) {
+    let settings = proxy.settings_for(t);
+    let clock = clock_at("2026-06-15T10:00:30Z");
+    let client = Client::new(connect_retrying(&settings).await, clock.clone());
+    client
+        .send(records_in(seed, "base", n, from, "2026-06-15T10:00:00Z"))
+        .await;
+    let mut workers = spawn_workers(&settings, &clock, 3).await;
+    for w in &mut workers {
+        wait_tick(&mut w.ticks, ts("2026-06-15T10:00:30Z")).await;
+    }
+    (clock, client, workers)
+}
+
 /// Moves the clock to `at` and waits for every worker's pass starting then.
 async fn tick_all(
     clock: &ManualClock,
@@ -328,20 +338,10 @@ async fn assert_exact_end_state(t: &TestDb, client: &Client, now: DateTime<Utc>)
             log.inserted,
             log.duplicates
         );
-        let sent: BTreeSet<String> = log
-            .stored
-            .iter()
-            .map(|r| r["task_id"].as_str().unwrap().to_owned())
-            .collect();
+        let sent = task_ids(&log.stored);
         (sent, log.other_errors.clone(), log.stored.clone())
     };
-    let stored: BTreeSet<String> = record::Entity::find()
-        .all(&t.db)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|r| r.task_id)
-        .collect();
+    let stored = stored_task_ids(&t.db).await;
     let missing: Vec<_> = sent.difference(&stored).take(10).collect();
     assert!(
         missing.is_empty(),
@@ -433,23 +433,8 @@ async fn wait_mid_rollup(db: &DatabaseConnection, runs_before: i64, hourly_befor
 async fn workers_recover_from_a_database_restart_mid_rollup() {
     let t = TestDb::mysql().await;
     let proxy = Proxy::to_mysql().await;
-    let settings = proxy.settings_for(&t);
-    let clock = clock_at("2026-06-15T10:00:30Z");
-    let client = Client::new(connect_retrying(&settings).await, clock.clone());
-    client
-        .send(records_in(
-            1,
-            "base",
-            200,
-            "2026-06-15T06:00:00Z",
-            "2026-06-15T10:00:00Z",
-        ))
-        .await;
-
-    let mut workers = spawn_workers(&settings, &clock, 3).await;
-    for w in &mut workers {
-        wait_tick(&mut w.ticks, ts("2026-06-15T10:00:30Z")).await;
-    }
+    let (clock, client, mut workers) =
+        seeded_workers(&proxy, &t, 1, 200, "2026-06-15T06:00:00Z").await;
     let (stop_feeding, stop) = watch::channel(false);
     let feeder = spawn_feeder(client.clone(), "live", stop);
 
@@ -610,22 +595,8 @@ async fn connections_dropped_at_random_points_lose_nothing() {
         max_bytes: 32 * 1024,
         max_delay: Duration::from_millis(1000),
     }));
-    let settings = proxy.settings_for(&t);
-    let clock = clock_at("2026-06-15T10:00:30Z");
-    let client = Client::new(connect_retrying(&settings).await, clock.clone());
-    client
-        .send(records_in(
-            3,
-            "base",
-            600,
-            "2026-06-15T00:00:00Z",
-            "2026-06-15T10:00:00Z",
-        ))
-        .await;
-    let mut workers = spawn_workers(&settings, &clock, 3).await;
-    for w in &mut workers {
-        wait_tick(&mut w.ticks, ts("2026-06-15T10:00:30Z")).await;
-    }
+    let (clock, client, mut workers) =
+        seeded_workers(&proxy, &t, 3, 600, "2026-06-15T00:00:00Z").await;
     let (stop_feeding, stop) = watch::channel(false);
     let feeder = spawn_feeder(client.clone(), "rnd", stop);
 
@@ -803,16 +774,7 @@ fn metric(text: &str, prefix: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_redis_restart_redelivers_unacknowledged_entries_stored_once() {
     let mut server = PrivateRedis::start().await;
-    let id = uuid::Uuid::new_v4().simple().to_string();
-    let s = RedisSettings {
-        url: SecretString::from(server.url()),
-        stream: format!("gu_faults:{id}:records"),
-        group: format!("gu_faults_{id}"),
-        dead_letter_stream: format!("gu_faults:{id}:dead"),
-        batch_size: 5,
-        block_ms: 200,
-        claim_idle_ms: 500,
-    };
+    let s = fresh_streams(server.url(), "gu_faults", 5, 500);
     let pool = stream::create_pool(&s).unwrap();
     let (t, clock) = db_and_clock(Backend::MySql, "2026-06-15T10:00:00Z").await;
     let first = records_in(60, "ra", 60, "2026-06-15T06:00:00Z", "2026-06-15T09:59:00Z");
@@ -833,17 +795,7 @@ async fn a_redis_restart_redelivers_unacknowledged_entries_stored_once() {
     // ... then the next one held inside its database transaction (a
     // transaction holding the gap locks of the whole records table), so
     // that it is delivered and not acknowledged when Redis dies.
-    let blocker_db = gpu_usage_core::db::connect(&t.settings).await.unwrap();
-    let mut blocker = blocker_db
-        .get_mysql_connection_pool()
-        .acquire()
-        .await
-        .unwrap();
-    sqlx::query("BEGIN").execute(&mut *blocker).await.unwrap();
-    sqlx::query("SELECT * FROM gpu_usage_records FOR UPDATE")
-        .execute(&mut *blocker)
-        .await
-        .unwrap();
+    let blocker = HeldLock::on(&t, "gpu_usage_records").await;
     xadd_all(&pool, &s.stream, &during).await;
     wait_for("the consumer blocked inside a batch", 20, async || {
         mysql_scalar(
@@ -874,12 +826,7 @@ async fn a_redis_restart_redelivers_unacknowledged_entries_stored_once() {
 
     server.kill();
     // The held batch commits now, and its acknowledgement fails.
-    sqlx::query("ROLLBACK")
-        .execute(&mut *blocker)
-        .await
-        .unwrap();
-    drop(blocker);
-    blocker_db.close().await.ok();
+    blocker.release().await.ok();
     wait_for("the held batch committed", 20, async || {
         record_count(&t.db).await > stored_at_kill
     })
@@ -926,34 +873,15 @@ async fn a_redis_restart_redelivers_unacknowledged_entries_stored_once() {
     );
     assert!(round_errors > 0, "{text}");
     let all: Vec<Value> = [first, during, after].concat();
-    let ids: BTreeSet<String> = record::Entity::find()
-        .all(&t.db)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|r| r.task_id)
-        .collect();
-    let want: BTreeSet<String> = all
-        .iter()
-        .map(|r| r["task_id"].as_str().unwrap().to_owned())
-        .collect();
+    let ids = stored_task_ids(&t.db).await;
+    let want = task_ids(&all);
     assert_eq!(record_count(&t.db).await, want.len() as u64);
     assert_eq!(ids, want);
 
     // The rows equal a clean recompute.
     clock.set(ts("2026-06-15T10:01:00Z"));
     let jobs = context(t.db.clone(), clock.clone(), "rollups");
-    for job in [
-        JobName::MinuteRollup,
-        JobName::HourlyRollup,
-        JobName::DailyRollup,
-    ] {
-        let outcome = run_job(&jobs, job).await;
-        assert!(
-            matches!(outcome, JobOutcome::Ran { .. }),
-            "{job}: {outcome:?}"
-        );
-    }
+    run_rollup_chain(&jobs).await;
     let range = TimeRange::new(ts("2026-06-15T00:00:00Z"), ts("2026-06-16T00:00:00Z")).unwrap();
     assert_eq!(
         snapshot(&t.db).await,

@@ -21,32 +21,11 @@ use gpu_usage_testing::{Backend, TestDb};
 use gpu_usage_worker::stream::{self, StreamConsumer};
 use gpu_usage_worker::{Clock, ManualClock};
 use sea_orm::{DatabaseConnection, EntityTrait, PaginatorTrait};
-use secrecy::SecretString;
 use serde_json::Value as Json;
 
+/// A stream of this test's own, small batches, quick reclaims.
 fn redis_settings() -> RedisSettings {
-    let url = std::env::var("GPU_USAGE_TEST_REDIS_URL")
-        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
-    let id = uuid::Uuid::new_v4().simple().to_string();
-    RedisSettings {
-        url: SecretString::from(url),
-        stream: format!("gu_test:{id}:records"),
-        group: format!("gu_test_group_{id}"),
-        dead_letter_stream: format!("gu_test:{id}:dead"),
-        batch_size: 7,
-        block_ms: 200,
-        claim_idle_ms: 300,
-    }
-}
-
-async fn xadd(pool: &deadpool_redis::Pool, stream: &str, fields: &[(&str, &[u8])]) -> String {
-    let mut conn = pool.get().await.unwrap();
-    let mut cmd = redis::cmd("XADD");
-    cmd.arg(stream).arg("*");
-    for (k, v) in fields {
-        cmd.arg(*k).arg(*v);
-    }
-    cmd.query_async(&mut conn).await.unwrap()
+    fresh_streams(test_redis_url(), "gu_test", 7, 300)
 }
 
 /// The record's fields as stream fields (strings; nulls left out).

@@ -21,7 +21,6 @@ use gpu_usage_core::types::TimeRange;
 use gpu_usage_testing::{Backend, TestDb, mysql_scalar};
 use gpu_usage_worker::jobs::run_job;
 use gpu_usage_worker::{Background, Clock, JobOutcome, ManualClock, TickReport};
-use sea_orm::sqlx::{self, MySql, pool::PoolConnection};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -174,23 +173,6 @@ async fn three_workers_never_run_a_job_twice_at_once_and_converge() {
     t.cleanup().await;
 }
 
-/// A second pool on `t`'s database with a connection inside a transaction
-/// that holds the gap locks of the whole minute table.
-async fn minute_rows_locked(t: &TestDb) -> (DatabaseConnection, PoolConnection<MySql>) {
-    let blocker_db = gpu_usage_core::db::connect(&t.settings).await.unwrap();
-    let mut blocker = blocker_db
-        .get_mysql_connection_pool()
-        .acquire()
-        .await
-        .unwrap();
-    sqlx::query("BEGIN").execute(&mut *blocker).await.unwrap();
-    sqlx::query("SELECT * FROM gpu_usage_statistics_minute FOR UPDATE")
-        .execute(&mut *blocker)
-        .await
-        .unwrap();
-    (blocker_db, blocker)
-}
-
 /// The thread id of the victim's statement blocked on the minute table,
 /// once it is (the victim must not finish first).
 async fn blocked_mid_rollup(db: &DatabaseConnection, victim: &mut JoinHandle<JobOutcome>) -> i64 {
@@ -249,7 +231,7 @@ async fn a_worker_killed_mid_rollup_frees_its_lock_and_another_completes() {
 
     // A transaction holding the minute table's gap locks: the victim's
     // rollup will block inside its own write transaction.
-    let (blocker_db, mut blocker) = minute_rows_locked(&t).await;
+    let blocker = HeldLock::on(&t, "gpu_usage_statistics_minute").await;
 
     let victim_db = gpu_usage_core::db::connect(&t.settings).await.unwrap();
     let victim = context(victim_db, clock.clone(), "victim");
@@ -294,26 +276,11 @@ async fn a_worker_killed_mid_rollup_frees_its_lock_and_another_completes() {
     .await
     .ok();
     wait_until_free(&t.db, &lock).await;
-    sqlx::query("ROLLBACK")
-        .execute(&mut *blocker)
-        .await
-        .unwrap();
-    drop(blocker);
-    blocker_db.close().await.unwrap();
+    blocker.release().await.unwrap();
 
     // The survivor takes over on its next tick and completes the chain.
     clock.set(ts("2026-06-15T10:01:00Z"));
-    for job in [
-        JobName::MinuteRollup,
-        JobName::HourlyRollup,
-        JobName::DailyRollup,
-    ] {
-        let outcome = run_job(&survivor, job).await;
-        assert!(
-            matches!(outcome, JobOutcome::Ran { .. }),
-            "{job}: {outcome:?}"
-        );
-    }
+    run_rollup_chain(&survivor).await;
     let runs = job_runs::all_of(&t.db, JobName::MinuteRollup)
         .await
         .unwrap();

@@ -312,17 +312,18 @@ async fn http_probes_and_metrics() {
             .starts_with("text/plain; version=0.0.4")
     );
     let text = r.text().await.unwrap();
-    for needle in [
-        "gpu_usage_job_runs_total{job_name=\"rollup_minute\",outcome=\"succeeded\"} 1\n",
-        "gpu_usage_job_runs_total{job_name=\"rollup_minute\",outcome=\"nothing_to_do\"} 1\n",
-        "gpu_usage_job_duration_seconds_count{job_name=\"rollup_minute\"} 2\n",
-        "# TYPE gpu_usage_rollup_lag_seconds gauge\n",
-        "gpu_usage_rollup_lag_seconds{level=\"minute\"} ",
-        "gpu_usage_rollup_pending_ranges{level=\"minute\"} 0\n",
-        "gpu_usage_rollup_status_up 1\n",
-    ] {
-        assert!(text.contains(needle), "missing {needle:?} in\n{text}");
-    }
+    gpu_usage_testing::assert_contains_all(
+        &text,
+        &[
+            "gpu_usage_job_runs_total{job_name=\"rollup_minute\",outcome=\"succeeded\"} 1\n",
+            "gpu_usage_job_runs_total{job_name=\"rollup_minute\",outcome=\"nothing_to_do\"} 1\n",
+            "gpu_usage_job_duration_seconds_count{job_name=\"rollup_minute\"} 2\n",
+            "# TYPE gpu_usage_rollup_lag_seconds gauge\n",
+            "gpu_usage_rollup_lag_seconds{level=\"minute\"} ",
+            "gpu_usage_rollup_pending_ranges{level=\"minute\"} 0\n",
+            "gpu_usage_rollup_status_up 1\n",
+        ],
+    );
     gpu_usage_testing::assert_exposition_well_formed(&text);
     assert!(
         !text.contains("gpu_usage_rollup_pending_ranges{level=\"hourly\"} 0\n"),

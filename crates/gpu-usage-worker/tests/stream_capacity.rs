@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use common::{context, ts};
+use common::{context, fresh_streams, test_redis_url, ts, xadd};
 use deadpool_redis::redis::{self, AsyncCommands, streams::StreamRangeReply};
 use gpu_usage_core::capacity;
 use gpu_usage_core::entities::{record, statistics_hourly, worker_session};
@@ -26,36 +26,14 @@ use gpu_usage_worker::stream::{self, BatchReport, StreamConsumer};
 use gpu_usage_worker::{JobContext, ManualClock, run_job};
 use sea_orm::prelude::Decimal;
 use sea_orm::{EntityTrait, PaginatorTrait, QueryOrder};
-use secrecy::SecretString;
 use serde_json::json;
 
 const NOW: &str = "2026-06-15T10:00:00Z";
 
 fn redis_settings() -> RedisSettings {
-    let url = std::env::var("GPU_USAGE_TEST_REDIS_URL")
-        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
-    let id = uuid::Uuid::new_v4().simple().to_string();
-    RedisSettings {
-        url: SecretString::from(url),
-        stream: format!("gu_cap_test:{id}:records"),
-        group: format!("gu_cap_test_group_{id}"),
-        dead_letter_stream: format!("gu_cap_test:{id}:dead"),
-        // Small batches: conflicts and replays land in other batches than
-        // the sessions they refer to.
-        batch_size: 5,
-        block_ms: 200,
-        claim_idle_ms: 60_000,
-    }
-}
-
-async fn xadd(pool: &deadpool_redis::Pool, stream: &str, fields: &[(&str, &str)]) -> String {
-    let mut conn = pool.get().await.unwrap();
-    let mut cmd = redis::cmd("XADD");
-    cmd.arg(stream).arg("*");
-    for (k, v) in fields {
-        cmd.arg(*k).arg(*v);
-    }
-    cmd.query_async(&mut conn).await.unwrap()
+    // Small batches: conflicts and replays land in other batches than
+    // the sessions they refer to.
+    fresh_streams(test_redis_url(), "gu_cap_test", 5, 60_000)
 }
 
 /// What each dead-lettered entry's reason must say: its start, and words

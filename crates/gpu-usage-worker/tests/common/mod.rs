@@ -5,13 +5,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use deadpool_redis::redis::{self, ToRedisArgs};
 use gpu_usage_core::EngineConfig;
+use gpu_usage_core::jobs::JobName;
+use gpu_usage_core::settings::RedisSettings;
 use gpu_usage_core::settings::Settings;
 use gpu_usage_testing::{Backend, TestDb};
 use gpu_usage_worker::{
-    Background, BackgroundOptions, Clock, JobContext, ManualClock, Metrics, TickReport,
+    Background, BackgroundOptions, Clock, JobContext, JobOutcome, ManualClock, Metrics, TickReport,
 };
 use sea_orm::DatabaseConnection;
+use sea_orm::sqlx::{self, MySql, pool::PoolConnection};
+use secrecy::SecretString;
 use serde_json::Value;
 use tokio::sync::watch;
 
@@ -115,4 +120,98 @@ pub async fn wait_tick(
     .unwrap_or_else(|_| panic!("no scheduler pass at or after {at} within 60 s"))
     .unwrap();
     r.clone().unwrap()
+}
+
+/// A second pool on a test database with a connection inside a
+/// transaction that holds the gap locks of a whole table, so that a writer
+/// of that table blocks until [`HeldLock::release`].
+pub struct HeldLock {
+    db: DatabaseConnection,
+    conn: PoolConnection<MySql>,
+}
+
+impl HeldLock {
+    /// Locks all of `table` (`SELECT ... FOR UPDATE`) on `t`'s database.
+    pub async fn on(t: &TestDb, table: &str) -> HeldLock {
+        let db = gpu_usage_core::db::connect(&t.settings).await.unwrap();
+        let mut conn = db.get_mysql_connection_pool().acquire().await.unwrap();
+        sqlx::query("BEGIN").execute(&mut *conn).await.unwrap();
+        // The table names are the tests' own constants, never input.
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT * FROM {table} FOR UPDATE"
+        )))
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+        HeldLock { db, conn }
+    }
+
+    /// Rolls the transaction back (the blocked writer goes on) and closes
+    /// the second pool; the close's result, which a test may ignore when
+    /// the server is being killed.
+    pub async fn release(mut self) -> Result<(), sea_orm::DbErr> {
+        sqlx::query("ROLLBACK")
+            .execute(&mut *self.conn)
+            .await
+            .unwrap();
+        drop(self.conn);
+        self.db.close().await
+    }
+}
+
+/// The test Redis: `GPU_USAGE_TEST_REDIS_URL`, else the local default.
+pub fn test_redis_url() -> String {
+    std::env::var("GPU_USAGE_TEST_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// Settings for a stream, group and dead-letter stream of their own
+/// (`prefix` and a random id), so concurrent tests never share entries.
+pub fn fresh_streams(
+    url: String,
+    prefix: &str,
+    batch_size: usize,
+    claim_idle_ms: u64,
+) -> RedisSettings {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    RedisSettings {
+        url: SecretString::from(url),
+        stream: format!("{prefix}:{id}:records"),
+        group: format!("{prefix}_group_{id}"),
+        dead_letter_stream: format!("{prefix}:{id}:dead"),
+        batch_size,
+        block_ms: 200,
+        claim_idle_ms,
+    }
+}
+
+/// `XADD stream * field value ...`; the new entry's id.
+pub async fn xadd<V: ToRedisArgs>(
+    pool: &deadpool_redis::Pool,
+    stream: &str,
+    fields: &[(&str, V)],
+) -> String {
+    let mut conn = pool.get().await.unwrap();
+    let mut cmd = redis::cmd("XADD");
+    cmd.arg(stream).arg("*");
+    for (k, v) in fields {
+        cmd.arg(*k).arg(v);
+    }
+    cmd.query_async(&mut conn).await.unwrap()
+}
+
+/// Runs the minute, hourly and daily rollups in order on `ctx`; each must
+/// run (not be skipped or fail).
+pub async fn run_rollup_chain(ctx: &Arc<JobContext>) {
+    for job in [
+        JobName::MinuteRollup,
+        JobName::HourlyRollup,
+        JobName::DailyRollup,
+    ] {
+        let outcome = gpu_usage_worker::run_job(ctx, job).await;
+        assert!(
+            matches!(outcome, JobOutcome::Ran { .. }),
+            "{job}: {outcome:?}"
+        );
+    }
 }
