@@ -6,6 +6,13 @@ fn api() -> ApiSettings {
         .api
 }
 
+/// Parameters as a handler receives them, from the query string `q`.
+fn query<T: serde::de::DeserializeOwned>(q: &str) -> T {
+    actix_web::web::Query::<T>::from_query(q)
+        .unwrap()
+        .into_inner()
+}
+
 fn now() -> DateTime<Utc> {
     parse_utc("now", "2026-01-02T12:34:56Z").unwrap()
 }
@@ -27,56 +34,23 @@ fn defaults_apply_only_to_absent_values() {
     };
     assert!(p.parse(Granularity::Minute, now(), &api()).is_err());
     for bad in [
-        StatsParams {
-            scope_type: Some("worker".into()),
-            ..Default::default()
-        },
-        StatsParams {
-            scope_value: Some("x".into()),
-            ..Default::default()
-        },
-        StatsParams {
-            start_time: Some("yesterday".into()),
-            ..Default::default()
-        },
-        StatsParams {
-            start_time: Some("2026-01-01T00:00:00".into()),
-            ..Default::default()
-        },
-        StatsParams {
-            limit: Some("0".into()),
-            ..Default::default()
-        },
-        StatsParams {
-            limit: Some("50001".into()),
-            ..Default::default()
-        },
-        StatsParams {
-            limit: Some("ten".into()),
-            ..Default::default()
-        },
-        StatsParams {
-            format: Some("xml".into()),
-            ..Default::default()
-        },
-        StatsParams {
-            start_time: Some("2026-01-02T00:00:00Z".into()),
-            end_time: Some("2026-01-01T00:00:00Z".into()),
-            ..Default::default()
-        },
-        StatsParams {
-            start_time: Some("2024-01-01T00:00:00Z".into()),
-            end_time: Some("2026-01-01T00:00:00Z".into()),
-            ..Default::default()
-        },
+        "scope_type=worker",
+        "scope_value=x",
+        "start_time=yesterday",
+        "start_time=2026-01-01T00:00:00",
+        "limit=0",
+        "limit=50001",
+        "limit=ten",
+        "format=xml",
+        "start_time=2026-01-02T00:00:00Z&end_time=2026-01-01T00:00:00Z",
+        "start_time=2024-01-01T00:00:00Z&end_time=2026-01-01T00:00:00Z",
     ] {
-        let dbg = format!("{bad:?}");
         assert!(
             matches!(
-                bad.parse(Granularity::Daily, now(), &api()),
+                query::<StatsParams>(bad).parse(Granularity::Daily, now(), &api()),
                 Err(DomainError::Invalid { .. })
             ),
-            "{dbg}"
+            "{bad}"
         );
     }
 }
@@ -156,36 +130,14 @@ fn backfill_needs_both_times_or_neither() {
 
 #[test]
 fn empty_values_are_refused_naming_the_parameter() {
-    for (field, params) in [
-        (
-            "limit",
-            StatsParams {
-                limit: Some(String::new()),
-                ..Default::default()
-            },
-        ),
-        (
-            "start_time",
-            StatsParams {
-                start_time: Some("".into()),
-                ..Default::default()
-            },
-        ),
-        (
-            "scope_type",
-            StatsParams {
-                scope_type: Some(" ".into()),
-                ..Default::default()
-            },
-        ),
-        (
-            "cursor",
-            StatsParams {
-                cursor: Some(String::new()),
-                ..Default::default()
-            },
-        ),
+    // `+` is a space in a query string.
+    for (field, q) in [
+        ("limit", "limit="),
+        ("start_time", "start_time="),
+        ("scope_type", "scope_type=+"),
+        ("cursor", "cursor="),
     ] {
+        let params: StatsParams = query(q);
         match params.parse(Granularity::Hourly, now(), &api()) {
             Err(DomainError::Invalid { field: f, .. }) => assert_eq!(f, field),
             other => panic!("{field}: {other:?}"),

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::support::{
     ADMIN_TOKEN, INGEST_TOKEN, READ_TOKEN, TestApp, both_backends, expect_error, options, settings,
-    spawn_app_with, task, with_tokens,
+    spawn_app_with, task, with_public_reads, with_tokens,
 };
 
 async fn roles_per_endpoint(db: TestDb) {
@@ -81,8 +81,7 @@ async fn reads_need_a_token(app: &TestApp) {
         }
     }
     let res = app
-        .client
-        .get(format!("{}/api/v1/gpu-usage/hourly", app.base))
+        .request(Method::GET, "/hourly")
         .header("Authorization", "Basic YTpi")
         .send()
         .await
@@ -112,11 +111,7 @@ async fn ingest_needs_ingest_or_admin(app: &TestApp) {
 }
 
 async fn public_reads(db: TestDb) {
-    let app = spawn_app_with(db, |s, _| {
-        with_tokens(s);
-        s.api.public_reads = true;
-    })
-    .await;
+    let app = spawn_app_with(db, |s, _| with_public_reads(s)).await;
     assert_eq!(app.get("/hourly").await.status(), 200);
     assert_eq!(app.get("/records").await.status(), 200);
     // A wrong token is still refused: the client should learn it is wrong.

@@ -37,7 +37,7 @@ use std::sync::Arc;
 
 use crate::support::{
     ADMIN_TOKEN, INGEST_TOKEN, READ_TOKEN, TestApp, both_backends, column, content_type,
-    expect_error, now, spawn_app, spawn_app_with, t, with_tokens,
+    expect_error, k, keys, now, spawn_app, spawn_app_with, t, with_public_reads, with_tokens,
 };
 
 const DAY: &str = "start_time=2026-01-01T00:00:00Z&end_time=2026-01-02T00:00:00Z";
@@ -200,25 +200,6 @@ fn row<'a>(body: &'a Value, bucket: &str, scope_value: Option<&str>) -> &'a Valu
         .collect();
     assert_eq!(hits.len(), 1, "one row for {bucket} {sv}: {body}");
     hits[0]
-}
-
-/// (time_bucket, scope_value) of every row, in order.
-fn keys(body: &Value) -> Vec<(String, Option<String>)> {
-    body["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            (
-                r["time_bucket"].as_str().unwrap().to_owned(),
-                r["scope_value"].as_str().map(str::to_owned),
-            )
-        })
-        .collect()
-}
-
-fn k(bucket: &str, sv: Option<&str>) -> (String, Option<String>) {
-    (bucket.to_owned(), sv.map(str::to_owned))
 }
 
 /// (worker_id, started_at, ended_at) of every listed session, in order.
@@ -1366,11 +1347,7 @@ async fn roles_for_capacity_endpoints(db: TestDb) {
 }
 
 async fn public_reads_of_sessions(db: TestDb) {
-    let app = spawn_app_with(db, |s, _| {
-        with_tokens(s);
-        s.api.public_reads = true;
-    })
-    .await;
+    let app = spawn_app_with(db, |s, _| with_public_reads(s)).await;
     assert_eq!(app.get("/workers/sessions").await.status(), 200);
     let res = app
         .send(Method::GET, "/workers/sessions", Some("nope"), None)

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::support::{
     ADMIN_TOKEN, INGEST_TOKEN, READ_TOKEN, TestApp, both_backends, expect_error, spawn_app,
-    spawn_app_with, with_tokens,
+    spawn_app_with, with_public_reads, with_tokens,
 };
 
 fn no_redirects() -> reqwest::Client {
@@ -174,11 +174,7 @@ async fn whoami_with_tokens(db: TestDb) {
 }
 
 async fn whoami_public_reads(db: TestDb) {
-    let app = spawn_app_with(db, |s, _| {
-        with_tokens(s);
-        s.api.public_reads = true;
-    })
-    .await;
+    let app = spawn_app_with(db, |s, _| with_public_reads(s)).await;
     let body = app.get_json("/whoami").await;
     assert_eq!(
         body,

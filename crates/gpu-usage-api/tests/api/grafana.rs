@@ -1679,15 +1679,7 @@ async fn promql_metrics_are_served() {
     .await;
     app.get_json("/hourly?scope_type=global").await;
     assert_eq!(app.get("/hourly?scope_type=nope").await.status(), 400);
-    let api_text = app
-        .client
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let api_text = app.get_outside("/metrics").await.text().await.unwrap();
 
     let worker_text = worker_metrics(&app.db.db).await;
     gpu_usage_testing::assert_exposition_well_formed(&api_text);

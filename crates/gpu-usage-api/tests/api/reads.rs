@@ -10,8 +10,8 @@ use gpu_usage_testing::TestDb;
 use serde_json::{Value, json};
 
 use crate::support::{
-    TestApp, both_backends, column, content_type, expect_error, spawn_app, spawn_app_with_fixture,
-    task,
+    TestApp, both_backends, column, content_type, expect_error, k, keys, spawn_app,
+    spawn_app_with_fixture, task,
 };
 
 fn close(v: &Value, expected: f64) -> bool {
@@ -50,20 +50,6 @@ fn assert_fields(row: &Value, expected: &Value) {
             None => assert_eq!(&row[field], want, "{field}: {row}"),
         }
     }
-}
-
-fn buckets(body: &Value) -> Vec<(String, Value)> {
-    body["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            (
-                r["time_bucket"].as_str().unwrap().to_owned(),
-                r["scope_value"].clone(),
-            )
-        })
-        .collect()
 }
 
 async fn dashboard_hourly_numbers(db: TestDb) {
@@ -131,12 +117,12 @@ async fn scope_reads(app: &TestApp) {
         .get_json("/hourly?scope_type=endpoint&start_time=2026-01-01T00:00:00Z&end_time=2026-01-02T00:00:00Z")
         .await;
     assert_eq!(
-        buckets(&eps),
+        keys(&eps),
         vec![
-            ("2026-01-01T10:00:00Z".to_owned(), Value::from("ep-a")),
-            ("2026-01-01T10:00:00Z".to_owned(), Value::from("ep-b")),
-            ("2026-01-01T11:00:00Z".to_owned(), Value::from("ep-b")),
-            ("2026-01-01T23:00:00Z".to_owned(), Value::from("ep-a")),
+            k("2026-01-01T10:00:00Z", Some("ep-a")),
+            k("2026-01-01T10:00:00Z", Some("ep-b")),
+            k("2026-01-01T11:00:00Z", Some("ep-b")),
+            k("2026-01-01T23:00:00Z", Some("ep-a")),
         ]
     );
     assert_num(&eps["data"][1], "total_gpu_hours", 3.0);

@@ -59,6 +59,12 @@ pub fn with_tokens(s: &mut Settings) {
     s.api.admin_token = Some(SecretString::from(ADMIN_TOKEN));
 }
 
+/// Tokens of every role, and reads open to callers without one.
+pub fn with_public_reads(s: &mut Settings) {
+    with_tokens(s);
+    s.api.public_reads = true;
+}
+
 pub fn options() -> ApiOptions {
     ApiOptions {
         clock: std::sync::Arc::new(ManualClock::frozen(now())),
@@ -160,13 +166,15 @@ impl TestApp {
         r.send().await.unwrap()
     }
 
+    /// A GET of a path outside the API (probes, the dashboard, `/`), to
+    /// add headers to.
+    pub fn outside(&self, path: &str) -> RequestBuilder {
+        self.client.get(format!("{}{path}", self.base))
+    }
+
     /// GET of a path outside the API (probes, the dashboard, `/`).
     pub async fn get_outside(&self, path: &str) -> Response {
-        self.client
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .unwrap()
+        self.outside(path).send().await.unwrap()
     }
 
     pub async fn get(&self, path: &str) -> Response {
@@ -320,3 +328,23 @@ macro_rules! both_backends {
     };
 }
 pub(crate) use both_backends;
+
+/// (time_bucket, scope_value) of every row, in order.
+pub fn keys(body: &Value) -> Vec<(String, Option<String>)> {
+    body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["time_bucket"].as_str().unwrap().to_owned(),
+                r["scope_value"].as_str().map(str::to_owned),
+            )
+        })
+        .collect()
+}
+
+/// One expected element of [`keys`].
+pub fn k(bucket: &str, sv: Option<&str>) -> (String, Option<String>) {
+    (bucket.to_owned(), sv.map(str::to_owned))
+}
