@@ -4,8 +4,6 @@
 //! database error), and every record is stored exactly once.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::BTreeSet;
-
 use gpu_usage_core::EngineConfig;
 use gpu_usage_core::entities::record;
 use gpu_usage_core::ingest::ingest;
