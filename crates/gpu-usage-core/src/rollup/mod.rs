@@ -18,6 +18,7 @@
 pub mod compute;
 pub mod horizon;
 pub mod pending;
+mod source;
 pub mod store;
 
 use std::collections::HashMap;
@@ -28,9 +29,9 @@ use sea_orm::{ConnectionTrait, DbErr, TransactionTrait};
 
 use self::compute::Buckets;
 use self::horizon::Horizons;
+use self::source::{Reader, compute_chunk};
 use crate::EngineConfig;
 use crate::error::Result;
-use crate::level::{Hourly, Minute};
 use crate::locks::{Guard, Unguarded};
 use crate::types::{Granularity, TimeRange};
 use crate::with_level;
@@ -254,12 +255,16 @@ async fn recompute_with(
         );
     }
     report.skipped = skipped;
+    // Newest chunk first: a record running across a chunk's start was
+    // read with a later chunk and is carried back, so each record is read
+    // once however long it ran.
     let chunks: Vec<(TimeRange, Source)> = parts
         .into_iter()
+        .rev()
         .flat_map(|(part, source)| {
-            part.chunks(chunk_len(level, source))
-                .into_iter()
-                .map(move |c| (c, source))
+            let mut chunks = part.chunks(chunk_len(level, source));
+            chunks.reverse();
+            chunks.into_iter().map(move |c| (c, source))
         })
         .collect();
     // The next chunk's source is read (on another pooled connection)
@@ -267,8 +272,9 @@ async fn recompute_with(
     // rebuild then costs about the largest of reading, computing and
     // writing, not their sum. A chunk never reads what the one before it
     // writes (a level reads records or the finer level, and writes itself).
+    let mut reader = Reader::new(level);
     let mut next = match chunks.first() {
-        Some(&(chunk, source)) => Some(read_source(db, level, chunk, source).await),
+        Some(&(chunk, source)) => Some(reader.read(db, chunk, source).await),
         None => None,
     };
     for (i, &(chunk, _)) in chunks.iter().enumerate() {
@@ -281,7 +287,7 @@ async fn recompute_with(
         };
         let prefetch = async {
             match chunks.get(i + 1) {
-                Some(&(c, s)) => Some(read_source(db, level, c, s).await),
+                Some(&(c, s)) => Some(reader.read(db, c, s).await),
                 None => None,
             }
         };
@@ -296,55 +302,6 @@ async fn recompute_with(
 fn bucket_count(level: Granularity, range: TimeRange) -> u64 {
     let n = range.duration().num_seconds() / level.bucket_len().num_seconds();
     u64::try_from(n).unwrap_or(0)
-}
-
-/// What one chunk is computed from.
-enum Input {
-    /// Rows of the finer level, to fold.
-    Finer(Buckets),
-    /// Records and worker sessions, to spread over minutes (and fold up to
-    /// the level).
-    Sources(Vec<compute::RecordSlice>, Vec<compute::SessionSlice>),
-}
-
-async fn read_source(
-    db: &impl ConnectionTrait,
-    level: Granularity,
-    chunk: TimeRange,
-    source: Source,
-) -> Result<Input> {
-    Ok(match (level, source) {
-        (Granularity::Hourly, Source::Finer) => {
-            Input::Finer(store::read_buckets::<Minute>(db, chunk).await?)
-        }
-        (Granularity::Daily, Source::Finer) => {
-            Input::Finer(store::read_buckets::<Hourly>(db, chunk).await?)
-        }
-        (_, _) => Input::Sources(
-            store::read_records(db, chunk).await?,
-            store::read_sessions(db, chunk).await?,
-        ),
-    })
-}
-
-/// The level's buckets of one chunk, computed on a blocking thread so the
-/// next chunk's read proceeds meanwhile.
-async fn compute_chunk(level: Granularity, chunk: TimeRange, input: Input) -> Result<Buckets> {
-    let work = move || match input {
-        Input::Finer(finer) => compute::fold(&finer, level),
-        Input::Sources(records, sessions) => {
-            let mut buckets = compute::minutes_from_sources(&records, &sessions, chunk);
-            for coarser in [Granularity::Hourly, Granularity::Daily] {
-                if coarser <= level {
-                    buckets = compute::fold(&buckets, coarser);
-                }
-            }
-            buckets
-        }
-    };
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| crate::error::DomainError::Panicked(e.to_string()))
 }
 
 /// Deadlocks between concurrent recomputations of the same range are

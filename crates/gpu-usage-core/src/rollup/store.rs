@@ -57,33 +57,47 @@ by_position!(SessionSlice {
     counted_until
 });
 
-/// Records that add GPU time or a completion to a bucket in `range`:
-/// `completed_at >= start AND started_at < end`. The upper bound on
-/// `completed_at` keeps the scan on the `completed_at` index bounded for
-/// old ranges; it comes from the longest task stored, not from a setting,
-/// which may differ between processes or have been lowered since.
-pub async fn read_records(
+/// Records completing inside `range`: every record adds its completion to
+/// exactly one such read, so a rebuild reads each record once this way.
+pub async fn read_records_completing(
     db: &impl ConnectionTrait,
     range: TimeRange,
 ) -> Result<Vec<RecordSlice>, DbErr> {
-    let max_task = longest_task(db).await?;
-    record::Entity::find()
-        .select_only()
-        .columns([
-            record::Column::Endpoint,
-            record::Column::SpecName,
-            record::Column::GpuCount,
-            record::Column::StartedAt,
-            record::Column::CompletedAt,
-            record::Column::Status,
-        ])
+    select_records()
         .filter(record::Column::CompletedAt.gte(range.start()))
-        .filter(record::Column::CompletedAt.lt(range.end() + max_task + TimeDelta::minutes(1)))
-        .filter(record::Column::StartedAt.lt(range.end()))
-        .order_by_asc(record::Column::CompletedAt)
+        .filter(record::Column::CompletedAt.lt(range.end()))
         .into_model::<RecordSlice>()
         .all(db)
         .await
+}
+
+/// Records still running at `at`: `started_at < at <= completed_at`. The
+/// upper bound on `completed_at` keeps the scan on its index bounded; it
+/// comes from the longest task stored, not from a setting, which may
+/// differ between processes or have been lowered since.
+pub async fn read_records_running_at(
+    db: &impl ConnectionTrait,
+    at: DateTime<Utc>,
+) -> Result<Vec<RecordSlice>, DbErr> {
+    let max_task = longest_task(db).await?;
+    select_records()
+        .filter(record::Column::CompletedAt.gte(at))
+        .filter(record::Column::CompletedAt.lt(at + max_task + TimeDelta::minutes(1)))
+        .filter(record::Column::StartedAt.lt(at))
+        .into_model::<RecordSlice>()
+        .all(db)
+        .await
+}
+
+fn select_records() -> sea_orm::Select<record::Entity> {
+    record::Entity::find().select_only().columns([
+        record::Column::Endpoint,
+        record::Column::SpecName,
+        record::Column::GpuCount,
+        record::Column::StartedAt,
+        record::Column::CompletedAt,
+        record::Column::Status,
+    ])
 }
 
 /// The longest stored task, rounded up to a whole second (its

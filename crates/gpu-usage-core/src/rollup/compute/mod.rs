@@ -19,7 +19,7 @@ use rust_decimal::{Decimal, RoundingStrategy};
 use crate::types::{Granularity, Scope, TaskStatus};
 
 /// The fields of a record the rollups need (read by position: see
-/// `store::read_records`).
+/// `store::select_records`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordSlice {
     pub endpoint: String,
