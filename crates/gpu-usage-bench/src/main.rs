@@ -12,6 +12,7 @@
 mod data;
 mod env;
 mod http;
+mod reads;
 mod rebuild;
 mod steady;
 mod table;
@@ -252,7 +253,7 @@ impl Suite {
         }
         if self.cli.wants("6") {
             let (n, s) = (self.cli.read_records, self.cli.read_secs);
-            match http::figure6(&self.env, Backend::MySql, n, s, seed, "6").await {
+            match reads::figure6(&self.env, Backend::MySql, n, s, seed, "6").await {
                 Ok((rows, mem)) => {
                     self.shared.api_reads = Some(mem);
                     self.record("6 reads", Ok(rows));
@@ -350,7 +351,7 @@ impl Suite {
         let r = http::figure5(&self.env, Backend::Sqlite, n, seed, "8 SQLite:").await;
         self.record("8 SQLite catch-up", r.map(|r| vec![r]));
         let s = self.cli.read_secs;
-        match http::figure6(&self.env, Backend::Sqlite, n, s, seed, "8 SQLite:").await {
+        match reads::figure6(&self.env, Backend::Sqlite, n, s, seed, "8 SQLite:").await {
             Ok((rows, _)) => self.record("8 SQLite reads", Ok(rows)),
             Err(e) => self.record("8 SQLite reads", Err(e)),
         }
