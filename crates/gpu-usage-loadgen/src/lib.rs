@@ -31,7 +31,7 @@
 //! | [`config`] | [`Config`]: seed, rate, daily cycle, fleet size, shares |
 //! | [`generator`] | [`Generator`]: `records(range)`, `sessions(range)`, `heartbeats(range, interval)` |
 //! | [`records`] | [`Record`] (wire JSON of `POST /records`), the [`Records`] iterator |
-//! | [`sessions`] | [`Session`], [`Heartbeat`] (wire JSON of SPEC §7, the worker as a [`WorkerIdentity`]) and their iterators |
+//! | [`sessions`] | [`Session`], [`Heartbeat`] (wire JSON of docs/CAPACITY.md, the worker as a [`WorkerIdentity`]) and their iterators |
 //! | [`catalog`] | the [`Fleet`]: specs, endpoints, workers |
 //! | `arrivals`, `durations`, `timeline`, `rng` | the models (private): Poisson arrivals with a daily cycle, heavy-tailed durations, worker up-times, seeded streams |
 //! | [`load_data`] | CSV rows for `LOAD DATA LOCAL INFILE` into `gpu_usage_records` |

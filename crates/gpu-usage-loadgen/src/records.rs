@@ -30,7 +30,7 @@ impl Status {
 }
 
 /// One usage record. Serializes to exactly the JSON `POST /records`
-/// accepts (SPEC §2 field names; absent optional fields are left out).
+/// accepts (the API's field names; absent optional fields are left out).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Record {
     pub task_id: String,

@@ -1,4 +1,4 @@
-//! Worker sessions and heartbeats (SPEC §7), from the same timelines the
+//! Worker sessions and heartbeats (docs/CAPACITY.md), from the same timelines the
 //! records are attributed to.
 
 use std::cmp::Reverse;

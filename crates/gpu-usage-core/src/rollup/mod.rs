@@ -1,5 +1,5 @@
 //! The accounting engine: minute rows from records, hourly rows from minute
-//! rows, daily rows from hourly rows (SPEC §3–§4).
+//! rows, daily rows from hourly rows (docs/ROLLUPS.md).
 //!
 //! Every entry point is an idempotent recomputation of whole buckets: it
 //! reads the source for a range, computes the rows in memory
