@@ -393,6 +393,21 @@ async fn execute(
             // An outage: the job stays running and resumes once the
             // database is back.
             ChunkOutcome::Failed(_, e @ DomainError::Unavailable(_)) => return Err(e),
+            // The chunk's rollup lock was lost (its session cut) or writers
+            // kept colliding: nothing is wrong with the job, the chunk is
+            // simply redone, as after a busy lock.
+            ChunkOutcome::Failed(
+                level,
+                e @ (DomainError::LockLost { .. } | DomainError::Contention),
+            ) => {
+                tracing::warn!(
+                    backfill_id = job.id,
+                    level = %level,
+                    error = %e,
+                    "backfill chunk interrupted; it is redone at the next poll"
+                );
+                return Ok(job);
+            }
             ChunkOutcome::Failed(level, e) => {
                 let message = format!(
                     "chunk {} .. {} at level {level}: {e}",

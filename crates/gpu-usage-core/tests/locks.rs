@@ -401,3 +401,92 @@ async fn mysql_a_lost_lock_stops_the_job_before_it_writes() {
     );
     killer.close().await.ok();
 }
+
+/// A backfill whose chunk loses its rollup lock (the session cut under it)
+/// is not failed for good: it stays running, and the next poll redoes the
+/// chunk and finishes with the rows of a direct recompute.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_a_backfill_that_loses_a_rollup_lock_resumes() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+    use gpu_usage_core::EngineConfig;
+    use gpu_usage_core::backfill::{self, BackfillStatus, RunOptions};
+    use gpu_usage_core::ingest::ingest;
+    use gpu_usage_core::types::{Levels, TimeRange, parse_utc};
+    use gpu_usage_testing::{Rec, job_env, ms, recompute_every_level, snapshot};
+
+    let t = TestDb::mysql().await;
+    let now = parse_utc("now", "2026-03-05T12:00:00Z").unwrap();
+    let cfg = EngineConfig::default();
+    let records: Vec<_> = (0..2_000i64)
+        .map(|i| {
+            let end = ms("2026-03-01T00:00:00Z") + i * 150_000 + 7_000;
+            Rec::new(
+                &format!("t{i}"),
+                "ep",
+                Some("a100"),
+                1 + i % 4,
+                end - 600_000,
+                end,
+                i % 9 == 0,
+            )
+            .input()
+        })
+        .collect();
+    ingest(&t.db, records, now, &cfg).await.unwrap();
+    let range = TimeRange::new(
+        parse_utc("s", "2026-02-28T00:00:00Z").unwrap(),
+        parse_utc("e", "2026-03-05T00:00:00Z").unwrap(),
+    )
+    .unwrap();
+    let job = backfill::create(&t.db, range, Levels::All, now)
+        .await
+        .unwrap();
+
+    // Cut the minute rollup lock's session whenever a chunk holds it.
+    let killer = other_pool(&t).await;
+    let name = lock_name(t.database_name().unwrap(), JobName::MinuteRollup);
+    let stop = Arc::new(AtomicBool::new(false));
+    let kills = Arc::new(AtomicU32::new(0));
+    let cutter = tokio::spawn({
+        let (stop, kills) = (stop.clone(), kills.clone());
+        async move {
+            while !stop.load(Ordering::SeqCst) {
+                if let Some(session) = holder(&killer, &name).await
+                    && killer
+                        .execute_unprepared(&format!("KILL CONNECTION {session}"))
+                        .await
+                        .is_ok()
+                {
+                    kills.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        }
+    });
+    let env = job_env(&t.db, now);
+    let first = backfill::run_job(&env, job.id, &cfg, &RunOptions::default())
+        .await
+        .unwrap()
+        .expect("the backfill lock is free");
+    stop.store(true, Ordering::SeqCst);
+    cutter.await.unwrap();
+    assert!(kills.load(Ordering::SeqCst) > 0, "no session was cut");
+    assert_eq!(first.status, BackfillStatus::Running, "{first:?}");
+    assert!(first.chunks_done < first.chunks_total, "{first:?}");
+
+    let done = backfill::run_job(&env, job.id, &cfg, &RunOptions::default())
+        .await
+        .unwrap()
+        .expect("the backfill lock is free");
+    assert_eq!(done.status, BackfillStatus::Succeeded, "{done:?}");
+    let rebuilt = snapshot(&t.db).await;
+    recompute_every_level(&t.db, range, now).await;
+    let direct = snapshot(&t.db).await;
+    assert_eq!(rebuilt.len(), direct.len());
+    assert!(
+        rebuilt == direct,
+        "the resumed backfill differs from a direct recompute"
+    );
+    t.cleanup().await;
+}
