@@ -202,6 +202,23 @@ async fn bad_records(app: &TestApp) {
         assert!(indexes.contains(&i), "record {i} not reported: {body}");
     }
     assert!(!indexes.contains(&0), "{body}");
+
+    // Second 60 would be kept as a leap second whose GPU time falls into no
+    // minute: refused, naming the record and the field.
+    let mut leap = fixture_records();
+    leap[0]["completed_at"] = json!("2026-01-01T10:03:60.5Z");
+    let res = app.post_json("/records", &leap).await;
+    let body = expect_error(res, 422, "invalid_records").await;
+    let p = &body["problems"][0];
+    assert_eq!(
+        (&p["index"], &p["task_id"], &p["field"]),
+        (&json!(0), &json!("t1"), &json!("completed_at")),
+        "{body}"
+    );
+    assert!(
+        p["message"].as_str().unwrap().contains("second 60"),
+        "{body}"
+    );
 }
 
 async fn bad_triggers(app: &TestApp) {
