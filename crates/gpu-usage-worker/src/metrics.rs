@@ -5,6 +5,8 @@
 //! describe shared state — rollup lag (the database), stream lag (Redis) —
 //! are refreshed at scrape time by [`crate::http`].
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -60,6 +62,9 @@ pub struct Metrics {
     stream_lag: Family<StreamLabels, Gauge>,
     stream_pending: Family<StreamLabels, Gauge>,
     stream_up: Gauge,
+    /// The consumer's last round failed: `stream_up` is 0 whatever a
+    /// scrape-time read of Redis says.
+    stream_failing: Arc<AtomicBool>,
 }
 
 impl Default for Metrics {
@@ -100,6 +105,7 @@ impl Metrics {
             stream_lag: Family::default(),
             stream_pending: Family::default(),
             stream_up: Gauge::default(),
+            stream_failing: Arc::default(),
         }
     }
 
@@ -157,7 +163,8 @@ impl Metrics {
         );
         r.register(
             "gpu_usage_stream_up",
-            "1 when Redis answered at the last scrape (0 also when no stream is configured)",
+            "1 when Redis answered at the last scrape and the consumer's last round succeeded \
+             (0 also when no stream is configured)",
             self.stream_up.clone(),
         );
     }
@@ -213,17 +220,26 @@ impl Metrics {
         self.stream_errors.inc();
     }
 
+    /// How the consumer's last round ended: while rounds fail,
+    /// `gpu_usage_stream_up` is 0; a round that succeeds sets it to 1.
+    pub fn stream_round(&self, ok: bool) {
+        self.stream_failing.store(!ok, Ordering::Relaxed);
+        self.stream_up.set(i64::from(ok));
+    }
+
     pub fn backfill_chunk(&self) {
         self.backfill_chunks.inc();
     }
 
-    /// The stream gauges from a scrape-time read (`None`: Redis failed).
+    /// The stream gauges from a scrape-time read (`None`: Redis failed);
+    /// `gpu_usage_stream_up` is 1 only if the consumer's rounds succeed too.
     pub fn set_stream(&self, read: Option<Option<StreamLag>>) {
         let Some(lag) = read else {
             self.stream_up.set(0);
             return;
         };
-        self.stream_up.set(1);
+        let failing = self.stream_failing.load(Ordering::Relaxed);
+        self.stream_up.set(i64::from(!failing));
         if let Some(s) = lag {
             let labels = StreamLabels {
                 stream: s.stream,
@@ -308,5 +324,24 @@ mod tests {
         }
         assert_eq!(m.job_runs(JobName::MinuteRollup, "succeeded"), 1);
         gpu_usage_testing::assert_exposition_well_formed(&text);
+    }
+
+    #[test]
+    fn stream_up_is_0_while_rounds_fail() {
+        let m = Metrics::new();
+        let up = |m: &Metrics| m.render().contains("gpu_usage_stream_up 1\n");
+        m.set_stream(Some(None));
+        assert!(up(&m), "Redis answered, no round failed");
+        m.stream_round(false);
+        assert!(!up(&m));
+        // Redis answers the scrape, yet the consumer's rounds fail.
+        m.set_stream(Some(None));
+        assert!(!up(&m));
+        m.stream_round(true);
+        assert!(up(&m));
+        m.set_stream(Some(None));
+        assert!(up(&m));
+        m.set_stream(None);
+        assert!(!up(&m));
     }
 }

@@ -296,3 +296,115 @@ async fn the_consumer_loop_stores_what_arrives_and_stops_on_shutdown() {
     assert_eq!(pending(&pool, &s).await, 0);
     finish(t, &s, &pool).await;
 }
+
+/// Polls `done` every 50 ms for up to `secs` seconds; panics naming `what`.
+async fn wait_until(what: &str, secs: u64, mut done: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !done().await {
+        assert!(Instant::now() < deadline, "{what} within {secs} s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The stream key deleted under a running consumer (as a Redis restart
+/// without persistence or a `FLUSHALL` would): the consumer group goes
+/// with it. The consumer recreates the group in the round that meets the
+/// `NOGROUP` (or the `UNBLOCKED` of its blocked read), so no round fails
+/// and no back-off applies: the record added after the loss is stored
+/// within a block time or so, once. The 10 s wait would still cover one
+/// failed round (2 s back-off); before the fix every round failed, backing
+/// off to 32 s, and the record was never stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_stream_group_is_recreated_and_later_entries_are_stored_once() {
+    let (t, s, pool, clock) = fixture().await;
+    let ctx = context(t.db.clone(), clock.clone(), "phoenix");
+    let consumer = StreamConsumer::new(pool.clone(), s.clone(), ctx.clone(), "phoenix");
+    let (trigger, stop) = shutdown::channel();
+    let task = tokio::spawn(consumer.run(stop));
+    let recs = records_in(
+        32,
+        "lost",
+        2,
+        "2026-06-15T09:00:00Z",
+        "2026-06-15T09:59:00Z",
+    );
+    let count = async || record::Entity::find().count(&t.db).await.unwrap();
+    let drained = async || {
+        stream::stream_lag(&pool, &s)
+            .await
+            .unwrap()
+            .is_some_and(|l| l.pending == 0 && l.lag == Some(0))
+    };
+
+    publish_flat(&pool, &s.stream, &recs[0]).await;
+    wait_until("the first record stored and acknowledged", 20, async || {
+        count().await == 1 && drained().await
+    })
+    .await;
+
+    // The stream is lost, and the group with it (the consumer may
+    // recreate it at once: no asserting that it is still missing).
+    let mut conn = pool.get().await.unwrap();
+    let deleted: usize = conn.del(&s.stream).await.unwrap();
+    drop(conn);
+    assert_eq!(deleted, 1);
+
+    publish_flat(&pool, &s.stream, &recs[1]).await;
+    let lost = Instant::now();
+    wait_until("the record added after the loss stored", 10, async || {
+        count().await == 2
+    })
+    .await;
+    println!("stored {} ms after the loss", lost.elapsed().as_millis());
+    wait_until("the stream drained", 10, drained).await;
+
+    assert_stored_once(&t.db, &recs).await;
+    let text = ctx.metrics.render();
+    for needle in [
+        "gpu_usage_stream_entries_total{result=\"inserted\"} 2\n",
+        "gpu_usage_stream_errors_total 0\n",
+        "gpu_usage_stream_up 1\n",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in\n{text}");
+    }
+    assert!(
+        !text.contains("result=\"duplicate\""),
+        "nothing delivered twice\n{text}"
+    );
+
+    trigger.trigger();
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("stopped")
+        .unwrap();
+    assert_eq!(pending(&pool, &s).await, 0);
+    finish(t, &s, &pool).await;
+}
+
+/// The same loss met by `XAUTOCLAIM` at the start of a round (the stream
+/// deleted between rounds): `NOGROUP`, and the round recreates the group
+/// and reads what was added since, without failing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_round_meeting_nogroup_recreates_the_group_and_reads_on() {
+    let (t, s, pool, clock) = fixture().await;
+    let ctx = context(t.db.clone(), clock.clone(), "between");
+    let mut c = StreamConsumer::new(pool.clone(), s.clone(), ctx.clone(), "between");
+    c.ensure_group().await.unwrap();
+    let recs = records_in(
+        33,
+        "nogroup",
+        1,
+        "2026-06-15T09:00:00Z",
+        "2026-06-15T09:59:00Z",
+    );
+    let mut conn = pool.get().await.unwrap();
+    let _: usize = conn.del(&s.stream).await.unwrap();
+    drop(conn);
+    publish_flat(&pool, &s.stream, &recs[0]).await;
+
+    let r = c.run_once().await.unwrap();
+    assert_eq!((r.read, r.inserted, r.acked), (1, 1, 1));
+    assert_stored_once(&t.db, &recs).await;
+    assert_eq!(pending(&pool, &s).await, 0);
+    finish(t, &s, &pool).await;
+}

@@ -11,6 +11,10 @@
 //! - Entries left pending by a dead consumer for longer than
 //!   `claim_idle_ms` are taken over with `XAUTOCLAIM`; this consumer's own
 //!   pending entries (after a failed round) are re-read first.
+//! - A group lost with its stream (Redis restarted without persistence,
+//!   `FLUSHALL`, the key deleted) is recreated from id 0 in the round that
+//!   meets the `NOGROUP`, which then reads on: what producers add after the
+//!   loss is consumed, with a WARN saying so.
 //! - Malformed entries (unparsable fields, invalid items) and records or
 //!   sessions that conflict with stored ones go to the dead-letter stream with the reason
 //!   and the original fields, in the same `MULTI` as the `XACK`: never
@@ -115,15 +119,55 @@ impl StreamConsumer {
     /// stream's beginning so nothing published before the first start is
     /// skipped.
     pub async fn ensure_group(&self) -> anyhow::Result<()> {
+        self.create_group().await.map(|_| ())
+    }
+
+    /// `XGROUP CREATE … 0 MKSTREAM`: `true` if this call created the group,
+    /// `false` if it existed (`BUSYGROUP`).
+    async fn create_group(&self) -> anyhow::Result<bool> {
         let mut conn = self.conn().await?;
         let created: redis::RedisResult<()> = conn
             .xgroup_create_mkstream(&self.settings.stream, &self.settings.group, "0")
             .await;
         match created {
-            Ok(()) => Ok(()),
-            Err(e) if e.to_string().contains("BUSYGROUP") => Ok(()),
+            Ok(()) => Ok(true),
+            Err(e) if e.code() == Some("BUSYGROUP") || e.to_string().contains("BUSYGROUP") => {
+                Ok(false)
+            }
             Err(e) => Err(e).context("creating the consumer group"),
         }
+    }
+
+    /// After Redis said the group is gone (`lost`): creates it again, from
+    /// id 0 so that what producers added since the loss is consumed. The
+    /// claim cursor and the own-backlog read start over, as in a new group.
+    async fn recreate_group(&mut self, lost: &anyhow::Error) -> anyhow::Result<()> {
+        let created = self
+            .create_group()
+            .await
+            .context("recreating the lost consumer group")?;
+        self.claim_cursor = "0-0".to_owned();
+        self.backlog = true;
+        if created {
+            tracing::warn!(
+                stream = %self.settings.stream,
+                group = %self.settings.group,
+                consumer = %self.name,
+                error = format!("{lost:#}"),
+                "consumer group missing (the stream was deleted or Redis lost it); \
+                 recreated it from id 0: entries added before the loss are gone, \
+                 entries added since are consumed"
+            );
+        } else {
+            tracing::info!(
+                stream = %self.settings.stream,
+                group = %self.settings.group,
+                consumer = %self.name,
+                error = format!("{lost:#}"),
+                "consumer group missing, then found again (recreated by another consumer)"
+            );
+        }
+        Ok(())
     }
 
     /// Entries idle longer than `claim_idle_ms` in any consumer (a dead one,
@@ -348,9 +392,17 @@ impl StreamConsumer {
             .context("dead-lettering and acknowledging the batch")
     }
 
-    /// One round: read a batch and handle it.
+    /// One round: read a batch and handle it. If Redis answers that the
+    /// group does not exist (the stream was lost with it), the group is
+    /// recreated and the read retried once, in the same round.
     pub async fn run_once(&mut self) -> anyhow::Result<BatchReport> {
-        let entries = self.next_batch().await?;
+        let entries = match self.next_batch().await {
+            Err(e) if group_lost(&e) => {
+                self.recreate_group(&e).await?;
+                self.next_batch().await?
+            }
+            read => read?,
+        };
         let result = self.handle(&entries).await;
         if result.is_err() {
             // The batch is in this consumer's pending list; read it again
@@ -383,6 +435,7 @@ impl StreamConsumer {
             match result {
                 Ok(Some(r)) if r.read > 0 => {
                     failures = 0;
+                    self.ctx.metrics.stream_round(true);
                     tracing::debug!(
                         read = r.read,
                         inserted = r.inserted,
@@ -391,10 +444,14 @@ impl StreamConsumer {
                         "stream batch stored"
                     );
                 }
-                Ok(_) => failures = 0,
+                Ok(_) => {
+                    failures = 0;
+                    self.ctx.metrics.stream_round(true);
+                }
                 Err(e) => {
                     failures = failures.saturating_add(1);
                     self.ctx.metrics.stream_error();
+                    self.ctx.metrics.stream_round(false);
                     let pause = Duration::from_secs(1 << failures.min(5));
                     tracing::warn!(
                         error = format!("{e:#}"),
@@ -411,6 +468,19 @@ impl StreamConsumer {
         }
         tracing::info!(consumer = %self.name, "Redis stream consumer stopped");
     }
+}
+
+/// Whether Redis said the consumer group (or its stream) no longer
+/// exists: `NOGROUP` from `XAUTOCLAIM` / `XREADGROUP`, or the `UNBLOCKED`
+/// a blocked `XREADGROUP` gets when its stream key is deleted.
+fn group_lost(e: &anyhow::Error) -> bool {
+    e.chain()
+        .filter_map(|cause| cause.downcast_ref::<redis::RedisError>())
+        .any(|r| match r.code() {
+            Some("NOGROUP") => true,
+            Some("UNBLOCKED") => r.detail().is_some_and(|d| d.contains("no longer exists")),
+            _ => false,
+        })
 }
 
 fn conflict_reason(c: &ingest::Conflict) -> String {
