@@ -80,6 +80,9 @@ pub struct ApiMemory {
     pub loaded_peak_mib: f64,
 }
 
+/// One ingest run through the API: clients, time, request p50 and p99 (ms).
+type HttpRun = (usize, Duration, f64, f64);
+
 /// Figure 3 on one backend.
 pub async fn figure3(
     env: &Env,
@@ -93,7 +96,28 @@ pub async fn figure3(
     let g = data::generator(seed, "ingest", n, range, Some(1000))?;
     let recs = data::records(&g, range, n);
     let n = recs.len() as u64;
-    let mut rows = Vec::new();
+    let (http, mem) = ingest_http(env, backend, &recs).await?;
+    let direct = ingest_direct(env, backend, &recs).await?;
+    let mut rows: Vec<Row> = http
+        .iter()
+        .zip(&direct)
+        .map(|(h, d)| ingest_row(fig, backend, n, h, *d))
+        .collect();
+    if backend == Backend::MySql {
+        let t = stream_ingest(env, &recs).await?;
+        rows.push(stream_row(fig, n, t, direct[0]));
+    }
+    Ok((rows, mem))
+}
+
+/// The records POSTed to a fresh API at 1 and 4 clients, a database of
+/// its own each; the API's memory is read while it runs.
+async fn ingest_http(
+    env: &Env,
+    backend: Backend,
+    recs: &[Record],
+) -> Result<(Vec<HttpRun>, ApiMemory)> {
+    let n = recs.len() as u64;
     let mut mem = ApiMemory::default();
     let mut http = Vec::new();
     for clients in [1usize, 4] {
@@ -104,7 +128,7 @@ pub async fn figure3(
             mem.idle_mib = svc.rss_mib();
         }
         let base = svc.api.clone().context("no API")?;
-        let (t, p50, p99, inserted) = post_all(&base, batches(&recs, 1000)?, clients).await?;
+        let (t, p50, p99, inserted) = post_all(&base, batches(recs, 1000)?, clients).await?;
         mem.loaded_peak_mib = mem.loaded_peak_mib.max(svc.peak_rss_mib());
         if inserted != n {
             eprintln!("note: {inserted} of {n} records inserted");
@@ -113,65 +137,71 @@ pub async fn figure3(
         bdb.drop_db().await?;
         http.push((clients, t, p50, p99));
     }
+    Ok((http, mem))
+}
+
+/// The database's own time for the same records: multi-row INSERTs on 1
+/// and 4 connections.
+async fn ingest_direct(env: &Env, backend: Backend, recs: &[Record]) -> Result<Vec<Duration>> {
     let mut direct = Vec::new();
     for clients in [1usize, 4] {
         let bdb = env.create_db(backend, "ingest_direct").await?;
         let t = if clients == 1 {
-            data::insert_records(&bdb.db, &recs).await?
+            data::insert_records(&bdb.db, recs).await?
         } else {
-            data::insert_records_concurrently(&bdb.db, &recs, clients).await?
+            data::insert_records_concurrently(&bdb.db, recs, clients).await?
         };
         bdb.drop_db().await?;
         direct.push(t);
     }
-    for ((clients, t, p50, p99), d) in http.iter().zip(&direct) {
-        rows.push(
-            Row::new(format!(
-                "{fig} ingest POST /records ×1000, {clients} client{}",
-                if *clients == 1 { "" } else { "s" }
-            ))
-            .ours(format!(
-                "{} ({})",
-                rate(n as f64 / t.as_secs_f64(), "rec"),
-                secs(*t)
-            ))
-            .db(format!(
-                "{} ({}) multi-row INSERT ×1000, {clients} conn",
-                rate(n as f64 / d.as_secs_f64(), "rec"),
-                secs(*d)
-            ))
-            .ratio(ratio_of(*t, *d))
-            .target("≤ 1.43× (≥ 0.7× its rate)")
-            .note(format!(
-                "{} records; request p50 {} p99 {}; {}",
-                count(n),
-                ms(*p50),
-                ms(*p99),
-                api_binary(backend)
-            )),
-        );
-    }
-    if backend == Backend::MySql {
-        let t = stream_ingest(env, &recs).await?;
-        rows.push(
-            Row::new(format!("{fig} ingest Redis stream (worker consumer)"))
-                .ours(format!(
-                    "{} ({})",
-                    rate(n as f64 / t.as_secs_f64(), "rec"),
-                    secs(t)
-                ))
-                .db(format!(
-                    "{} multi-row INSERT ×1000, 1 conn",
-                    rate(n as f64 / direct[0].as_secs_f64(), "rec")
-                ))
-                .ratio(ratio_of(t, direct[0]))
-                .target("≤ 1.43× (≥ 0.7× its rate)")
-                .note(
-                    "entries XADDed beforehand (one JSON field each); timed from worker start to the last record stored",
-                ),
-        );
-    }
-    Ok((rows, mem))
+    Ok(direct)
+}
+
+/// One API run's row, beside the direct insert on as many connections.
+fn ingest_row(fig: &str, backend: Backend, n: u64, http: &HttpRun, d: Duration) -> Row {
+    let (clients, t, p50, p99) = *http;
+    Row::new(format!(
+        "{fig} ingest POST /records ×1000, {clients} client{}",
+        if clients == 1 { "" } else { "s" }
+    ))
+    .ours(format!(
+        "{} ({})",
+        rate(n as f64 / t.as_secs_f64(), "rec"),
+        secs(t)
+    ))
+    .db(format!(
+        "{} ({}) multi-row INSERT ×1000, {clients} conn",
+        rate(n as f64 / d.as_secs_f64(), "rec"),
+        secs(d)
+    ))
+    .ratio(ratio_of(t, d))
+    .target("≤ 1.43× (≥ 0.7× its rate)")
+    .note(format!(
+        "{} records; request p50 {} p99 {}; {}",
+        count(n),
+        ms(p50),
+        ms(p99),
+        api_binary(backend)
+    ))
+}
+
+/// The stream ingest beside the single-connection direct insert.
+fn stream_row(fig: &str, n: u64, t: Duration, direct: Duration) -> Row {
+    Row::new(format!("{fig} ingest Redis stream (worker consumer)"))
+        .ours(format!(
+            "{} ({})",
+            rate(n as f64 / t.as_secs_f64(), "rec"),
+            secs(t)
+        ))
+        .db(format!(
+            "{} multi-row INSERT ×1000, 1 conn",
+            rate(n as f64 / direct.as_secs_f64(), "rec")
+        ))
+        .ratio(ratio_of(t, direct))
+        .target("≤ 1.43× (≥ 0.7× its rate)")
+        .note(
+            "entries XADDed beforehand (one JSON field each); timed from worker start to the last record stored",
+        )
 }
 
 /// Fills a stream of its own, starts the worker on it and times until

@@ -136,6 +136,15 @@ fn rfc(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
+/// One request of figure 6: its label, its URL, the same query for the
+/// domain call whose statements are replayed, and its level.
+struct Case {
+    label: String,
+    url: String,
+    query: StatsQuery,
+    hourly: bool,
+}
+
 /// Figure 6 on one backend: the data set is `n` records over 30 days,
 /// rebuilt, plus daily rows copied back over a year.
 pub async fn figure6(
@@ -149,7 +158,38 @@ pub async fn figure6(
     let now = Utc::now();
     let end = now.duration_trunc(TimeDelta::hours(1))?;
     let start = end - TimeDelta::days(30);
-    let range = data::range(start, end)?;
+    let (bdb, endpoint) =
+        load_read_set(env, backend, n, seed, fig, data::range(start, end)?).await?;
+    let svc = http::start(env, api_binary(backend), &[], &bdb.url, &[]).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut mem = ApiMemory {
+        idle_mib: svc.rss_mib(),
+        ..ApiMemory::default()
+    };
+    let base = format!("{}/api/v1/gpu-usage", svc.api.clone().context("no API")?);
+    let cases = cases(&base, &endpoint, start, end)?;
+    let client = reqwest::Client::new();
+    let mut rows = Vec::new();
+    for case in cases {
+        rows.extend(measure(&client, &bdb.url, &case, secs_each, fig).await?);
+    }
+    mem.loaded_peak_mib = svc.peak_rss_mib();
+    drop(svc);
+    bdb.drop_db().await?;
+    Ok((rows, mem))
+}
+
+/// Creates the database of figure 6 and fills it: `n` records over
+/// `range`, rebuilt, and the daily rows stretched over a year. Returns it
+/// with the endpoint the one-endpoint read asks for.
+async fn load_read_set(
+    env: &Env,
+    backend: Backend,
+    n: u64,
+    seed: u64,
+    fig: &str,
+    range: gpu_usage_loadgen::TimeRange,
+) -> Result<(BenchDb, String)> {
     let g = data::generator(seed, "reads", n, range, Some(1000))?;
     let endpoint = g.fleet().endpoints[0].name.clone();
     let bdb = env.create_db(backend, "reads").await?;
@@ -163,99 +203,109 @@ pub async fn figure6(
         "[{fig}] read data set: {n} records over 30 d rebuilt in {}",
         secs(rb.elapsed)
     );
-    let svc = http::start(env, api_binary(backend), &[], &bdb.url, &[]).await?;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let mut mem = ApiMemory {
-        idle_mib: svc.rss_mib(),
-        ..ApiMemory::default()
-    };
-    let base = format!("{}/api/v1/gpu-usage", svc.api.clone().context("no API")?);
+    Ok((bdb, endpoint))
+}
+
+/// The three reads: hourly for one endpoint and for all (first page) over
+/// 30 days, daily global over 365.
+fn cases(
+    base: &str,
+    endpoint: &str,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> Result<Vec<Case>> {
     let year_start = end - TimeDelta::days(365);
-    let cases: Vec<(String, String, StatsQuery, bool)> = vec![
-        (
-            "GET /hourly 30 d, one endpoint".to_owned(),
-            format!(
+    Ok(vec![
+        Case {
+            label: "GET /hourly 30 d, one endpoint".to_owned(),
+            url: format!(
                 "{base}/hourly?scope_type=endpoint&scope_value={endpoint}&start_time={}&end_time={}",
                 rfc(start),
                 rfc(end)
             ),
-            stats_query(ScopeType::Endpoint, Some(endpoint.clone()), start, end)?,
-            true,
-        ),
-        (
-            "GET /hourly 30 d, all endpoints, 1st page".to_owned(),
-            format!(
+            query: stats_query(ScopeType::Endpoint, Some(endpoint.to_owned()), start, end)?,
+            hourly: true,
+        },
+        Case {
+            label: "GET /hourly 30 d, all endpoints, 1st page".to_owned(),
+            url: format!(
                 "{base}/hourly?scope_type=endpoint&start_time={}&end_time={}",
                 rfc(start),
                 rfc(end)
             ),
-            stats_query(ScopeType::Endpoint, None, start, end)?,
-            true,
-        ),
-        (
-            "GET /daily 365 d, global".to_owned(),
-            format!(
+            query: stats_query(ScopeType::Endpoint, None, start, end)?,
+            hourly: true,
+        },
+        Case {
+            label: "GET /daily 365 d, global".to_owned(),
+            url: format!(
                 "{base}/daily?scope_type=global&start_time={}&end_time={}",
                 rfc(year_start),
                 rfc(end)
             ),
-            stats_query(ScopeType::Global, None, year_start, end)?,
-            false,
-        ),
-    ];
-    let client = reqwest::Client::new();
+            query: stats_query(ScopeType::Global, None, year_start, end)?,
+            hourly: false,
+        },
+    ])
+}
+
+/// One read at 1 and 32 clients: wrk against the API beside the replay of
+/// its statements against the database. One row per client count.
+async fn measure(
+    client: &reqwest::Client,
+    db_url: &str,
+    case: &Case,
+    secs_each: u64,
+    fig: &str,
+) -> Result<Vec<Row>> {
+    let body: serde_json::Value = client
+        .get(&case.url)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let got = body["data"].as_array().map_or(0, Vec::len);
+    let total = body["total"].as_u64().unwrap_or(0);
+    let stmts = if case.hourly {
+        captured::<Hourly>(db_url, &case.query).await?
+    } else {
+        captured::<Daily>(db_url, &case.query).await?
+    };
     let mut rows = Vec::new();
-    for (label, url, q, hourly) in cases {
-        let body: serde_json::Value = client
-            .get(&url)
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
-        let got = body["data"].as_array().map_or(0, Vec::len);
-        let total = body["total"].as_u64().unwrap_or(0);
-        let stmts = if hourly {
-            captured::<Hourly>(&bdb.url, &q).await?
+    for conns in [1usize, 32] {
+        let (p50, p99, rps) = wrk(&case.url, conns, secs_each)?;
+        let (d50, d99, drps) = replay(db_url, &stmts, conns as u32, secs_each).await?;
+        let (ratio, what) = if conns == 1 {
+            (p99 / d99, "p99")
         } else {
-            captured::<Daily>(&bdb.url, &q).await?
+            (drps / rps, "req/s")
         };
-        for conns in [1usize, 32] {
-            let (p50, p99, rps) = wrk(&url, conns, secs_each)?;
-            let (d50, d99, drps) = replay(&bdb.url, &stmts, conns as u32, secs_each).await?;
-            let (ratio, what) = if conns == 1 {
-                (p99 / d99, "p99")
+        rows.push(
+            Row::new(format!(
+                "{fig} {}, {conns} client{}",
+                case.label,
+                if conns == 1 { "" } else { "s" }
+            ))
+            .ours(format!("p50 {} p99 {}, {rps:.0} req/s", ms(p50), ms(p99)))
+            .db(format!(
+                "p50 {} p99 {}, {drps:.0} req/s ({} stmts, {conns} conn)",
+                ms(d50),
+                ms(d99),
+                stmts.len()
+            ))
+            .ratio(ratio)
+            .target(if conns == 1 {
+                "≤ 1.5×"
             } else {
-                (drps / rps, "req/s")
-            };
-            rows.push(
-                Row::new(format!(
-                    "{fig} {label}, {conns} client{}",
-                    if conns == 1 { "" } else { "s" }
-                ))
-                .ours(format!("p50 {} p99 {}, {rps:.0} req/s", ms(p50), ms(p99)))
-                .db(format!(
-                    "p50 {} p99 {}, {drps:.0} req/s ({} stmts, {conns} conn)",
-                    ms(d50),
-                    ms(d99),
-                    stmts.len()
-                ))
-                .ratio(ratio)
-                .target(if conns == 1 {
-                    "≤ 1.5×"
-                } else {
-                    "≤ 2× (≥ half its rate)"
-                })
-                .note(format!(
-                    "ratio of {what}; {got} rows of {total}; wrk {conns} conn, {secs_each} s"
-                )),
-            );
-        }
+                "≤ 2× (≥ half its rate)"
+            })
+            .note(format!(
+                "ratio of {what}; {got} rows of {total}; wrk {conns} conn, {secs_each} s"
+            )),
+        );
     }
-    mem.loaded_peak_mib = svc.peak_rss_mib();
-    drop(svc);
-    bdb.drop_db().await?;
-    Ok((rows, mem))
+    Ok(rows)
 }
 
 fn stats_query(

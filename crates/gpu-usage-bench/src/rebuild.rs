@@ -1,7 +1,7 @@
 //! Figures 1, 2 and the rebuild half of 7: a full rebuild of every level ×
 //! scope, as `gpu-usage-worker backfill` does it, beside the database's
 //! floor for the same work and a set-based SQL formulation of the minute
-//! level.
+//! level. Figure 1's rows are built in `full_rebuild.rs`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,8 +14,7 @@ use gpu_usage_core::EngineConfig;
 use gpu_usage_core::backfill::{self, BackfillStatus, RunOptions};
 use gpu_usage_core::clock::SystemClock;
 use gpu_usage_core::jobs::JobEnv;
-use gpu_usage_core::rollup;
-use gpu_usage_core::types::{Granularity, Levels, TimeRange};
+use gpu_usage_core::types::{Levels, TimeRange};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement, StreamTrait, Value};
 
 use crate::data;
@@ -310,106 +309,6 @@ impl DataSet {
         }
         Ok((core_range(first, self.anchor)?, load))
     }
-}
-
-const REBUILD_TARGET: &str = "≤ 1.5× floor";
-
-/// Figure 1 on one backend: the plain rebuild, the set-based minute level
-/// (MariaDB), and the rebuild with 1,000 workers' sessions.
-pub async fn figure1(
-    env: &Env,
-    backend: Backend,
-    set: &DataSet,
-    fig: &str,
-    set_sql_timeout: u64,
-) -> Result<Vec<Row>> {
-    let mut rows = Vec::new();
-    let n = set.count;
-    let bdb = env.create_db(backend, "rebuild").await?;
-    let (range, load) = set.load(&bdb, false).await?;
-    let days = (range.end() - range.start()).num_days();
-    eprintln!(
-        "[{fig}] {n} records loaded in {} ({:.0}/s); rebuilding {days} days",
-        secs(load),
-        n as f64 / load.as_secs_f64()
-    );
-    let r = rebuild_in_process(&bdb, range).await?;
-    let f = floor(&bdb, range, r.rows, false).await?;
-    rows.push(
-        Row::new(format!("{fig} full rebuild, {}, {days} d", count(n)))
-            .ours(secs(r.elapsed))
-            .db(f.describe())
-            .ratio(ratio_of(r.elapsed, f.total()))
-            .target(REBUILD_TARGET)
-            .note(format!(
-                "{} rows, {} statements, peak RSS {:.0} MiB (in-process domain call); {} µs/record",
-                r.rows,
-                r.statements.unwrap_or(0),
-                r.peak_rss_mib,
-                per_record_us(r.elapsed, n)
-            )),
-    );
-    if backend == Backend::MySql {
-        let t = Instant::now();
-        let minute = rollup::recompute(
-            &bdb.db,
-            Granularity::Minute,
-            range,
-            Utc::now(),
-            &EngineConfig::default(),
-        )
-        .await?;
-        let ours = t.elapsed();
-        let (sb, sb_rows) = set_based_minute(&bdb, range, set_sql_timeout).await?;
-        let (db_text, sql_rows) = match sb_rows {
-            Some(r) => (
-                format!("{} (one INSERT…SELECT…GROUP BY)", secs(sb)),
-                format!("SQL {r} rows (no capacity columns)"),
-            ),
-            None => (
-                format!("> {} (stopped by max_statement_time)", secs(sb)),
-                "SQL did not finish: the ratio is an upper bound".to_owned(),
-            ),
-        };
-        rows.push(
-            Row::new(format!("{fig} minute level vs set-based SQL, {}", count(n)))
-                .ours(secs(ours))
-                .db(db_text)
-                .ratio(ratio_of(ours, sb))
-                .target("≤ 1×")
-                .note(format!(
-                    "ours rollup::recompute(minute) {} rows; {sql_rows}",
-                    minute.rows_written
-                )),
-        );
-    }
-    bdb.drop_db().await?;
-
-    let bdb = env.create_db(backend, "rebuild_sessions").await?;
-    let (range, _) = set.load(&bdb, true).await?;
-    let sessions = bdb
-        .scalar_i64("SELECT CAST(COUNT(*) AS SIGNED) FROM gpu_usage_worker_sessions")
-        .await?;
-    let r = rebuild_in_process(&bdb, range).await?;
-    let f = floor(&bdb, range, r.rows, true).await?;
-    rows.push(
-        Row::new(format!(
-            "{fig} full rebuild + 1,000 workers' sessions, {}",
-            count(n)
-        ))
-        .ours(secs(r.elapsed))
-        .db(f.describe())
-        .ratio(ratio_of(r.elapsed, f.total()))
-        .target(REBUILD_TARGET)
-        .note(format!(
-            "{sessions} sessions; {} rows, {} statements, peak RSS {:.0} MiB",
-            r.rows,
-            r.statements.unwrap_or(0),
-            r.peak_rss_mib
-        )),
-    );
-    bdb.drop_db().await?;
-    Ok(rows)
 }
 
 /// One size of figure 2, through the release CLI: (rebuild, floor).

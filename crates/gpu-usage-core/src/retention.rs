@@ -98,84 +98,103 @@ pub async fn cleanup(
 ) -> CleanupReport {
     let batch = settings.delete_batch_size.max(1);
     let keep = |days: i64| (days > 0).then(|| TimeDelta::days(days));
-    let mut report = CleanupReport::default();
-
-    // Records by completion time, to the millisecond like the rows.
+    // Records and worker sessions share one period, job runs and backfill
+    // jobs the bookkeeping one.
     let cutoff = keep(settings.records_days).map(|d| now - d);
-    report.tables.push(
-        run_table(horizon::RECORDS_TABLE, cutoff, |c| async move {
-            horizon::record_deletion(db, horizon::RECORDS_TABLE, c, now).await?;
-            delete_in_batches::<record::Entity>(
-                db,
-                record::Column::Id,
-                Condition::all().add(record::Column::CompletedAt.lt(c)),
-                batch,
-            )
-            .await
-        })
-        .await,
-    );
-
-    // Worker sessions like records, by their end; open ones are kept.
-    report.tables.push(
-        run_table(SESSIONS_TABLE, cutoff, |c| async move {
-            delete_in_batches::<worker_session::Entity>(
-                db,
-                worker_session::Column::Id,
-                Condition::all().add(worker_session::Column::EndedAt.lt(c)),
-                batch,
-            )
-            .await
-        })
-        .await,
-    );
-
-    // Statistics by whole buckets, so a bucket is either kept or gone.
-    report
-        .tables
-        .push(level_table::<Minute>(db, now, settings).await);
-    report
-        .tables
-        .push(level_table::<Hourly>(db, now, settings).await);
-    report
-        .tables
-        .push(level_table::<Daily>(db, now, settings).await);
-
     let bookkeeping = keep(settings.job_runs_days).map(|d| now - d);
-    report.tables.push(
-        run_table(JOB_RUNS_TABLE, bookkeeping, |c| async move {
-            delete_in_batches::<job_run::Entity>(
-                db,
-                job_run::Column::Id,
-                Condition::all().add(job_run::Column::StartedAt.lt(c)),
-                batch,
-            )
-            .await
-        })
-        .await,
-    );
+    // One table after the other; the report lists them in this order.
+    let tables = vec![
+        records_table(db, now, cutoff, batch).await,
+        sessions_table(db, cutoff, batch).await,
+        // Statistics by whole buckets, so a bucket is either kept or gone.
+        level_table::<Minute>(db, now, settings).await,
+        level_table::<Hourly>(db, now, settings).await,
+        level_table::<Daily>(db, now, settings).await,
+        job_runs_table(db, bookkeeping, batch).await,
+        backfill_jobs_table(db, bookkeeping, batch).await,
+    ];
+    CleanupReport { tables }
+}
 
-    // Only finished backfills: an old one still pending or running is work
-    // someone asked for.
-    report.tables.push(
-        run_table(BACKFILL_JOBS_TABLE, bookkeeping, |c| async move {
-            delete_in_batches::<backfill_job::Entity>(
-                db,
-                backfill_job::Column::Id,
-                Condition::all()
-                    .add(backfill_job::Column::Status.is_in([
-                        crate::backfill::BackfillStatus::Succeeded,
-                        crate::backfill::BackfillStatus::Failed,
-                    ]))
-                    .add(backfill_job::Column::FinishedAt.lt(c)),
-                batch,
-            )
-            .await
-        })
-        .await,
-    );
+/// Records by completion time, to the millisecond like the rows, after
+/// raising the records' horizon to the cutoff.
+async fn records_table(
+    db: &impl ConnectionTrait,
+    now: DateTime<Utc>,
+    cutoff: Option<DateTime<Utc>>,
+    batch: u64,
+) -> TableCleanup {
+    run_table(horizon::RECORDS_TABLE, cutoff, |c| async move {
+        horizon::record_deletion(db, horizon::RECORDS_TABLE, c, now).await?;
+        delete_in_batches::<record::Entity>(
+            db,
+            record::Column::Id,
+            Condition::all().add(record::Column::CompletedAt.lt(c)),
+            batch,
+        )
+        .await
+    })
+    .await
+}
 
-    report
+/// Worker sessions like records, by their end; open ones are kept.
+async fn sessions_table(
+    db: &impl ConnectionTrait,
+    cutoff: Option<DateTime<Utc>>,
+    batch: u64,
+) -> TableCleanup {
+    run_table(SESSIONS_TABLE, cutoff, |c| async move {
+        delete_in_batches::<worker_session::Entity>(
+            db,
+            worker_session::Column::Id,
+            Condition::all().add(worker_session::Column::EndedAt.lt(c)),
+            batch,
+        )
+        .await
+    })
+    .await
+}
+
+/// Job runs by their start.
+async fn job_runs_table(
+    db: &impl ConnectionTrait,
+    cutoff: Option<DateTime<Utc>>,
+    batch: u64,
+) -> TableCleanup {
+    run_table(JOB_RUNS_TABLE, cutoff, |c| async move {
+        delete_in_batches::<job_run::Entity>(
+            db,
+            job_run::Column::Id,
+            Condition::all().add(job_run::Column::StartedAt.lt(c)),
+            batch,
+        )
+        .await
+    })
+    .await
+}
+
+/// Only finished backfills, by their end: an old one still pending or
+/// running is work someone asked for.
+async fn backfill_jobs_table(
+    db: &impl ConnectionTrait,
+    cutoff: Option<DateTime<Utc>>,
+    batch: u64,
+) -> TableCleanup {
+    run_table(BACKFILL_JOBS_TABLE, cutoff, |c| async move {
+        delete_in_batches::<backfill_job::Entity>(
+            db,
+            backfill_job::Column::Id,
+            Condition::all()
+                .add(backfill_job::Column::Status.is_in([
+                    crate::backfill::BackfillStatus::Succeeded,
+                    crate::backfill::BackfillStatus::Failed,
+                ]))
+                .add(backfill_job::Column::FinishedAt.lt(c)),
+            batch,
+        )
+        .await
+    })
+    .await
 }
 
 /// The expired buckets of one statistics level, after raising its
