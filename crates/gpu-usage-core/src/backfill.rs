@@ -338,28 +338,7 @@ async fn execute(
     opts: &RunOptions<'_>,
 ) -> Result<BackfillJob> {
     let db = &env.db;
-    let t = env.now();
-    let started_at = job.started_at.unwrap_or(t);
-    update(
-        db,
-        job.id,
-        Condition::all().add(backfill_job::Column::Status.is_in(BackfillStatus::ACTIVE)),
-        [
-            (
-                backfill_job::Column::Status,
-                Expr::value(BackfillStatus::Running),
-            ),
-            (
-                backfill_job::Column::StartedAt,
-                Expr::value(Some(started_at)),
-            ),
-            (backfill_job::Column::UpdatedAt, Expr::value(t)),
-        ],
-    )
-    .await?;
-    job.status = BackfillStatus::Running;
-    job.started_at = Some(started_at);
-    job.updated_at = t;
+    mark_running(db, &mut job, env.now()).await?;
     tracing::info!(
         backfill_id = job.id,
         start = %job.start_time,
@@ -423,6 +402,36 @@ async fn execute(
     succeed(db, &mut job, env.now()).await?;
     (opts.on_progress)(&job);
     Ok(job)
+}
+
+/// Marks the job `running` (keeping the first start time when resumed).
+async fn mark_running(
+    db: &impl ConnectionTrait,
+    job: &mut BackfillJob,
+    t: DateTime<Utc>,
+) -> Result<()> {
+    let started_at = job.started_at.unwrap_or(t);
+    update(
+        db,
+        job.id,
+        Condition::all().add(backfill_job::Column::Status.is_in(BackfillStatus::ACTIVE)),
+        [
+            (
+                backfill_job::Column::Status,
+                Expr::value(BackfillStatus::Running),
+            ),
+            (
+                backfill_job::Column::StartedAt,
+                Expr::value(Some(started_at)),
+            ),
+            (backfill_job::Column::UpdatedAt, Expr::value(t)),
+        ],
+    )
+    .await?;
+    job.status = BackfillStatus::Running;
+    job.started_at = Some(started_at);
+    job.updated_at = t;
+    Ok(())
 }
 
 enum ChunkOutcome {

@@ -208,38 +208,42 @@ fn overused_with_capacity<L: Level>(b: sea_orm::DbBackend) -> SimpleExpr {
     }
 }
 
+/// Sums and maxima of the rows matching `filter`, in one statement.
+async fn totals<L: Level>(db: &impl ConnectionTrait, filter: Condition) -> Result<Totals> {
+    type C<L> = <L as Level>::Column;
+    let b = db.get_database_backend();
+    L::Entity::find()
+        .select_only()
+        .column_as(Expr::col(C::<L>::ID).count(), "n")
+        .column_as(sum_i64(b, C::<L>::TOTAL_TASKS), "total_tasks")
+        .column_as(sum_i64(b, C::<L>::COMPLETED_TASKS), "completed_tasks")
+        .column_as(sum_i64(b, C::<L>::FAILED_TASKS), "failed_tasks")
+        .column_as(sum_i64(b, C::<L>::GPU_MILLISECONDS), "gpu_ms")
+        .column_as(sum_i64(b, C::<L>::GPU_COUNT_SUM), "gpu_count_sum")
+        .column_as(max_i64(C::<L>::MAX_GPU_COUNT), "max_gpu_count")
+        .column_as(sum_i64(b, C::<L>::AVAILABLE_GPU_MS), "avail_ms")
+        .column_as(sum_i64(b, C::<L>::IDLE_GPU_MS), "idle_ms")
+        .column_as(overused_with_capacity::<L>(b), "overused_with_capacity")
+        .column_as(max_i64(C::<L>::PEAK_GPUS_IN_USE), "peak_in_use")
+        .column_as(max_i64(C::<L>::PEAK_GPUS_AVAILABLE), "peak_available")
+        .filter(filter)
+        .into_model::<Totals>()
+        .one(db)
+        .await?
+        .ok_or_else(|| {
+            crate::DomainError::Database(sea_orm::DbErr::RecordNotFound(
+                "aggregate query returned no row".to_owned(),
+            ))
+        })
+}
+
 async fn summarize<L: Level>(
     db: &impl ConnectionTrait,
     filter: Condition,
 ) -> Result<(u64, Summary)> {
     type C<L> = <L as Level>::Column;
     let b = db.get_database_backend();
-    let totals_filter = filter.clone();
-    let totals = async move {
-        L::Entity::find()
-            .select_only()
-            .column_as(Expr::col(C::<L>::ID).count(), "n")
-            .column_as(sum_i64(b, C::<L>::TOTAL_TASKS), "total_tasks")
-            .column_as(sum_i64(b, C::<L>::COMPLETED_TASKS), "completed_tasks")
-            .column_as(sum_i64(b, C::<L>::FAILED_TASKS), "failed_tasks")
-            .column_as(sum_i64(b, C::<L>::GPU_MILLISECONDS), "gpu_ms")
-            .column_as(sum_i64(b, C::<L>::GPU_COUNT_SUM), "gpu_count_sum")
-            .column_as(max_i64(C::<L>::MAX_GPU_COUNT), "max_gpu_count")
-            .column_as(sum_i64(b, C::<L>::AVAILABLE_GPU_MS), "avail_ms")
-            .column_as(sum_i64(b, C::<L>::IDLE_GPU_MS), "idle_ms")
-            .column_as(overused_with_capacity::<L>(b), "overused_with_capacity")
-            .column_as(max_i64(C::<L>::PEAK_GPUS_IN_USE), "peak_in_use")
-            .column_as(max_i64(C::<L>::PEAK_GPUS_AVAILABLE), "peak_available")
-            .filter(totals_filter)
-            .into_model::<Totals>()
-            .one(db)
-            .await?
-            .ok_or_else(|| {
-                crate::DomainError::Database(sea_orm::DbErr::RecordNotFound(
-                    "aggregate query returned no row".to_owned(),
-                ))
-            })
-    };
+    let totals = totals::<L>(db, filter.clone());
     let peak = L::Entity::find()
         .select_only()
         .column(C::<L>::TIME_BUCKET)
