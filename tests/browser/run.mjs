@@ -973,7 +973,22 @@ test("layout holds from 1000 to 1600 px", async () => {
     await settled(page);
     const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
     assert.ok(overflow <= 0, `no horizontal scroll at ${width}px (${overflow}px)`);
-    // Charts fill their panels.
+    // Charts fill their panels. Going to the same URL at a new width is a
+    // same-document navigation: the charts follow the new width through
+    // their ResizeObserver, a frame or two later, so wait for it (bounded)
+    // before the exact check below.
+    await page
+      .waitForFunction(
+        () =>
+          [...document.querySelectorAll(".chart:not([hidden])")].every((el) => {
+            const canvas = el.querySelector("canvas")?.getBoundingClientRect().width ?? 0;
+            const panel = el.getBoundingClientRect().width;
+            return canvas > panel * 0.8 && canvas <= panel + 1;
+          }),
+        null,
+        { timeout: 5_000 },
+      )
+      .catch(() => {});
     const fit = await page.$$eval(".chart:not([hidden])", (els) => els.map((el) => [el.id, el.querySelector("canvas")?.getBoundingClientRect().width ?? 0, el.getBoundingClientRect().width]));
     for (const [id, canvas, panel] of fit) assert.ok(canvas > panel * 0.8 && canvas <= panel + 1, `${id} at ${width}px: canvas ${canvas} in ${panel}`);
     await shot(page, name);
