@@ -11,11 +11,11 @@ use gpu_usage_core::backfill::BackfillJob;
 use gpu_usage_core::capacity::{Heartbeat, HeartbeatJson, Session, SessionJson};
 use gpu_usage_core::fields::Invalid;
 use gpu_usage_core::job_runs::JobRunSummary;
-use gpu_usage_core::query::Summary;
+use gpu_usage_core::query::{RowsPage, Summary};
 use gpu_usage_core::record::{Record, RecordJson};
 use gpu_usage_core::rollup::RollupReport;
 use gpu_usage_core::status::LevelStatus;
-use gpu_usage_core::types::Levels;
+use gpu_usage_core::types::{Levels, TimeRange};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -48,6 +48,20 @@ pub struct ListResponse<T: ToSchema> {
     pub end_time: DateTime<Utc>,
     pub next_cursor: Option<String>,
     pub limit: u64,
+}
+
+impl<T: ToSchema> ListResponse<T> {
+    /// The answer for one page of a listing over `range`.
+    pub fn new(page: RowsPage<T>, range: TimeRange, limit: u64) -> Self {
+        Self {
+            data: page.rows,
+            total: page.total,
+            start_time: range.start(),
+            end_time: range.end(),
+            next_cursor: page.next_cursor,
+            limit,
+        }
+    }
 }
 
 /// A recomputation done inside the request.

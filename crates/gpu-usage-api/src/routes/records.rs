@@ -33,14 +33,7 @@ pub async fn list_records(
 ) -> Result<HttpResponse, ApiError> {
     let (filter, page) = params.into_inner().parse(state.now(), &state.api)?;
     let result = query::records(&state.db, &filter, &page).await?;
-    Ok(HttpResponse::Ok().json(ListResponse {
-        data: result.rows,
-        total: result.total,
-        start_time: filter.range.start(),
-        end_time: filter.range.end(),
-        next_cursor: result.next_cursor,
-        limit: page.limit,
-    }))
+    Ok(HttpResponse::Ok().json(ListResponse::new(result, filter.range, page.limit)))
 }
 
 /// Store finished-task records: one object or an array.

@@ -8,6 +8,7 @@
 //! in the original). Cursors are opaque to clients.
 
 mod cursor;
+mod keyset;
 pub mod records;
 pub mod scopes;
 pub mod sessions;
@@ -16,6 +17,7 @@ pub mod stats;
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func, SimpleExpr};
 use sea_orm::{ColumnTrait, DbBackend};
 
+pub use keyset::RowsPage;
 pub use records::{RecordFilter, RecordsPage, UsageRecord, records};
 pub use scopes::{Scopes, scopes};
 pub use sessions::{SessionFilter, SessionsPage, WorkerSession, sessions};

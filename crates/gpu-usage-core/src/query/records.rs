@@ -1,15 +1,13 @@
 //! Raw usage records, filtered and paginated like the statistics.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DerivePartialModel, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect,
-};
+use sea_orm::{ColumnTrait, Condition, ConnectionTrait, DerivePartialModel};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::cursor::{self, TimeIdCursor};
-use super::{PageRequest, take_page};
+use super::PageRequest;
+use super::cursor;
+use super::keyset::{self, Keyset, RowsPage};
 use crate::entities::record;
 use crate::error::Result;
 use crate::level::values::Hours;
@@ -47,12 +45,8 @@ pub struct UsageRecord {
     pub created_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct RecordsPage {
-    pub rows: Vec<UsageRecord>,
-    pub total: u64,
-    pub next_cursor: Option<String>,
-}
+/// A page of raw records.
+pub type RecordsPage = RowsPage<UsageRecord>;
 
 /// A page of raw records ascending by (completed_at, id), with the total.
 pub async fn records(
@@ -61,11 +55,6 @@ pub async fn records(
     page: &PageRequest,
 ) -> Result<RecordsPage> {
     use record::Column as C;
-    let after = page
-        .cursor
-        .as_deref()
-        .map(|c| TimeIdCursor::decode(c, cursor::RECORDS))
-        .transpose()?;
     let mut cond = Condition::all()
         .add(C::CompletedAt.gte(filter.range.start()))
         .add(C::CompletedAt.lt(filter.range.end()));
@@ -78,29 +67,13 @@ pub async fn records(
     if let Some(s) = filter.status {
         cond = cond.add(C::Status.eq(s));
     }
-    let mut select = record::Entity::find().filter(cond.clone());
-    if let Some(c) = after {
-        select = select.filter(c.after(C::CompletedAt, C::Id));
-    }
-    let rows = select
-        .order_by_asc(C::CompletedAt)
-        .order_by_asc(C::Id)
-        .limit(page.limit().saturating_add(1))
-        .into_partial_model::<UsageRecord>()
-        .all(db)
-        .await?;
-    let (rows, more) = take_page(rows, page.limit());
-    let next_cursor = rows.last().filter(|_| more).map(|r| {
-        TimeIdCursor {
-            at: r.completed_at,
-            id: r.id,
-        }
-        .encode(cursor::RECORDS)
-    });
-    let total = record::Entity::find().filter(cond).count(db).await?;
-    Ok(RecordsPage {
-        rows,
-        total,
-        next_cursor,
+    let keyset = Keyset {
+        time: C::CompletedAt,
+        id: C::Id,
+        tag: cursor::RECORDS,
+    };
+    keyset::page::<record::Entity, _>(db, cond, keyset, page, |r: &UsageRecord| {
+        (r.completed_at, r.id)
     })
+    .await
 }

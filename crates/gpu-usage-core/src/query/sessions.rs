@@ -2,15 +2,13 @@
 //! operator looks at to see why capacity is what it is.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DerivePartialModel, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect,
-};
+use sea_orm::{ColumnTrait, Condition, ConnectionTrait, DerivePartialModel};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::cursor::{self, TimeIdCursor};
-use super::{PageRequest, take_page};
+use super::PageRequest;
+use super::cursor;
+use super::keyset::{self, Keyset, RowsPage};
 use crate::entities::worker_session;
 use crate::error::Result;
 use crate::types::TimeRange;
@@ -46,12 +44,8 @@ pub struct WorkerSession {
     pub counted_until: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct SessionsPage {
-    pub rows: Vec<WorkerSession>,
-    pub total: u64,
-    pub next_cursor: Option<String>,
-}
+/// A page of worker sessions.
+pub type SessionsPage = RowsPage<WorkerSession>;
 
 /// A page of sessions ascending by (started_at, id), with the total.
 pub async fn sessions(
@@ -60,11 +54,6 @@ pub async fn sessions(
     page: &PageRequest,
 ) -> Result<SessionsPage> {
     use worker_session::Column as C;
-    let after = page
-        .cursor
-        .as_deref()
-        .map(|c| TimeIdCursor::decode(c, cursor::SESSIONS))
-        .transpose()?;
     let mut cond = Condition::all()
         .add(C::StartedAt.lt(filter.range.end()))
         .add(
@@ -86,32 +75,13 @@ pub async fn sessions(
         Some(false) => cond = cond.add(C::EndedAt.is_not_null()),
         None => {}
     }
-    let mut select = worker_session::Entity::find().filter(cond.clone());
-    if let Some(c) = after {
-        select = select.filter(c.after(C::StartedAt, C::Id));
-    }
-    let rows = select
-        .order_by_asc(C::StartedAt)
-        .order_by_asc(C::Id)
-        .limit(page.limit().saturating_add(1))
-        .into_partial_model::<WorkerSession>()
-        .all(db)
-        .await?;
-    let (rows, more) = take_page(rows, page.limit());
-    let next_cursor = rows.last().filter(|_| more).map(|r| {
-        TimeIdCursor {
-            at: r.started_at,
-            id: r.id,
-        }
-        .encode(cursor::SESSIONS)
-    });
-    let total = worker_session::Entity::find()
-        .filter(cond)
-        .count(db)
-        .await?;
-    Ok(SessionsPage {
-        rows,
-        total,
-        next_cursor,
+    let keyset = Keyset {
+        time: C::StartedAt,
+        id: C::Id,
+        tag: cursor::SESSIONS,
+    };
+    keyset::page::<worker_session::Entity, _>(db, cond, keyset, page, |r: &WorkerSession| {
+        (r.started_at, r.id)
     })
+    .await
 }
