@@ -1191,32 +1191,27 @@ async fn series_match(
     let in_ep = |v: &str| sel.endpoints.iter().any(|e| e == v);
     let in_sp = |v: &str| sel.specs.iter().any(|e| e == v);
     let w = |p: &str| format!("{what}: {p}");
-
-    let f = frame("GPU-hours by endpoint").await;
-    same_points(
-        &w("GPU-hours by endpoint"),
-        &points(&f, "gpu_hours"),
-        &api_points(endpoints, "total_gpu_hours", "", &in_ep),
-        1e-6,
-    );
-    let f = frame("GPU-hours by spec").await;
-    same_points(
-        &w("GPU-hours by spec"),
-        &points(&f, "gpu_hours"),
-        &api_points(specs, "total_gpu_hours", "", &in_sp),
-        1e-6,
-    );
-
-    let f = frame("Tasks completed vs failed").await;
-    for col in ["completed", "failed"] {
-        let field = format!("{col}_tasks");
-        same_points(
-            &w(col),
-            &points(&f, col),
-            &api_points(global, &field, col, &all),
-            0.0,
-        );
+    // (API rows, which of their scope values the panel shows) per scope.
+    let scope = |s: Of| -> (&[Value], Keep<'_>) {
+        match s {
+            Of::Global => (global, &all),
+            Of::Endpoints => (endpoints, &in_ep),
+            Of::Specs => (specs, &in_sp),
+        }
+    };
+    for (title, series) in SERIES {
+        let f = frame(title).await;
+        for s in *series {
+            let (rows, keep) = scope(s.of);
+            same_points(
+                &w(s.label),
+                &points(&f, s.column),
+                &api_points(rows, s.field, s.name, keep),
+                s.tolerance,
+            );
+        }
     }
+    // The failure rate is a ratio of two API fields.
     let f = frame("Failure rate per interval").await;
     let want: BTreeMap<_, _> = global
         .iter()
@@ -1233,69 +1228,189 @@ async fn series_match(
         &want,
         1e-12,
     );
-    let f = frame("Failed tasks by endpoint").await;
-    same_points(
-        &w("Failed tasks by endpoint"),
-        &points(&f, "failed"),
-        &api_points(endpoints, "failed_tasks", "", &in_ep),
-        0.0,
-    );
-
-    let f = frame("Used, available and idle GPU-hours").await;
-    for (col, field) in [
-        ("used", "total_gpu_hours"),
-        ("available", "available_gpu_hours"),
-        ("idle", "idle_gpu_hours"),
-    ] {
-        same_points(
-            &w(col),
-            &points(&f, col),
-            &api_points(global, field, col, &all),
-            1e-6,
-        );
-    }
-    let f = frame("Utilisation per interval").await;
-    same_points(
-        &w("Utilisation"),
-        &points(&f, "utilisation"),
-        &api_points(global, "utilization_rate", "utilisation", &all),
-        5.0001e-5,
-    );
-    let f = frame("Utilisation by endpoint").await;
-    same_points(
-        &w("Utilisation by endpoint"),
-        &points(&f, "utilisation"),
-        &api_points(endpoints, "utilization_rate", "", &in_ep),
-        5.0001e-5,
-    );
-    let f = frame("Utilisation by spec").await;
-    same_points(
-        &w("Utilisation by spec"),
-        &points(&f, "utilisation"),
-        &api_points(specs, "utilization_rate", "", &in_sp),
-        5.0001e-5,
-    );
-    let f = frame("Idle GPU-hours by spec").await;
-    same_points(
-        &w("Idle by spec"),
-        &points(&f, "idle_gpu_hours"),
-        &api_points(specs, "idle_gpu_hours", "", &in_sp),
-        1e-6,
-    );
-    let f = frame("Peak concurrency").await;
-    same_points(
-        &w("peak in use"),
-        &points(&f, "in_use"),
-        &api_points(global, "peak_gpus_in_use", "in_use", &all),
-        0.0,
-    );
-    same_points(
-        &w("peak available"),
-        &points(&f, "available"),
-        &api_points(global, "peak_gpus_available", "available", &all),
-        0.0,
-    );
 }
+
+/// Which scope values of the API's rows a panel shows.
+type Keep<'a> = &'a dyn Fn(&str) -> bool;
+
+#[derive(Clone, Copy)]
+enum Of {
+    Global,
+    Endpoints,
+    Specs,
+}
+
+/// One series of a time-series panel and the API field it must equal.
+struct Series {
+    label: &'static str,
+    /// The panel's value column.
+    column: &'static str,
+    of: Of,
+    field: &'static str,
+    /// The series name of a global panel (`""`: the scope value).
+    name: &'static str,
+    tolerance: f64,
+}
+
+const fn series(
+    label: &'static str,
+    column: &'static str,
+    of: Of,
+    field: &'static str,
+    name: &'static str,
+    tolerance: f64,
+) -> Series {
+    Series {
+        label,
+        column,
+        of,
+        field,
+        name,
+        tolerance,
+    }
+}
+
+/// Hours to 6 decimals, rates to 4 (half a unit of the last), counts exact.
+const HOURS: f64 = 1e-6;
+const RATE: f64 = 5.0001e-5;
+
+/// Every time-series panel compared point by point, by title.
+const SERIES: &[(&str, &[Series])] = &[
+    (
+        "GPU-hours by endpoint",
+        &[series(
+            "GPU-hours by endpoint",
+            "gpu_hours",
+            Of::Endpoints,
+            "total_gpu_hours",
+            "",
+            HOURS,
+        )],
+    ),
+    (
+        "GPU-hours by spec",
+        &[series(
+            "GPU-hours by spec",
+            "gpu_hours",
+            Of::Specs,
+            "total_gpu_hours",
+            "",
+            HOURS,
+        )],
+    ),
+    (
+        "Tasks completed vs failed",
+        &[
+            series(
+                "completed",
+                "completed",
+                Of::Global,
+                "completed_tasks",
+                "completed",
+                0.0,
+            ),
+            series(
+                "failed",
+                "failed",
+                Of::Global,
+                "failed_tasks",
+                "failed",
+                0.0,
+            ),
+        ],
+    ),
+    (
+        "Failed tasks by endpoint",
+        &[series(
+            "Failed tasks by endpoint",
+            "failed",
+            Of::Endpoints,
+            "failed_tasks",
+            "",
+            0.0,
+        )],
+    ),
+    (
+        "Used, available and idle GPU-hours",
+        &[
+            series("used", "used", Of::Global, "total_gpu_hours", "used", HOURS),
+            series(
+                "available",
+                "available",
+                Of::Global,
+                "available_gpu_hours",
+                "available",
+                HOURS,
+            ),
+            series("idle", "idle", Of::Global, "idle_gpu_hours", "idle", HOURS),
+        ],
+    ),
+    (
+        "Utilisation per interval",
+        &[series(
+            "Utilisation",
+            "utilisation",
+            Of::Global,
+            "utilization_rate",
+            "utilisation",
+            RATE,
+        )],
+    ),
+    (
+        "Utilisation by endpoint",
+        &[series(
+            "Utilisation by endpoint",
+            "utilisation",
+            Of::Endpoints,
+            "utilization_rate",
+            "",
+            RATE,
+        )],
+    ),
+    (
+        "Utilisation by spec",
+        &[series(
+            "Utilisation by spec",
+            "utilisation",
+            Of::Specs,
+            "utilization_rate",
+            "",
+            RATE,
+        )],
+    ),
+    (
+        "Idle GPU-hours by spec",
+        &[series(
+            "Idle by spec",
+            "idle_gpu_hours",
+            Of::Specs,
+            "idle_gpu_hours",
+            "",
+            HOURS,
+        )],
+    ),
+    (
+        "Peak concurrency",
+        &[
+            series(
+                "peak in use",
+                "in_use",
+                Of::Global,
+                "peak_gpus_in_use",
+                "in_use",
+                0.0,
+            ),
+            series(
+                "peak available",
+                "available",
+                Of::Global,
+                "peak_gpus_available",
+                "available",
+                0.0,
+            ),
+        ],
+    ),
+];
 
 /// The Endpoints and Specs tables: one row per selected value with data,
 /// its figures the API's summary for that value.
