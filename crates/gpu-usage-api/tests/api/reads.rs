@@ -10,7 +10,7 @@ use gpu_usage_testing::TestDb;
 use serde_json::{Value, json};
 
 use crate::support::{
-    TestApp, both_backends, column, content_type, expect_error, k, keys, spawn_app,
+    TestApp, both_backends, column, content_type, expect_error, hour_keys, keys, spawn_app,
     spawn_app_with_fixture, task,
 };
 
@@ -118,12 +118,10 @@ async fn scope_reads(app: &TestApp) {
         .await;
     assert_eq!(
         keys(&eps),
-        vec![
-            k("2026-01-01T10:00:00Z", Some("ep-a")),
-            k("2026-01-01T10:00:00Z", Some("ep-b")),
-            k("2026-01-01T11:00:00Z", Some("ep-b")),
-            k("2026-01-01T23:00:00Z", Some("ep-a")),
-        ]
+        hour_keys(
+            "2026-01-01",
+            &[(10, "ep-a"), (10, "ep-b"), (11, "ep-b"), (23, "ep-a")]
+        )
     );
     assert_num(&eps["data"][1], "total_gpu_hours", 3.0);
     assert_num(&eps["summary"], "total_gpu_hours", 5.567778);

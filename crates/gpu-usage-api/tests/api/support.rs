@@ -189,6 +189,13 @@ impl TestApp {
         body
     }
 
+    /// Asserts that the GET `path` lists nothing: a total of 0, no rows.
+    pub async fn assert_nothing_listed(&self, path: &str) {
+        let body = self.get_json(path).await;
+        assert_eq!(body["total"], 0, "GET {path}: {body}");
+        assert_eq!(body["data"], json!([]), "GET {path}: {body}");
+    }
+
     /// Every page of the GET `path` (with a query string), following
     /// `next_cursor` (twenty at the most).
     pub async fn pages(&self, path: &str) -> Vec<Value> {
@@ -347,4 +354,12 @@ pub fn keys(body: &Value) -> Vec<(String, Option<String>)> {
 /// One expected element of [`keys`].
 pub fn k(bucket: &str, sv: Option<&str>) -> (String, Option<String>) {
     (bucket.to_owned(), sv.map(str::to_owned))
+}
+
+/// The expected [`keys`] of hourly rows on one `day` (`YYYY-MM-DD`), each
+/// given as (hour, scope value), the way the fixtures are described.
+pub fn hour_keys(day: &str, rows: &[(u32, &str)]) -> Vec<(String, Option<String>)> {
+    rows.iter()
+        .map(|&(hour, sv)| k(&format!("{day}T{hour:02}:00:00Z"), Some(sv)))
+        .collect()
 }
