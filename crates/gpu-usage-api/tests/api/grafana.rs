@@ -275,6 +275,22 @@ fn format_named(v: &Var, format: &str) -> Result<String, String> {
     })
 }
 
+/// `name` or `name:format`: what stands inside `${…}` or `[[…]]`.
+fn split_format(inner: &str) -> (&str, Option<&str>) {
+    match inner.split_once(':') {
+        Some((name, format)) => (name, Some(format)),
+        None => (inner, None),
+    }
+}
+
+/// A variable in the named `format`, or in the data source's own.
+fn format_var(v: &Var, format: Option<&str>) -> Result<String, String> {
+    match format {
+        Some(f) => format_named(v, f),
+        None => Ok(format_default(v)),
+    }
+}
+
 fn is_word(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '_'
 }
@@ -298,17 +314,10 @@ fn replace_variables(sql: &str, ctx: &Ctx) -> Result<String, String> {
             let end = rest
                 .find('}')
                 .ok_or_else(|| format!("unclosed ${{ in {sql}"))?;
-            let inner = &rest[2..end];
-            let (name, format) = match inner.split_once(':') {
-                Some((n, f)) => (n, Some(f)),
-                None => (inner, None),
-            };
+            let (name, format) = split_format(&rest[2..end]);
             let name = name.split('.').next().unwrap_or(name);
             match lookup(name) {
-                Some(v) => match format {
-                    Some(f) => out.push_str(&format_named(v, f)?),
-                    None => out.push_str(&format_default(v)),
-                },
+                Some(v) => out.push_str(&format_var(v, format)?),
                 None => out.push_str(&rest[..=end]),
             }
             i += rest[..=end].chars().count();
@@ -326,16 +335,9 @@ fn replace_variables(sql: &str, ctx: &Ctx) -> Result<String, String> {
             let end = rest
                 .find("]]")
                 .ok_or_else(|| format!("unclosed [[ in {sql}"))?;
-            let inner = &rest[2..end];
-            let (name, format) = match inner.split_once(':') {
-                Some((n, f)) => (n, Some(f)),
-                None => (inner, None),
-            };
+            let (name, format) = split_format(&rest[2..end]);
             match lookup(name) {
-                Some(v) => match format {
-                    Some(f) => out.push_str(&format_named(v, f)?),
-                    None => out.push_str(&format_default(v)),
-                },
+                Some(v) => out.push_str(&format_var(v, format)?),
                 None => out.push_str(&rest[..end + 2]),
             }
             i += rest[..end + 2].chars().count();
@@ -576,6 +578,17 @@ async fn run_ok(db: &DatabaseConnection, place: &str, sql: &str, ctx: &Ctx<'_>) 
     run(db, &q)
         .await
         .unwrap_or_else(|e| panic!("{place}: {e}\n{q}"))
+}
+
+/// The query of the panel titled `title`, run.
+async fn run_panel(conn: &DatabaseConnection, d: &Value, title: &str, ctx: &Ctx<'_>) -> Frame {
+    run_ok(conn, title, &panel_sql(d, title), ctx).await
+}
+
+/// The query of the template variable `name`, run.
+async fn run_variable(conn: &DatabaseConnection, d: &Value, name: &str, ctx: &Ctx<'_>) -> Frame {
+    let place = format!("variable {name}");
+    run_ok(conn, &place, variable_query(variable(d, name)), ctx).await
 }
 
 /// A time series frame as Grafana reads it: a `time` column in seconds,
@@ -867,6 +880,28 @@ fn complete_flag(v: &Value) -> Option<f64> {
     v.as_bool().map(|b| if b { 1.0 } else { 0.0 })
 }
 
+/// What a stat or table panel shows of an API summary.
+#[derive(Clone, Copy)]
+enum Figure {
+    /// A field as it is.
+    Field(&'static str),
+    /// failed_tasks / total_tasks, NULL without tasks.
+    FailureRate,
+    /// capacity_complete as 1, 0 or NULL.
+    Complete,
+}
+use Figure::{Complete, FailureRate, Field};
+
+impl Figure {
+    fn of(self, summary: &Value) -> Option<f64> {
+        match self {
+            Field(f) => opt(&summary[f]),
+            FailureRate => ratio(&summary["failed_tasks"], &summary["total_tasks"]),
+            Complete => complete_flag(&summary["capacity_complete"]),
+        }
+    }
+}
+
 // ---------------------------------------------------------------------
 // the SQL panels against the API
 // ---------------------------------------------------------------------
@@ -957,13 +992,7 @@ async fn sql_panels_show_what_the_api_returns() {
         to: t("2026-01-03T00:00:00Z"),
         interval: "1h",
     };
-    let level = run_ok(
-        &conn,
-        "variable level",
-        variable_query(variable(&d, "level")),
-        &ctx,
-    )
-    .await;
+    let level = run_variable(&conn, &d, "level", &ctx).await;
     assert_eq!(level[0]["level"], Cell::Text("daily".into()));
     app.finish().await;
 }
@@ -979,13 +1008,7 @@ async fn check_view(app: &TestApp, conn: &DatabaseConnection, d: &Value, view: &
         to,
         interval: view.bucket,
     };
-    let level = run_ok(
-        conn,
-        "variable level",
-        variable_query(variable(d, "level")),
-        &base,
-    )
-    .await;
+    let level = run_variable(conn, d, "level", &base).await;
     assert_eq!(level.len(), 1);
     assert_eq!(level[0]["level"], Cell::Text(view.level.into()), "{what}");
 
@@ -999,24 +1022,8 @@ async fn check_view(app: &TestApp, conn: &DatabaseConnection, d: &Value, view: &
             })
             .collect()
     };
-    let endpoints = options(
-        run_ok(
-            conn,
-            "variable endpoint",
-            variable_query(variable(d, "endpoint")),
-            &base,
-        )
-        .await,
-    );
-    let specs = options(
-        run_ok(
-            conn,
-            "variable spec",
-            variable_query(variable(d, "spec")),
-            &base,
-        )
-        .await,
-    );
+    let endpoints = options(run_variable(conn, d, "endpoint", &base).await);
+    let specs = options(run_variable(conn, d, "spec", &base).await);
     let api_ep = api(app, "daily", "endpoint", None, view.from, view.api_end).await;
     let api_sp = api(app, "daily", "spec", None, view.from, view.api_end).await;
     let distinct = |r: &ApiRead| -> Vec<String> {
@@ -1035,7 +1042,7 @@ async fn check_view(app: &TestApp, conn: &DatabaseConnection, d: &Value, view: &
     let ep_rows = api(app, lvl, "endpoint", None, from_s, end_s).await.rows;
     let sp_rows = api(app, lvl, "spec", None, from_s, end_s).await.rows;
     // The summary of every value with rows at this level in the range.
-    let mut summaries: BTreeMap<(String, String), Value> = BTreeMap::new();
+    let mut summaries = Summaries::new();
     for (kind, rows) in [("endpoint", &ep_rows), ("spec", &sp_rows)] {
         let present: BTreeSet<&str> = rows
             .iter()
@@ -1056,36 +1063,49 @@ async fn check_view(app: &TestApp, conn: &DatabaseConnection, d: &Value, view: &
             ("endpoint", Var::Multi(ep_sel.clone())),
             ("spec", Var::Multi(sp_sel.clone())),
         ]);
-        let ctx = Ctx {
-            vars: &vars,
-            from,
-            to,
-            interval: view.bucket,
+        let cmp = Compare {
+            conn,
+            d,
+            ctx: Ctx {
+                vars: &vars,
+                from,
+                to,
+                interval: view.bucket,
+            },
+            sel: Selection {
+                endpoints: ep_sel,
+                specs: sp_sel,
+            },
+            what: format!("{what}, endpoints {ep_sel:?}, specs {sp_sel:?}"),
         };
-        let what = format!("{what}, endpoints {ep_sel:?}, specs {sp_sel:?}");
         // Every query of the dashboard runs and is shaped as Grafana needs.
         for q in sql_queries(d) {
-            let frame = run_ok(conn, &q.place, &q.sql, &ctx).await;
+            let frame = run_ok(conn, &q.place, &q.sql, &cmp.ctx).await;
             if q.format == "time_series" {
-                check_time_series(&format!("{what}: {}", q.place), &frame);
+                check_time_series(&format!("{}: {}", cmp.what, q.place), &frame);
             }
         }
-        let sel = Selection {
-            endpoints: ep_sel,
-            specs: sp_sel,
-        };
-        stats_match(conn, d, &ctx, &global.summary, &what).await;
+        cmp.stats(&global.summary).await;
         let before = POINTS.load(std::sync::atomic::Ordering::Relaxed);
-        series_match(conn, d, &ctx, &global.rows, &ep_rows, &sp_rows, &sel, &what).await;
+        cmp.series(&global.rows, &ep_rows, &sp_rows).await;
         let compared = POINTS.load(std::sync::atomic::Ordering::Relaxed) - before;
+        let what = &cmp.what;
         assert!(compared >= 10, "{what}: only {compared} points compared");
-        tables_match(conn, d, &ctx, &summaries, &sel, &what).await;
-        let coarse = Ctx {
-            interval: view.coarse,
-            ..ctx
-        };
-        coarse_sums_match(conn, d, &coarse, &summaries, &sel, &what).await;
+        cmp.tables(&summaries).await;
+        cmp.coarse_sums(&summaries, view.coarse).await;
     }
+}
+
+/// The API's summary of every scope value with rows at the view's level,
+/// by (scope type, value).
+type Summaries = BTreeMap<(String, String), Value>;
+
+/// The values of `chosen` that have rows (a summary).
+fn with_rows<'c>(summaries: &Summaries, kind: &str, chosen: &'c [String]) -> BTreeSet<&'c String> {
+    chosen
+        .iter()
+        .filter(|c| summaries.contains_key(&(kind.to_owned(), (*c).clone())))
+        .collect()
 }
 
 struct Selection<'a> {
@@ -1093,141 +1113,150 @@ struct Selection<'a> {
     specs: &'a [String],
 }
 
-/// The stat panels: the global summary of the range.
-async fn stats_match(conn: &DatabaseConnection, d: &Value, ctx: &Ctx<'_>, s: &Value, what: &str) {
-    let stat = |title: &'static str, column: &'static str| async move {
-        single(
-            &run_ok(conn, title, &panel_sql(d, title), ctx).await,
-            column,
-        )
-    };
-    let w = |p: &str| format!("{what}: {p}");
-    // SUM over no rows is NULL; the panels show 0 for it (noValue).
-    let zero = |v: Option<f64>| v.or(Some(0.0));
-    close(
-        &w("GPU-hours"),
-        zero(stat("GPU-hours", "gpu_hours").await),
-        opt(&s["total_gpu_hours"]),
-        1e-6,
-    );
-    close(
-        &w("Tasks"),
-        zero(stat("Tasks", "tasks").await),
-        opt(&s["total_tasks"]),
-        0.0,
-    );
-    close(
-        &w("Completed"),
-        zero(stat("Completed tasks", "completed_tasks").await),
-        opt(&s["completed_tasks"]),
-        0.0,
-    );
-    close(
-        &w("Failed"),
-        zero(stat("Failed tasks", "failed_tasks").await),
-        opt(&s["failed_tasks"]),
-        0.0,
-    );
-    close(
-        &w("Failure rate"),
-        stat("Failure rate", "failure_rate").await,
-        ratio(&s["failed_tasks"], &s["total_tasks"]),
-        1e-12,
-    );
-    // The API rounds utilisation to 4 decimals.
-    close(
-        &w("Utilisation"),
-        stat("Utilisation", "utilisation").await,
-        opt(&s["utilization_rate"]),
-        5.0001e-5,
-    );
-    close(
-        &w("Available"),
-        zero(stat("Available GPU-hours", "available_gpu_hours").await),
-        opt(&s["available_gpu_hours"]),
-        1e-6,
-    );
-    close(
-        &w("Idle"),
-        zero(stat("Idle GPU-hours", "idle_gpu_hours").await),
-        opt(&s["idle_gpu_hours"]),
-        1e-6,
-    );
-    close(
-        &w("Peak in use"),
-        zero(stat("Peak GPUs in use", "peak_gpus_in_use").await),
-        opt(&s["peak_gpus_in_use"]),
-        0.0,
-    );
-    close(
-        &w("Peak available"),
-        zero(stat("Peak GPUs available", "peak_gpus_available").await),
-        opt(&s["peak_gpus_available"]),
-        0.0,
-    );
-    close(
-        &w("Capacity reports"),
-        stat("Capacity reports", "capacity_complete").await,
-        complete_flag(&s["capacity_complete"]),
-        0.0,
-    );
+/// One selection of one view: what its panels are run with and compared
+/// in, and how a failure names it.
+struct Compare<'a> {
+    conn: &'a DatabaseConnection,
+    d: &'a Value,
+    ctx: Ctx<'a>,
+    sel: Selection<'a>,
+    what: String,
 }
 
-/// The time series panels, one point per bucket of the level.
-#[allow(clippy::too_many_arguments)]
-async fn series_match(
-    conn: &DatabaseConnection,
-    d: &Value,
-    ctx: &Ctx<'_>,
-    global: &[Value],
-    endpoints: &[Value],
-    specs: &[Value],
-    sel: &Selection<'_>,
-    what: &str,
-) {
-    let frame =
-        |title: &'static str| async move { run_ok(conn, title, &panel_sql(d, title), ctx).await };
-    let all = |_: &str| true;
-    let in_ep = |v: &str| sel.endpoints.iter().any(|e| e == v);
-    let in_sp = |v: &str| sel.specs.iter().any(|e| e == v);
-    let w = |p: &str| format!("{what}: {p}");
-    // (API rows, which of their scope values the panel shows) per scope.
-    let scope = |s: Of| -> (&[Value], Keep<'_>) {
-        match s {
-            Of::Global => (global, &all),
-            Of::Endpoints => (endpoints, &in_ep),
-            Of::Specs => (specs, &in_sp),
-        }
-    };
-    for (title, series) in SERIES {
-        let f = frame(title).await;
-        for s in *series {
-            let (rows, keep) = scope(s.of);
-            same_points(
-                &w(s.label),
-                &points(&f, s.column),
-                &api_points(rows, s.field, s.name, keep),
-                s.tolerance,
-            );
+/// The stat panels: (title, value column, whether the panel shows its
+/// NULL as 0, the API's figure, tolerance). SUM over no rows is NULL; the
+/// summing panels show 0 for it (noValue). The API rounds utilisation to
+/// 4 decimals.
+const STATS: [(&str, &str, bool, Figure, f64); 11] = [
+    (
+        "GPU-hours",
+        "gpu_hours",
+        true,
+        Field("total_gpu_hours"),
+        HOURS,
+    ),
+    ("Tasks", "tasks", true, Field("total_tasks"), 0.0),
+    (
+        "Completed tasks",
+        "completed_tasks",
+        true,
+        Field("completed_tasks"),
+        0.0,
+    ),
+    (
+        "Failed tasks",
+        "failed_tasks",
+        true,
+        Field("failed_tasks"),
+        0.0,
+    ),
+    ("Failure rate", "failure_rate", false, FailureRate, 1e-12),
+    (
+        "Utilisation",
+        "utilisation",
+        false,
+        Field("utilization_rate"),
+        RATE,
+    ),
+    (
+        "Available GPU-hours",
+        "available_gpu_hours",
+        true,
+        Field("available_gpu_hours"),
+        HOURS,
+    ),
+    (
+        "Idle GPU-hours",
+        "idle_gpu_hours",
+        true,
+        Field("idle_gpu_hours"),
+        HOURS,
+    ),
+    (
+        "Peak GPUs in use",
+        "peak_gpus_in_use",
+        true,
+        Field("peak_gpus_in_use"),
+        0.0,
+    ),
+    (
+        "Peak GPUs available",
+        "peak_gpus_available",
+        true,
+        Field("peak_gpus_available"),
+        0.0,
+    ),
+    (
+        "Capacity reports",
+        "capacity_complete",
+        false,
+        Complete,
+        0.0,
+    ),
+];
+
+impl Compare<'_> {
+    /// The query of the panel titled `title`, run.
+    async fn panel(&self, title: &str) -> Frame {
+        run_panel(self.conn, self.d, title, &self.ctx).await
+    }
+
+    /// The stat panels: the global summary of the range.
+    async fn stats(&self, s: &Value) {
+        for (title, column, null_is_zero, figure, tolerance) in STATS {
+            let got = single(&self.panel(title).await, column);
+            let got = if null_is_zero { got.or(Some(0.0)) } else { got };
+            let what = format!("{}: {title}", self.what);
+            close(&what, got, figure.of(s), tolerance);
         }
     }
-    // The failure rate is a ratio of two API fields.
-    let f = frame("Failure rate per interval").await;
-    let want: BTreeMap<_, _> = global
-        .iter()
-        .map(|r| {
-            (
-                (bucket_secs(r), "failure_rate".to_owned()),
-                ratio(&r["failed_tasks"], &r["total_tasks"]),
-            )
-        })
-        .collect();
-    same_points(
-        &w("Failure rate"),
-        &points(&f, "failure_rate"),
-        &want,
-        1e-12,
-    );
+}
+
+impl Compare<'_> {
+    /// The time series panels, one point per bucket of the level.
+    async fn series(&self, global: &[Value], endpoints: &[Value], specs: &[Value]) {
+        let all = |_: &str| true;
+        let in_ep = |v: &str| self.sel.endpoints.iter().any(|e| e == v);
+        let in_sp = |v: &str| self.sel.specs.iter().any(|e| e == v);
+        let w = |p: &str| format!("{}: {p}", self.what);
+        // (API rows, which of their scope values the panel shows) per scope.
+        let scope = |s: Of| -> (&[Value], Keep<'_>) {
+            match s {
+                Of::Global => (global, &all),
+                Of::Endpoints => (endpoints, &in_ep),
+                Of::Specs => (specs, &in_sp),
+            }
+        };
+        for (title, series) in SERIES {
+            let f = self.panel(title).await;
+            for &(label, column, of, field, name, tolerance) in *series {
+                let (rows, keep) = scope(of);
+                same_points(
+                    &w(label),
+                    &points(&f, column),
+                    &api_points(rows, field, name, keep),
+                    tolerance,
+                );
+            }
+        }
+        // The failure rate is a ratio of two API fields.
+        let f = self.panel("Failure rate per interval").await;
+        let want: BTreeMap<_, _> = global
+            .iter()
+            .map(|r| {
+                (
+                    (bucket_secs(r), "failure_rate".to_owned()),
+                    ratio(&r["failed_tasks"], &r["total_tasks"]),
+                )
+            })
+            .collect();
+        same_points(
+            &w("Failure rate"),
+            &points(&f, "failure_rate"),
+            &want,
+            1e-12,
+        );
+    }
 }
 
 /// Which scope values of the API's rows a panel shows.
@@ -1240,35 +1269,17 @@ enum Of {
     Specs,
 }
 
-/// One series of a time-series panel and the API field it must equal.
-struct Series {
-    label: &'static str,
-    /// The panel's value column.
-    column: &'static str,
-    of: Of,
-    field: &'static str,
-    /// The series name of a global panel (`""`: the scope value).
-    name: &'static str,
-    tolerance: f64,
-}
-
-const fn series(
-    label: &'static str,
-    column: &'static str,
-    of: Of,
-    field: &'static str,
-    name: &'static str,
-    tolerance: f64,
-) -> Series {
-    Series {
-        label,
-        column,
-        of,
-        field,
-        name,
-        tolerance,
-    }
-}
+/// One series of a time-series panel and the API field it must equal:
+/// (label, the panel's value column, whose API rows, API field, the series
+/// name of a global panel (`""`: the scope value), tolerance).
+type Series = (
+    &'static str,
+    &'static str,
+    Of,
+    &'static str,
+    &'static str,
+    f64,
+);
 
 /// Hours to 6 decimals, rates to 4 (half a unit of the last), counts exact.
 const HOURS: f64 = 1e-6;
@@ -1278,7 +1289,7 @@ const RATE: f64 = 5.0001e-5;
 const SERIES: &[(&str, &[Series])] = &[
     (
         "GPU-hours by endpoint",
-        &[series(
+        &[(
             "GPU-hours by endpoint",
             "gpu_hours",
             Of::Endpoints,
@@ -1289,7 +1300,7 @@ const SERIES: &[(&str, &[Series])] = &[
     ),
     (
         "GPU-hours by spec",
-        &[series(
+        &[(
             "GPU-hours by spec",
             "gpu_hours",
             Of::Specs,
@@ -1301,7 +1312,7 @@ const SERIES: &[(&str, &[Series])] = &[
     (
         "Tasks completed vs failed",
         &[
-            series(
+            (
                 "completed",
                 "completed",
                 Of::Global,
@@ -1309,7 +1320,7 @@ const SERIES: &[(&str, &[Series])] = &[
                 "completed",
                 0.0,
             ),
-            series(
+            (
                 "failed",
                 "failed",
                 Of::Global,
@@ -1321,7 +1332,7 @@ const SERIES: &[(&str, &[Series])] = &[
     ),
     (
         "Failed tasks by endpoint",
-        &[series(
+        &[(
             "Failed tasks by endpoint",
             "failed",
             Of::Endpoints,
@@ -1333,8 +1344,8 @@ const SERIES: &[(&str, &[Series])] = &[
     (
         "Used, available and idle GPU-hours",
         &[
-            series("used", "used", Of::Global, "total_gpu_hours", "used", HOURS),
-            series(
+            ("used", "used", Of::Global, "total_gpu_hours", "used", HOURS),
+            (
                 "available",
                 "available",
                 Of::Global,
@@ -1342,12 +1353,12 @@ const SERIES: &[(&str, &[Series])] = &[
                 "available",
                 HOURS,
             ),
-            series("idle", "idle", Of::Global, "idle_gpu_hours", "idle", HOURS),
+            ("idle", "idle", Of::Global, "idle_gpu_hours", "idle", HOURS),
         ],
     ),
     (
         "Utilisation per interval",
-        &[series(
+        &[(
             "Utilisation",
             "utilisation",
             Of::Global,
@@ -1358,7 +1369,7 @@ const SERIES: &[(&str, &[Series])] = &[
     ),
     (
         "Utilisation by endpoint",
-        &[series(
+        &[(
             "Utilisation by endpoint",
             "utilisation",
             Of::Endpoints,
@@ -1369,7 +1380,7 @@ const SERIES: &[(&str, &[Series])] = &[
     ),
     (
         "Utilisation by spec",
-        &[series(
+        &[(
             "Utilisation by spec",
             "utilisation",
             Of::Specs,
@@ -1380,7 +1391,7 @@ const SERIES: &[(&str, &[Series])] = &[
     ),
     (
         "Idle GPU-hours by spec",
-        &[series(
+        &[(
             "Idle by spec",
             "idle_gpu_hours",
             Of::Specs,
@@ -1392,7 +1403,7 @@ const SERIES: &[(&str, &[Series])] = &[
     (
         "Peak concurrency",
         &[
-            series(
+            (
                 "peak in use",
                 "in_use",
                 Of::Global,
@@ -1400,7 +1411,7 @@ const SERIES: &[(&str, &[Series])] = &[
                 "in_use",
                 0.0,
             ),
-            series(
+            (
                 "peak available",
                 "available",
                 Of::Global,
@@ -1412,148 +1423,98 @@ const SERIES: &[(&str, &[Series])] = &[
     ),
 ];
 
-/// The Endpoints and Specs tables: one row per selected value with data,
-/// its figures the API's summary for that value.
-async fn tables_match(
-    conn: &DatabaseConnection,
-    d: &Value,
-    ctx: &Ctx<'_>,
-    summaries: &BTreeMap<(String, String), Value>,
-    sel: &Selection<'_>,
-    what: &str,
-) {
-    for (title, kind, chosen) in [
-        ("Endpoints", "endpoint", sel.endpoints),
-        ("Specs", "spec", sel.specs),
-    ] {
-        let frame = run_ok(conn, title, &panel_sql(d, title), ctx).await;
-        let names: BTreeSet<String> = frame
-            .iter()
-            .map(|r| match &r[kind] {
+/// The columns of the Endpoints and Specs tables: (column, the API's
+/// figure of the value's summary, tolerance).
+const TABLE_COLUMNS: [(&str, Figure, f64); 10] = [
+    ("gpu_hours", Field("total_gpu_hours"), HOURS),
+    ("tasks", Field("total_tasks"), 0.0),
+    ("failed", Field("failed_tasks"), 0.0),
+    ("failure_rate", FailureRate, 1e-12),
+    ("available_gpu_hours", Field("available_gpu_hours"), HOURS),
+    ("idle_gpu_hours", Field("idle_gpu_hours"), HOURS),
+    ("utilisation", Field("utilization_rate"), RATE),
+    ("peak_gpus_in_use", Field("peak_gpus_in_use"), 0.0),
+    ("peak_gpus_available", Field("peak_gpus_available"), 0.0),
+    ("capacity_complete", Complete, 0.0),
+];
+
+impl Compare<'_> {
+    /// The Endpoints and Specs tables: one row per selected value with
+    /// data, its figures the API's summary for that value.
+    async fn tables(&self, summaries: &Summaries) {
+        let what = &self.what;
+        for (title, kind, chosen) in [
+            ("Endpoints", "endpoint", self.sel.endpoints),
+            ("Specs", "spec", self.sel.specs),
+        ] {
+            let frame = self.panel(title).await;
+            let name_of = |r: &BTreeMap<String, Cell>| match &r[kind] {
                 Cell::Text(s) => s.clone(),
                 other => panic!("{title}: name {other:?}"),
-            })
-            .collect();
-        let want: BTreeSet<String> = chosen
-            .iter()
-            .filter(|c| summaries.contains_key(&(kind.to_owned(), (*c).clone())))
-            .cloned()
-            .collect();
-        assert_eq!(
-            names, want,
-            "{what}: {title} rows: the chosen values with data"
-        );
-        let mut last = f64::MAX;
-        for row in &frame {
-            let Cell::Text(name) = &row[kind] else {
-                unreachable!()
             };
-            let s = &summaries[&(kind.to_owned(), name.clone())];
-            let w = |c: &str| format!("{what}: {title} {name} {c}");
-            let gpu = row["gpu_hours"].num();
-            assert!(
-                gpu.unwrap_or(0.0) <= last,
-                "{what}: {title} sorted by GPU-hours"
+            let names: BTreeSet<String> = frame.iter().map(name_of).collect();
+            assert_eq!(
+                names.iter().collect::<BTreeSet<_>>(),
+                with_rows(summaries, kind, chosen),
+                "{what}: {title} rows: the chosen values with data"
             );
-            last = gpu.unwrap_or(0.0);
-            close(&w("gpu_hours"), gpu, opt(&s["total_gpu_hours"]), 1e-6);
-            close(&w("tasks"), row["tasks"].num(), opt(&s["total_tasks"]), 0.0);
-            close(
-                &w("failed"),
-                row["failed"].num(),
-                opt(&s["failed_tasks"]),
-                0.0,
-            );
-            close(
-                &w("failure_rate"),
-                row["failure_rate"].num(),
-                ratio(&s["failed_tasks"], &s["total_tasks"]),
-                1e-12,
-            );
-            close(
-                &w("available"),
-                row["available_gpu_hours"].num(),
-                opt(&s["available_gpu_hours"]),
-                1e-6,
-            );
-            close(
-                &w("idle"),
-                row["idle_gpu_hours"].num(),
-                opt(&s["idle_gpu_hours"]),
-                1e-6,
-            );
-            close(
-                &w("utilisation"),
-                row["utilisation"].num(),
-                opt(&s["utilization_rate"]),
-                5.0001e-5,
-            );
-            close(
-                &w("peak in use"),
-                row["peak_gpus_in_use"].num(),
-                opt(&s["peak_gpus_in_use"]),
-                0.0,
-            );
-            close(
-                &w("peak available"),
-                row["peak_gpus_available"].num(),
-                opt(&s["peak_gpus_available"]),
-                0.0,
-            );
-            close(
-                &w("capacity"),
-                row["capacity_complete"].num(),
-                complete_flag(&s["capacity_complete"]),
-                0.0,
-            );
+            let mut last = f64::MAX;
+            for row in &frame {
+                let name = name_of(row);
+                let s = &summaries[&(kind.to_owned(), name.clone())];
+                let gpu = row["gpu_hours"].num().unwrap_or(0.0);
+                assert!(gpu <= last, "{what}: {title} sorted by GPU-hours");
+                last = gpu;
+                for (column, figure, tolerance) in TABLE_COLUMNS {
+                    let w = format!("{what}: {title} {name} {column}");
+                    close(&w, row[column].num(), figure.of(s), tolerance);
+                }
+            }
         }
     }
-}
 
-/// With `$__interval` wider than a bucket, points sum several buckets:
-/// over the range they add up to each value's summary.
-async fn coarse_sums_match(
-    conn: &DatabaseConnection,
-    d: &Value,
-    ctx: &Ctx<'_>,
-    summaries: &BTreeMap<(String, String), Value>,
-    sel: &Selection<'_>,
-    what: &str,
-) {
-    for (title, kind, chosen) in [
-        ("GPU-hours by endpoint", "endpoint", sel.endpoints),
-        ("GPU-hours by spec", "spec", sel.specs),
-    ] {
-        let f = run_ok(conn, title, &panel_sql(d, title), ctx).await;
-        check_time_series(title, &f);
-        let step = parse_interval(ctx.interval).unwrap() as i64;
-        let mut sums: BTreeMap<String, f64> = BTreeMap::new();
-        for ((time, series), v) in points(&f, "gpu_hours") {
-            assert_eq!(
-                time % step,
-                0,
-                "{what}: {title} points on {} boundaries",
-                ctx.interval
-            );
-            *sums.entry(series).or_default() += v.unwrap();
-        }
-        let want: BTreeSet<&String> = chosen
-            .iter()
-            .filter(|c| summaries.contains_key(&(kind.to_owned(), (*c).clone())))
-            .collect();
-        assert_eq!(
-            sums.keys().collect::<BTreeSet<_>>(),
-            want,
-            "{what}: {title} series"
+    /// With `$__interval` (here `interval`) wider than a bucket, points
+    /// sum several buckets: over the range they add up to each value's
+    /// summary.
+    async fn coarse_sums(&self, summaries: &Summaries, interval: &str) {
+        let (what, ctx) = (
+            &self.what,
+            Ctx {
+                interval,
+                ..self.ctx
+            },
         );
-        for name in want {
-            let s = &summaries[&(kind.to_owned(), name.clone())];
-            close(
-                &format!("{what}: {title} {name} per {}", ctx.interval),
-                sums.get(name).copied(),
-                opt(&s["total_gpu_hours"]),
-                1e-6,
+        let step = parse_interval(interval).unwrap() as i64;
+        for (title, kind, chosen) in [
+            ("GPU-hours by endpoint", "endpoint", self.sel.endpoints),
+            ("GPU-hours by spec", "spec", self.sel.specs),
+        ] {
+            let f = run_panel(self.conn, self.d, title, &ctx).await;
+            check_time_series(title, &f);
+            let mut sums: BTreeMap<String, f64> = BTreeMap::new();
+            for ((time, series), v) in points(&f, "gpu_hours") {
+                assert_eq!(
+                    time % step,
+                    0,
+                    "{what}: {title} points on {interval} boundaries"
+                );
+                *sums.entry(series).or_default() += v.unwrap();
+            }
+            let want = with_rows(summaries, kind, chosen);
+            assert_eq!(
+                sums.keys().collect::<BTreeSet<_>>(),
+                want,
+                "{what}: {title} series"
             );
+            for name in want {
+                let s = &summaries[&(kind.to_owned(), name.clone())];
+                close(
+                    &format!("{what}: {title} {name} per {interval}"),
+                    sums.get(name).copied(),
+                    opt(&s["total_gpu_hours"]),
+                    1e-6,
+                );
+            }
         }
     }
 }
@@ -1562,15 +1523,20 @@ async fn coarse_sums_match(
 // PromQL against the API's and the worker's /metrics
 // ---------------------------------------------------------------------
 
-/// Words that are PromQL, not metric names: operators and the
-/// aggregations (which may stand before `by (...)` without a parenthesis).
-const PROMQL_WORDS: [&str; 25] = [
+/// The PromQL words a label list in parentheses follows.
+const GROUPING_WORDS: [&str; 6] = [
     "by",
     "without",
     "on",
     "ignoring",
     "group_left",
     "group_right",
+];
+
+/// Words that are PromQL, not metric names, besides the grouping ones:
+/// operators and the aggregations (which may stand before `by (...)`
+/// without a parenthesis).
+const PROMQL_WORDS: [&str; 19] = [
     "and",
     "or",
     "unless",
@@ -1663,15 +1629,8 @@ fn promql_use(expr: &str) -> PromUse {
         } else if ch.is_ascii_alphabetic() || ch == '_' || ch == ':' {
             let w = word(&mut i);
             let j = next_non_space(i);
-            let grouping = [
-                "by",
-                "without",
-                "on",
-                "ignoring",
-                "group_left",
-                "group_right",
-            ];
-            if grouping.contains(&w.as_str()) && c.get(j) == Some(&'(') {
+            let lower = w.to_ascii_lowercase();
+            if GROUPING_WORDS.contains(&w.as_str()) && c.get(j) == Some(&'(') {
                 let close = (j..c.len()).find(|&k| c[k] == ')').expect("closing )");
                 let list: String = c[j + 1..close].iter().collect();
                 for l in list.split(',').map(str::trim).filter(|l| !l.is_empty()) {
@@ -1679,7 +1638,8 @@ fn promql_use(expr: &str) -> PromUse {
                 }
                 i = close + 1;
             } else if c.get(j) == Some(&'(')
-                || PROMQL_WORDS.contains(&w.to_ascii_lowercase().as_str())
+                || GROUPING_WORDS.contains(&lower.as_str())
+                || PROMQL_WORDS.contains(&lower.as_str())
             {
                 // a function, or an operator word
             } else {
@@ -1796,7 +1756,7 @@ async fn promql_metrics_are_served() {
     assert_eq!(app.get("/hourly?scope_type=nope").await.status(), 400);
     let api_text = app.get_outside("/metrics").await.text().await.unwrap();
 
-    let worker_text = worker_metrics(&app.db.db).await;
+    let worker_text = worker_metrics(&app).await;
     gpu_usage_testing::assert_exposition_well_formed(&api_text);
     gpu_usage_testing::assert_exposition_well_formed(&worker_text);
     let (api_s, worker_s) = (samples(&api_text), samples(&worker_text));
@@ -1831,8 +1791,10 @@ async fn promql_metrics_are_served() {
 
 /// The worker's `/metrics` (its own HTTP server) after the jobs ran, one
 /// skipped on a held lock; the stream gauges and counts are what the
-/// consumer and the scrape record from Redis, set the same way here.
-async fn worker_metrics(db: &DatabaseConnection) -> String {
+/// consumer and the scrape record from Redis, set the same way here. The
+/// worker runs on `app`'s database and is scraped with its client.
+async fn worker_metrics(app: &TestApp) -> String {
+    let db = &app.db.db;
     let clock = Arc::new(ManualClock::frozen(now()));
     let ctx = Arc::new(JobContext {
         env: JobEnv {
@@ -1881,17 +1843,9 @@ async fn worker_metrics(db: &DatabaseConnection) -> String {
     let (server, addrs) = gpu_usage_worker::http::start("127.0.0.1", 0, state).unwrap();
     let handle = server.handle();
     let task = tokio::spawn(server);
-    let text = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .unwrap()
-        .get(format!("http://{}/metrics", addrs[0]))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let url = format!("http://{}/metrics", addrs[0]);
+    let res = app.client.get(url).send().await.unwrap();
+    let text = res.text().await.unwrap();
     handle.stop(true).await;
     task.await.unwrap().unwrap();
     text
