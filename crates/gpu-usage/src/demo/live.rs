@@ -18,7 +18,7 @@ use gpu_usage_loadgen as loadgen;
 use sea_orm::DatabaseConnection;
 use tokio::task::JoinHandle;
 
-use super::{batches, explain, from_wire, generator, store_records, store_sessions};
+use super::{explain, generator, store_batches, store_records, store_sessions};
 
 /// How often the traffic is delivered.
 pub const TICK: Duration = Duration::from_secs(5);
@@ -145,17 +145,16 @@ pub async fn tick(
         .to_std()
         .unwrap_or(Duration::from_secs(30))
         .clamp(Duration::from_secs(1), Duration::from_secs(3_600));
-    let mut heartbeats = 0;
-    for batch in batches(generator.heartbeats(window, interval)?, cfg) {
-        let items = batch
-            .iter()
-            .map(from_wire::<HeartbeatJson, Heartbeat>)
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        heartbeats += items.len();
-        capacity::apply_heartbeats(db, items, now, cfg)
-            .await
-            .map_err(explain)?;
-    }
+    let beats = generator.heartbeats(window, interval)?;
+    let heartbeats =
+        store_batches::<HeartbeatJson, Heartbeat, _>(beats, cfg, move |items| async move {
+            let n = items.len();
+            capacity::apply_heartbeats(db, items, now, cfg)
+                .await
+                .map_err(explain)?;
+            Ok(n)
+        })
+        .await?;
     Ok(Traffic {
         records,
         sessions,

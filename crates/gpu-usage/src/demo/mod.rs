@@ -172,19 +172,14 @@ pub async fn store_records(
     now: DateTime<Utc>,
     cfg: &EngineConfig,
 ) -> anyhow::Result<usize> {
-    let mut inserted = 0;
-    for batch in batches(records, cfg) {
-        let items = batch
-            .iter()
-            .map(from_wire::<RecordJson, Record>)
-            .collect::<anyhow::Result<Vec<_>>>()?;
+    store_batches::<RecordJson, Record, _>(records, cfg, move |items| async move {
         let report = ingest::ingest(db, items, now, cfg)
             .await
             .map_err(explain)
             .context("storing demo records")?;
-        inserted += report.inserted;
-    }
-    Ok(inserted)
+        Ok(report.inserted)
+    })
+    .await
 }
 
 /// Stores sessions through `capacity::store_sessions` (what
@@ -195,19 +190,38 @@ pub async fn store_sessions(
     now: DateTime<Utc>,
     cfg: &EngineConfig,
 ) -> anyhow::Result<usize> {
-    let mut inserted = 0;
-    for batch in batches(sessions, cfg) {
-        let items = batch
-            .iter()
-            .map(from_wire::<SessionJson, Session>)
-            .collect::<anyhow::Result<Vec<_>>>()?;
+    store_batches::<SessionJson, Session, _>(sessions, cfg, move |items| async move {
         let report = capacity::store_sessions(db, items, now, cfg)
             .await
             .map_err(explain)
             .context("storing demo worker sessions")?;
-        inserted += report.inserted;
+        Ok(report.inserted)
+    })
+    .await
+}
+
+/// Hands the items to `store` in [`batches`], each item read back from its
+/// JSON as the service reads it ([`from_wire`]); sums the counts `store`
+/// returns.
+pub async fn store_batches<J, T, F>(
+    items: impl Iterator<Item = impl Serialize>,
+    cfg: &EngineConfig,
+    mut store: impl FnMut(Vec<Result<T, Invalid>>) -> F,
+) -> anyhow::Result<usize>
+where
+    J: DeserializeOwned,
+    T: TryFrom<J, Error = Invalid>,
+    F: Future<Output = anyhow::Result<usize>>,
+{
+    let mut stored = 0;
+    for batch in batches(items, cfg) {
+        let items = batch
+            .iter()
+            .map(from_wire::<J, T>)
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        stored += store(items).await?;
     }
-    Ok(inserted)
+    Ok(stored)
 }
 
 /// The items in vectors of at most [`BATCH`] (and `ingest.max_batch`).
