@@ -14,7 +14,6 @@ mod support;
 
 use anyhow::ensure;
 use gpu_usage_core::capacity::{self, SessionReport};
-use gpu_usage_testing::Backend;
 use proptest::prelude::*;
 use proptest::sample::Index;
 use sea_orm::DatabaseConnection;
@@ -44,16 +43,7 @@ fn strategy() -> impl Strategy<Value = Case> {
         prop::collection::vec(any::<Index>(), 0..3),
     )
         .prop_map(|(records, reports, cuts)| {
-            let mut at: Vec<usize> = cuts.iter().map(|c| c.index(reports.len())).collect();
-            at.retain(|c| *c > 0);
-            at.sort_unstable();
-            at.dedup();
-            let mut sessions = Vec::new();
-            let mut prev = 0;
-            for c in at.into_iter().chain([reports.len()]) {
-                sessions.push(reports[prev..c].to_vec());
-                prev = c;
-            }
+            let sessions = split_at_cuts(&reports, &cuts);
             Case { records, sessions }
         })
 }
@@ -140,23 +130,13 @@ async fn body(db: &DatabaseConnection, c: &Case) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn case(backend: Backend, c: Case) -> anyhow::Result<()> {
-    fresh_db_case(backend, |db| async move { body(&db, &c).await }).await
-}
-
-#[test]
-fn capacity_matches_model_sqlite() {
-    run_property("capacity_matches_model_sqlite", CASES, strategy(), |c| {
-        case(Backend::Sqlite, c)
-    });
-}
-
-#[test]
-fn capacity_matches_model_mysql() {
-    run_property("capacity_matches_model_mysql", CASES, strategy(), |c| {
-        case(Backend::MySql, c)
-    });
-}
+gpu_usage_testing::dual_backend_property!(
+    capacity_matches_model_sqlite,
+    capacity_matches_model_mysql,
+    CASES,
+    strategy,
+    body
+);
 
 /// The model's capacity columns on a case small enough to check by hand.
 #[test]

@@ -17,7 +17,6 @@ use std::collections::{BTreeMap, HashMap};
 
 use anyhow::ensure;
 use gpu_usage_core::types::{Granularity, ScopeType};
-use gpu_usage_testing::Backend;
 use sea_orm::DatabaseConnection;
 use support::*;
 
@@ -124,10 +123,6 @@ async fn body(db: &DatabaseConnection, sc: &Scenario) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn case(backend: Backend, sc: Scenario) -> anyhow::Result<()> {
-    fresh_db_case(backend, |db| async move { body(&db, &sc).await }).await
-}
-
 fn strategy() -> impl proptest::strategy::Strategy<Value = Scenario> {
     // Starts in [D1 − 12 h, D1 + 3 d + 12 h); ends at most 26 h 10 min later.
     let start = d1() - 12 * HOUR;
@@ -137,19 +132,13 @@ fn strategy() -> impl proptest::strategy::Strategy<Value = Scenario> {
     arb_scenario(start, len, 40, vec![last_end, last_end + 12 * DAY])
 }
 
-#[test]
-fn conservation_sqlite() {
-    run_property("conservation_sqlite", 12, strategy(), |sc| {
-        case(Backend::Sqlite, sc)
-    });
-}
-
-#[test]
-fn conservation_mysql() {
-    run_property("conservation_mysql", 12, strategy(), |sc| {
-        case(Backend::MySql, sc)
-    });
-}
+gpu_usage_testing::dual_backend_property!(
+    conservation_sqlite,
+    conservation_mysql,
+    12,
+    strategy,
+    body
+);
 
 /// Scripted: 240 records over the three days and their edges plus one task
 /// of exactly 168 h (the maximum) from two days before the range to two days

@@ -22,7 +22,6 @@ mod support;
 
 use anyhow::ensure;
 use gpu_usage_core::types::ScopeType::{self, Endpoint, Global, Spec};
-use gpu_usage_testing::Backend;
 use sea_orm::DatabaseConnection;
 use support::*;
 
@@ -112,28 +111,18 @@ async fn body(db: &DatabaseConnection, sc: &Scenario) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn case(backend: Backend, sc: Scenario) -> anyhow::Result<()> {
-    fresh_db_case(backend, |db| async move { body(&db, &sc).await }).await
-}
-
 fn strategy() -> impl proptest::strategy::Strategy<Value = Scenario> {
     let (start, len) = window();
     arb_scenario(start, len, MAX_RECORDS, nows())
 }
 
-#[test]
-fn engine_matches_model_sqlite() {
-    run_property("engine_matches_model_sqlite", CASES, strategy(), |sc| {
-        case(Backend::Sqlite, sc)
-    });
-}
-
-#[test]
-fn engine_matches_model_mysql() {
-    run_property("engine_matches_model_mysql", CASES, strategy(), |sc| {
-        case(Backend::MySql, sc)
-    });
-}
+gpu_usage_testing::dual_backend_property!(
+    engine_matches_model_sqlite,
+    engine_matches_model_mysql,
+    CASES,
+    strategy,
+    body
+);
 
 /// The model itself on a case small enough to check by hand, so a wrong
 /// model cannot silently agree with a wrong engine.

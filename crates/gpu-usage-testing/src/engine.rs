@@ -236,3 +236,30 @@ where
         Err(e) => panic!("{name}: {e}"),
     }
 }
+
+/// The property tests `$sqlite` and `$mysql`: [`run_property`] with
+/// `$cases` cases of `$strategy()`, each case run by `$body(&db, &case)`
+/// on a fresh database of that backend ([`fresh_db_case`]).
+#[macro_export]
+macro_rules! dual_backend_property {
+    ($sqlite:ident, $mysql:ident, $cases:expr, $strategy:path, $body:path) => {
+        $crate::__backend_property!($sqlite, Sqlite, $cases, $strategy, $body);
+        $crate::__backend_property!($mysql, MySql, $cases, $strategy, $body);
+    };
+}
+
+/// One test of [`dual_backend_property!`].
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __backend_property {
+    ($name:ident, $backend:ident, $cases:expr, $strategy:path, $body:path) => {
+        #[test]
+        fn $name() {
+            $crate::run_property(stringify!($name), $cases, $strategy(), |c| {
+                $crate::fresh_db_case($crate::Backend::$backend, |db| async move {
+                    $body(&db, &c).await
+                })
+            });
+        }
+    };
+}

@@ -129,6 +129,26 @@ pub fn arb_rec(window_start: i64, window_len: i64) -> impl Strategy<Value = Rec>
         )
 }
 
+/// `items` cut into consecutive batches at the positions `cuts` pick
+/// (position 0 and repeats ignored): one batch at least, none empty
+/// unless `items` is.
+pub fn split_at_cuts<T: Clone>(items: &[T], cuts: &[Index]) -> Vec<Vec<T>> {
+    let mut at: Vec<usize> = cuts
+        .iter()
+        .map(|c| c.index(items.len()))
+        .filter(|c| *c > 0)
+        .collect();
+    at.sort_unstable();
+    at.dedup();
+    let mut batches = Vec::new();
+    let mut prev = 0;
+    for c in at.into_iter().chain([items.len()]) {
+        batches.push(items[prev..c].to_vec());
+        prev = c;
+    }
+    batches
+}
+
 /// Records ingested in batches, optionally with the periodic jobs run
 /// between batches, all at `now_ms`.
 #[derive(Debug, Clone)]
@@ -154,19 +174,7 @@ pub fn arb_scenario(
         prop::sample::select(nows),
     )
         .prop_map(|(recs, cuts, replays, jobs, now_ms)| {
-            let mut cut_at: Vec<usize> = cuts
-                .iter()
-                .map(|c| c.index(recs.len()))
-                .filter(|c| *c > 0)
-                .collect();
-            cut_at.sort_unstable();
-            cut_at.dedup();
-            let mut batches = Vec::new();
-            let mut prev = 0;
-            for c in cut_at.into_iter().chain([recs.len()]) {
-                batches.push(recs[prev..c].to_vec());
-                prev = c;
-            }
+            let mut batches = split_at_cuts(&recs, &cuts);
             // Replays of generated records, verbatim, into some batch (a
             // duplicate if its original is stored, else a conflict).
             let n = batches.len();

@@ -56,6 +56,37 @@ pub fn util_basis(used_ms: i64, avail_ms: i64) -> Option<i64> {
 /// An interval of GPUs `[start, end)` in one scope's timeline.
 type Span = (i64, i64, i64);
 
+/// A record (GPUs used) or a session (GPUs available) as the model reads
+/// it: GPUs over an interval, counted in some scopes.
+pub trait Interval {
+    /// `(start_ms, end_ms, gpu_count)`.
+    fn span(&self) -> Span;
+
+    /// The scopes it counts in.
+    fn scopes(&self) -> Vec<Scope>;
+
+    /// GPU-milliseconds inside `[from, to)`.
+    fn gpu_ms_within(&self, from: i64, to: i64) -> i64 {
+        let (start, end, gpus) = self.span();
+        let overlap = end.min(to) - start.max(from);
+        if overlap > 0 { overlap * gpus } else { 0 }
+    }
+}
+
+/// Global, `endpoint`, and the spec unless the spec name is NULL or blank
+/// (it is trimmed, as stored): such an interval is left out of the spec
+/// scope only.
+pub fn scopes_of(endpoint: String, spec_name: Option<&str>) -> Vec<Scope> {
+    let mut v = vec![
+        (ScopeType::Global, None),
+        (ScopeType::Endpoint, Some(endpoint)),
+    ];
+    if let Some(spec) = spec_name.map(str::trim).filter(|s| !s.is_empty()) {
+        v.push((ScopeType::Spec, Some(spec.to_owned())));
+    }
+    v
+}
+
 /// What the model reads: records and sessions as intervals per scope.
 struct Sources<'a> {
     records: &'a [Rec],
@@ -66,29 +97,11 @@ struct Sources<'a> {
 
 impl<'a> Sources<'a> {
     fn new(records: &'a [Rec], sessions: &'a [Ses]) -> Self {
-        let mut tasks: HashMap<Scope, Vec<Span>> = HashMap::new();
-        for r in records {
-            for s in r.scopes() {
-                tasks
-                    .entry(s)
-                    .or_default()
-                    .push((r.start_ms, r.end_ms, r.gpu_count));
-            }
-        }
-        let mut offers: HashMap<Scope, Vec<Span>> = HashMap::new();
-        for x in sessions {
-            for s in x.scopes() {
-                offers
-                    .entry(s)
-                    .or_default()
-                    .push((x.start_ms, x.end_ms, x.gpu_count));
-            }
-        }
         Sources {
             records,
             sessions,
-            tasks,
-            offers,
+            tasks: timelines(records),
+            offers: timelines(sessions),
         }
     }
 
@@ -97,17 +110,12 @@ impl<'a> Sources<'a> {
     /// completed_at.
     fn tally(&self, len: i64) -> HashMap<MKey, Tally> {
         let mut out: HashMap<MKey, Tally> = HashMap::new();
+        spread(self.records, len, &mut out, |t| &mut t.gpu_ms);
+        spread(self.sessions, len, &mut out, |t| &mut t.avail_ms);
         for r in self.records {
-            let scopes = r.scopes();
-            each_bucket(r.start_ms, r.end_ms, len, |b| {
-                let gpu = r.gpu_ms_within(b, b + len);
-                for (t, v) in scopes.iter().filter(|_| gpu > 0) {
-                    out.entry((b, *t, v.clone())).or_default().gpu_ms += gpu;
-                }
-            });
             let done = floor(r.end_ms, len);
-            for (t, v) in &scopes {
-                let e = out.entry((done, *t, v.clone())).or_default();
+            for (t, v) in r.scopes() {
+                let e = out.entry((done, t, v)).or_default();
                 e.total_tasks += 1;
                 if r.failed {
                     e.failed_tasks += 1;
@@ -118,16 +126,38 @@ impl<'a> Sources<'a> {
                 e.max_gpu_count = e.max_gpu_count.max(r.gpu_count);
             }
         }
-        for x in self.sessions {
-            let scopes = x.scopes();
-            each_bucket(x.start_ms, x.end_ms, len, |b| {
-                let gpu = x.gpu_ms_within(b, b + len);
-                for (t, v) in scopes.iter().filter(|_| gpu > 0) {
-                    out.entry((b, *t, v.clone())).or_default().avail_ms += gpu;
-                }
-            });
-        }
         out
+    }
+}
+
+/// Every scope's intervals of GPUs.
+fn timelines<T: Interval>(items: &[T]) -> HashMap<Scope, Vec<Span>> {
+    let mut out: HashMap<Scope, Vec<Span>> = HashMap::new();
+    for x in items {
+        for s in x.scopes() {
+            out.entry(s).or_default().push(x.span());
+        }
+    }
+    out
+}
+
+/// Adds each item's GPU time in every bucket of length `len` it overlaps
+/// to the `field` of that bucket's tally, in each of its scopes.
+fn spread<T: Interval>(
+    items: &[T],
+    len: i64,
+    out: &mut HashMap<MKey, Tally>,
+    field: fn(&mut Tally) -> &mut i64,
+) {
+    for x in items {
+        let scopes = x.scopes();
+        let (start, end, _) = x.span();
+        each_bucket(start, end, len, |b| {
+            let gpu = x.gpu_ms_within(b, b + len);
+            for (t, v) in scopes.iter().filter(|_| gpu > 0) {
+                *field(out.entry((b, *t, v.clone())).or_default()) += gpu;
+            }
+        });
     }
 }
 

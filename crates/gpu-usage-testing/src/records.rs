@@ -105,32 +105,16 @@ impl Rec {
     fn key(&self) -> String {
         self.task_id.trim().to_owned()
     }
+}
 
-    /// Scopes the record counts in: global, its endpoint, and its spec
-    /// unless the spec name is NULL or empty (after trimming, as stored);
-    /// such a record is left out of the spec scope only.
-    pub fn scopes(&self) -> Vec<(ScopeType, Option<String>)> {
-        let mut v = vec![
-            (ScopeType::Global, None),
-            (ScopeType::Endpoint, Some(self.endpoint.trim().to_owned())),
-        ];
-        if let Some(spec) = &self.spec_name {
-            let spec = spec.trim();
-            if !spec.is_empty() {
-                v.push((ScopeType::Spec, Some(spec.to_owned())));
-            }
-        }
-        v
+impl Interval for Rec {
+    fn span(&self) -> (i64, i64, i64) {
+        (self.start_ms, self.end_ms, self.gpu_count)
     }
 
-    /// GPU-milliseconds of the record inside `[from, to)`.
-    pub fn gpu_ms_within(&self, from: i64, to: i64) -> i64 {
-        let overlap = self.end_ms.min(to) - self.start_ms.max(from);
-        if overlap > 0 {
-            overlap * self.gpu_count
-        } else {
-            0
-        }
+    /// Global, its endpoint, and its spec (trimmed, as stored).
+    fn scopes(&self) -> Vec<(ScopeType, Option<String>)> {
+        scopes_of(self.endpoint.trim().to_owned(), self.spec_name.as_deref())
     }
 }
 

@@ -59,39 +59,23 @@ impl Ses {
         Session::try_from(wire)
     }
 
-    /// Scopes it counts in: like a record's (an empty spec leaves the spec
-    /// scope only).
-    pub fn scopes(&self) -> Vec<(ScopeType, Option<String>)> {
-        let mut v = vec![
-            (ScopeType::Global, None),
-            (ScopeType::Endpoint, Some(self.endpoint.clone())),
-        ];
-        if let Some(spec) = self
-            .spec_name
-            .as_deref()
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-        {
-            v.push((ScopeType::Spec, Some(spec.to_owned())));
-        }
-        v
-    }
-
-    pub fn gpu_ms_within(&self, from: i64, to: i64) -> i64 {
-        let overlap = self.end_ms.min(to) - self.start_ms.max(from);
-        if overlap > 0 {
-            overlap * self.gpu_count
-        } else {
-            0
-        }
-    }
-
     fn overlaps(&self, other: &Ses) -> bool {
         self.worker_id == other.worker_id
             && self.start_ms < other.end_ms
             && other.start_ms < self.end_ms
             && self.start_ms < self.end_ms
             && other.start_ms < other.end_ms
+    }
+}
+
+impl Interval for Ses {
+    fn span(&self) -> (i64, i64, i64) {
+        (self.start_ms, self.end_ms, self.gpu_count)
+    }
+
+    /// Like a record's, but with the endpoint as reported.
+    fn scopes(&self) -> Vec<(ScopeType, Option<String>)> {
+        scopes_of(self.endpoint.clone(), self.spec_name.as_deref())
     }
 }
 
