@@ -16,20 +16,21 @@ use crate::durations::DurationModel;
 use crate::rng::{Purpose, Stream, stream};
 use crate::time::DAY_MS;
 
-/// `(name, gpu_type, gpu_memory_gb)` of the known specs, most common first.
-const SPECS: &[(&str, &str, u32)] = &[
-    ("a100-80g", "A100", 80),
-    ("h100-80g", "H100", 80),
-    ("l40s-48g", "L40S", 48),
-    ("rtx4090-24g", "RTX4090", 24),
-    ("a100-40g", "A100", 40),
-    ("h200-141g", "H200", 141),
-    ("l4-24g", "L4", 24),
-    ("a10g-24g", "A10G", 24),
-    ("rtx3090-24g", "RTX3090", 24),
-    ("t4-16g", "T4", 16),
-    ("b200-180g", "B200", 180),
-    ("mi300x-192g", "MI300X", 192),
+/// `(gpu_type, gpu_memory_gb)` of the known specs, most common first; a
+/// spec is named after both (`A100`, 80 → `a100-80g`).
+const SPECS: &[(&str, u32)] = &[
+    ("A100", 80),
+    ("H100", 80),
+    ("L40S", 48),
+    ("RTX4090", 24),
+    ("A100", 40),
+    ("H200", 141),
+    ("L4", 24),
+    ("A10G", 24),
+    ("RTX3090", 24),
+    ("T4", 16),
+    ("B200", 180),
+    ("MI300X", 192),
 ];
 
 const ENDPOINTS: &[&str] = &[
@@ -107,11 +108,12 @@ pub struct Fleet {
 }
 
 fn spec(i: usize) -> Spec {
-    let (name, gpu_type, mem) = SPECS[i % SPECS.len()];
+    let (gpu_type, mem) = SPECS[i % SPECS.len()];
+    let name = format!("{}-{mem}g", gpu_type.to_lowercase());
     let round = i / SPECS.len();
     Spec {
         name: if round == 0 {
-            name.to_owned()
+            name
         } else {
             format!("{name}-{}", round + 1)
         },
@@ -256,6 +258,28 @@ mod tests {
         assert_eq!(counts.iter().sum::<usize>(), 20);
         assert_eq!(counts[2], 3);
         assert_eq!(allocate(4, &[1.0, 1.0], 3), vec![2, 2], "the total wins");
+    }
+
+    #[test]
+    fn known_specs_are_named_after_type_and_memory() {
+        let names: Vec<String> = (0..SPECS.len()).map(|i| spec(i).name).collect();
+        assert_eq!(
+            names,
+            [
+                "a100-80g",
+                "h100-80g",
+                "l40s-48g",
+                "rtx4090-24g",
+                "a100-40g",
+                "h200-141g",
+                "l4-24g",
+                "a10g-24g",
+                "rtx3090-24g",
+                "t4-16g",
+                "b200-180g",
+                "mi300x-192g",
+            ]
+        );
     }
 
     #[test]
