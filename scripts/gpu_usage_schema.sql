@@ -7,7 +7,7 @@
 -- MySQL 8 and MariaDB 10.6+, and records every migration as applied in
 -- `seaql_migrations`, so `migration status` reports the schema as up to date
 -- and a later `migration up` only applies migrations newer than this file.
--- crates/gpu-usage-core/tests/schema.rs proves that both produce the same
+-- crates/gpu-usage-core/tests/schema/ proves that both produce the same
 -- columns, indexes, engines and collations.
 --
 -- Safe to run again: tables are created only if missing and migration rows

@@ -393,13 +393,14 @@ async fn execute(
                     chunk.start(),
                     chunk.end()
                 );
-                return fail(db, job, message, env.now()).await;
+                finish(db, &mut job, Some(message), env.now()).await?;
+                return Ok(job);
             }
         }
         chunk_done(db, &mut job, chunk.end(), env.now()).await?;
         (opts.on_progress)(&job);
     }
-    succeed(db, &mut job, env.now()).await?;
+    finish(db, &mut job, None, env.now()).await?;
     (opts.on_progress)(&job);
     Ok(job)
 }
@@ -505,35 +506,44 @@ async fn chunk_done(
     Ok(())
 }
 
-async fn succeed(db: &impl ConnectionTrait, job: &mut BackfillJob, t: DateTime<Utc>) -> Result<()> {
-    update(
-        db,
-        job.id,
-        Condition::all(),
-        [
-            (
-                backfill_job::Column::Status,
-                Expr::value(BackfillStatus::Succeeded),
-            ),
-            (
-                backfill_job::Column::NextChunkStart,
-                Expr::value(job.end_time),
-            ),
-            (backfill_job::Column::FinishedAt, Expr::value(Some(t))),
-            (backfill_job::Column::UpdatedAt, Expr::value(t)),
-        ],
-    )
-    .await?;
-    job.status = BackfillStatus::Succeeded;
-    job.next_chunk_start = job.end_time;
+/// Ends the job: succeeded (every chunk done), or failed with `error`.
+async fn finish(
+    db: &impl ConnectionTrait,
+    job: &mut BackfillJob,
+    error: Option<String>,
+    t: DateTime<Utc>,
+) -> Result<()> {
+    use backfill_job::Column as C;
+    let status = match &error {
+        None => BackfillStatus::Succeeded,
+        Some(_) => BackfillStatus::Failed,
+    };
+    let last = match &error {
+        None => (C::NextChunkStart, Expr::value(job.end_time)),
+        Some(message) => (C::Error, Expr::value(Some(message.clone()))),
+    };
+    let values = [
+        (C::Status, Expr::value(status)),
+        last,
+        (C::FinishedAt, Expr::value(Some(t))),
+        (C::UpdatedAt, Expr::value(t)),
+    ];
+    update(db, job.id, Condition::all(), values).await?;
+    job.status = status;
     job.finished_at = Some(t);
     job.updated_at = t;
-    job.progress = 1.0;
-    tracing::info!(
-        backfill_id = job.id,
-        chunks = job.chunks_done,
-        "backfill succeeded"
-    );
+    match error {
+        None => {
+            job.next_chunk_start = job.end_time;
+            job.progress = 1.0;
+            let chunks = job.chunks_done;
+            tracing::info!(backfill_id = job.id, chunks, "backfill succeeded");
+        }
+        Some(message) => {
+            tracing::warn!(backfill_id = job.id, error = %message, "backfill failed");
+            job.error = Some(message);
+        }
+    }
     Ok(())
 }
 
@@ -543,38 +553,6 @@ fn progress(done: i32, total: i32) -> f64 {
     } else {
         1.0
     }
-}
-
-async fn fail(
-    db: &impl ConnectionTrait,
-    mut job: BackfillJob,
-    message: String,
-    t: DateTime<Utc>,
-) -> Result<BackfillJob> {
-    tracing::warn!(backfill_id = job.id, error = %message, "backfill failed");
-    update(
-        db,
-        job.id,
-        Condition::all(),
-        [
-            (
-                backfill_job::Column::Status,
-                Expr::value(BackfillStatus::Failed),
-            ),
-            (
-                backfill_job::Column::Error,
-                Expr::value(Some(message.clone())),
-            ),
-            (backfill_job::Column::FinishedAt, Expr::value(Some(t))),
-            (backfill_job::Column::UpdatedAt, Expr::value(t)),
-        ],
-    )
-    .await?;
-    job.status = BackfillStatus::Failed;
-    job.error = Some(message);
-    job.finished_at = Some(t);
-    job.updated_at = t;
-    Ok(job)
 }
 
 async fn update<const N: usize>(

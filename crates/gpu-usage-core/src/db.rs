@@ -49,35 +49,47 @@ pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
     Some(std::path::PathBuf::from(path))
 }
 
-/// True for failures where retrying later can succeed and the client should
-/// see 503: the server is unreachable, the pool is exhausted, a connection
-/// dropped.
-pub fn is_unavailable(e: &DbErr) -> bool {
-    match e {
-        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
-        _ => {
-            let s = e.to_string().to_ascii_lowercase();
-            s.contains("pool timed out")
-                || s.contains("connection refused")
-                || s.contains("broken pipe")
-                || s.contains("connection reset")
-                || s.contains("server has gone away")
-                || s.contains("lost connection")
-                || s.contains("error communicating with database")
-                || s.contains("pool closed")
-        }
-    }
+/// Messages of failures where retrying later can succeed and the client
+/// should see 503: the server is unreachable, the pool is exhausted, a
+/// connection dropped.
+const UNAVAILABLE: &[&str] = &[
+    "pool timed out",
+    "connection refused",
+    "broken pipe",
+    "connection reset",
+    "server has gone away",
+    "lost connection",
+    "error communicating with database",
+    "pool closed",
+];
+
+/// Messages of deadlocks and lock wait timeouts (MySQL errors 1213 and
+/// 1205, SQLite's busy database): the transaction was rolled back and can
+/// simply be run again (rollups are idempotent recomputations).
+const CONFLICT: &[&str] = &[
+    "deadlock",
+    "lock wait timeout",
+    "database is locked",
+    "1213",
+    "1205",
+];
+
+/// Whether the error's message names one of `needles`, in any case: the
+/// drivers report these conditions only as text.
+fn mentions(e: &DbErr, needles: &[&str]) -> bool {
+    let s = e.to_string().to_ascii_lowercase();
+    needles.iter().any(|n| s.contains(n))
 }
 
-/// Deadlocks and lock wait timeouts: the transaction was rolled back and can
-/// simply be run again (rollups are idempotent recomputations).
+/// True for failures where retrying later can succeed and the client should
+/// see 503 (see [`UNAVAILABLE`]).
+pub fn is_unavailable(e: &DbErr) -> bool {
+    matches!(e, DbErr::ConnectionAcquire(_) | DbErr::Conn(_)) || mentions(e, UNAVAILABLE)
+}
+
+/// Deadlocks and lock wait timeouts (see [`CONFLICT`]).
 pub fn is_retryable_conflict(e: &DbErr) -> bool {
-    let s = e.to_string().to_ascii_lowercase();
-    s.contains("deadlock")
-        || s.contains("lock wait timeout")
-        || s.contains("database is locked")
-        || s.contains("1213")
-        || s.contains("1205")
+    mentions(e, CONFLICT)
 }
 
 pub fn is_mysql(db: &impl ConnectionTrait) -> bool {

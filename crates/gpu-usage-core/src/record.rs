@@ -20,21 +20,42 @@ use crate::types::{Granularity, TaskStatus, TimeRange};
 
 pub use crate::fields::{Field, Invalid, MAX_GPU_COUNT};
 
-/// A finished task, every field checked. Also how a stored record is read
-/// back (for conflict checks) and written.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, DerivePartialModel, DeriveIntoActiveModel)]
-#[sea_orm(entity = "record::Entity", active_model = "record::ActiveModel")]
-pub struct Record {
-    pub task_id: String,
-    pub endpoint: String,
-    pub worker_id: Option<String>,
-    pub spec_name: Option<String>,
-    pub gpu_count: i32,
-    pub gpu_type: Option<String>,
-    pub gpu_memory_gb: Option<i32>,
-    pub started_at: DateTime<Utc>,
-    pub completed_at: DateTime<Utc>,
-    pub status: TaskStatus,
+/// Declares a struct with a task's reported fields, listed once here:
+/// [`Record`] is exactly these, and the stored row
+/// ([`crate::entities::record::Model`]) has them between its id and the
+/// columns the service derives. The types are named as the caller has them
+/// in scope (`DateTime<Utc>`, `TaskStatus`).
+macro_rules! task_fields {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident { $($head:tt)* } { $($tail:tt)* }
+    ) => {
+        $(#[$meta])*
+        pub struct $name {
+            $($head)*
+            pub task_id: String,
+            pub endpoint: String,
+            pub worker_id: Option<String>,
+            pub spec_name: Option<String>,
+            pub gpu_count: i32,
+            pub gpu_type: Option<String>,
+            pub gpu_memory_gb: Option<i32>,
+            pub started_at: DateTime<Utc>,
+            pub completed_at: DateTime<Utc>,
+            pub status: TaskStatus,
+            $($tail)*
+        }
+    };
+}
+pub(crate) use task_fields;
+
+task_fields! {
+    /// A finished task as reported, every field checked.
+    #[derive(
+        Debug, Clone, PartialEq, Eq, Serialize, ToSchema, DerivePartialModel, DeriveIntoActiveModel,
+    )]
+    #[sea_orm(entity = "record::Entity", active_model = "record::ActiveModel")]
+    pub struct Record {} {}
 }
 
 impl Record {

@@ -348,20 +348,23 @@ async fn records_filter_and_paginate(t_db: TestDb) {
         .unwrap();
     assert_eq!(full.total, 7);
     assert_eq!(full.rows[0].gpu_hours, 2.0);
-    assert_eq!(full.rows[0].completed_at, t("2026-01-01T00:10:00.250Z"));
+    assert_eq!(
+        full.rows[0].task.completed_at,
+        t("2026-01-01T00:10:00.250Z")
+    );
     for limit in 1..=7 {
         let mut page = PageRequest::first(limit);
         let mut seen = Vec::new();
         loop {
             let p = records(&db.db, &all, &page).await.unwrap();
             assert_eq!(p.total, 7);
-            seen.extend(p.rows.iter().map(|r| r.task_id.clone()));
+            seen.extend(p.rows.iter().map(|r| r.task.task_id.clone()));
             match p.next_cursor {
                 Some(c) => page.cursor = Some(c),
                 None => break,
             }
         }
-        let expected: Vec<String> = full.rows.iter().map(|r| r.task_id.clone()).collect();
+        let expected: Vec<String> = full.rows.iter().map(|r| r.task.task_id.clone()).collect();
         assert_eq!(seen, expected, "limit {limit}");
     }
     let filtered = RecordFilter {
@@ -376,7 +379,7 @@ async fn records_filter_and_paginate(t_db: TestDb) {
     assert_eq!(
         p.rows
             .iter()
-            .map(|r| r.task_id.as_str())
+            .map(|r| r.task.task_id.as_str())
             .collect::<Vec<_>>(),
         ["task-5"]
     );

@@ -229,11 +229,9 @@ pub async fn store_valid_sessions(
     if valid.is_empty() {
         return Ok(SessionReport::default());
     }
-    crate::db::retrying(|| async {
-        let txn = db.begin().await?;
-        let since = valid.iter().map(|(_, s)| s.started_at).min();
-        let workers = distinct(valid.iter().map(|(_, s)| s.worker_id.clone()));
-        let mut ledger = Ledger::load(&txn, workers, since, now, &cfg.capacity).await?;
+    let since = valid.iter().map(|(_, s)| s.started_at).min();
+    let workers = distinct(valid.iter().map(|(_, s)| s.worker_id.clone()));
+    settle(db, &workers, since, now, cfg, |ledger| {
         let mut report = SessionReport {
             received: valid.len(),
             ..SessionReport::default()
@@ -254,9 +252,7 @@ pub async fn store_valid_sessions(
                 }),
             }
         }
-        ledger.write(&txn, now).await?;
-        txn.commit().await?;
-        Ok(report)
+        report
     })
     .await
 }
@@ -290,11 +286,9 @@ pub async fn apply_valid_heartbeats(
     }
     beats.sort_by(|a, b| (&a.worker_id, a.at).cmp(&(&b.worker_id, b.at)));
     let received = beats.len();
-    crate::db::retrying(|| async {
-        let txn = db.begin().await?;
-        let since = beats.iter().map(|h| h.at).min();
-        let workers = distinct(beats.iter().map(|h| h.worker_id.clone()));
-        let mut ledger = Ledger::load(&txn, workers, since, now, &cfg.capacity).await?;
+    let since = beats.iter().map(|h| h.at).min();
+    let workers = distinct(beats.iter().map(|h| h.worker_id.clone()));
+    settle(db, &workers, since, now, cfg, |ledger| {
         let mut report = HeartbeatReport {
             received,
             ..HeartbeatReport::default()
@@ -311,9 +305,29 @@ pub async fn apply_valid_heartbeats(
                 Beat::Ignored => report.duplicates += 1,
             }
         }
+        report
+    })
+    .await
+}
+
+/// One retried transaction over some workers' sessions (those up since
+/// `since`): load them, let `apply` change them, write them back, commit.
+async fn settle<R: Send>(
+    db: &(impl ConnectionTrait + TransactionTrait),
+    workers: &[String],
+    since: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    cfg: &EngineConfig,
+    apply: impl Fn(&mut Ledger) -> R + Sync,
+) -> Result<R> {
+    crate::db::retrying(|| async {
+        let txn = db.begin().await?;
+        let workers = workers.iter().cloned();
+        let mut ledger = Ledger::load(&txn, workers, since, now, &cfg.capacity).await?;
+        let out = apply(&mut ledger);
         ledger.write(&txn, now).await?;
         txn.commit().await?;
-        Ok(report)
+        Ok(out)
     })
     .await
 }

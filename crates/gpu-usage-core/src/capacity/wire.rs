@@ -5,14 +5,17 @@
 //! checked by [`super::check`].
 
 use chrono::{DateTime, Utc};
+use sea_orm::DerivePartialModel;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::entities::worker_session;
 use crate::fields::{Checks, Field, Invalid};
 
 /// What a worker offers while it is up: the same in every session and
 /// heartbeat, and what a session's scopes are.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, ToSchema, DerivePartialModel)]
+#[sea_orm(entity = "worker_session::Entity")]
 pub struct Offer {
     pub endpoint: String,
     /// `None`: the session counts in no spec scope.

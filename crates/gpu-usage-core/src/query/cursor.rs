@@ -28,6 +28,26 @@ pub(crate) fn bad_cursor() -> DomainError {
     )
 }
 
+/// A cursor's `|`-separated parts: exactly `N`, the first being `tag` (the
+/// last may hold `|` itself).
+fn parts<const N: usize>(s: &str, tag: &str) -> Result<[String; N]> {
+    let text = hex_decode(s).ok_or_else(bad_cursor)?;
+    let parts: Vec<String> = text.splitn(N, '|').map(str::to_owned).collect();
+    let parts: [String; N] = parts.try_into().map_err(|_| bad_cursor())?;
+    if parts.first().map(String::as_str) != Some(tag) {
+        return Err(bad_cursor());
+    }
+    Ok(parts)
+}
+
+/// A cursor's time: milliseconds since the epoch.
+fn millis(s: &str) -> Result<DateTime<Utc>> {
+    s.parse::<i64>()
+        .ok()
+        .and_then(DateTime::<Utc>::from_timestamp_millis)
+        .ok_or_else(bad_cursor)
+}
+
 impl StatsCursor {
     pub fn encode(&self) -> String {
         let value = match &self.scope_value {
@@ -45,25 +65,11 @@ impl StatsCursor {
     /// Refuses cursors of another level or scope type: their keys would
     /// silently skip or repeat rows of this query.
     pub fn decode(s: &str, level: Granularity, scope_type: ScopeType) -> Result<Self> {
-        let text = hex_decode(s).ok_or_else(bad_cursor)?;
-        let mut parts = text.splitn(5, '|');
-        let (Some("s2"), Some(l), Some(st), Some(bucket), Some(value)) = (
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-        ) else {
-            return Err(bad_cursor());
-        };
+        let [_, l, st, bucket, value] = parts(s, "s2")?;
         if l != level.as_str() || st != scope_type.as_str() {
             return Err(bad_cursor());
         }
-        let bucket = bucket
-            .parse::<i64>()
-            .ok()
-            .and_then(DateTime::<Utc>::from_timestamp_millis)
-            .ok_or_else(bad_cursor)?;
+        let bucket = millis(&bucket)?;
         let scope_value = match (value.split_at_checked(1), scope_type) {
             (Some(("-", "")), ScopeType::Global) => None,
             (Some(("=", v)), ScopeType::Endpoint | ScopeType::Spec) => Some(v.to_owned()),
@@ -96,21 +102,8 @@ impl TimeIdCursor {
     }
 
     pub fn decode(s: &str, tag: &str) -> Result<Self> {
-        let text = hex_decode(s).ok_or_else(bad_cursor)?;
-        let mut parts = text.split('|');
-        let (Some(t0), Some(t), Some(id), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(bad_cursor());
-        };
-        if t0 != tag {
-            return Err(bad_cursor());
-        }
-        let at = t
-            .parse::<i64>()
-            .ok()
-            .and_then(DateTime::<Utc>::from_timestamp_millis)
-            .ok_or_else(bad_cursor)?;
+        let [_, t, id] = parts(s, tag)?;
+        let at = millis(&t)?;
         let id = id.parse::<i64>().map_err(|_| bad_cursor())?;
         Ok(Self { at, id })
     }

@@ -11,6 +11,7 @@ use super::keyset::{self, Keyset, RowsPage};
 use crate::entities::record;
 use crate::error::Result;
 use crate::level::values::Hours;
+use crate::record::Record;
 use crate::types::{TaskStatus, TimeRange};
 
 /// Which raw records.
@@ -23,25 +24,19 @@ pub struct RecordFilter {
     pub status: Option<TaskStatus>,
 }
 
-/// One stored usage record.
+/// One stored usage record: the task as reported, and what the service
+/// derived and recorded of it.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema, DerivePartialModel)]
 #[sea_orm(entity = "record::Entity")]
 pub struct UsageRecord {
     pub id: i64,
-    pub task_id: String,
-    pub endpoint: String,
-    pub worker_id: Option<String>,
-    pub spec_name: Option<String>,
-    pub gpu_count: i32,
-    pub gpu_type: Option<String>,
-    pub gpu_memory_gb: Option<i32>,
-    pub started_at: DateTime<Utc>,
-    pub completed_at: DateTime<Utc>,
+    #[serde(flatten)]
+    #[sea_orm(nested)]
+    pub task: Record,
     /// Whole seconds, rounded down.
     pub duration_seconds: i32,
     #[schema(value_type = f64)]
     pub gpu_hours: Hours,
-    pub status: TaskStatus,
     pub created_at: DateTime<Utc>,
 }
 
@@ -73,7 +68,7 @@ pub async fn records(
         tag: cursor::RECORDS,
     };
     keyset::page::<record::Entity, _>(db, cond, keyset, page, |r: &UsageRecord| {
-        (r.completed_at, r.id)
+        (r.task.completed_at, r.id)
     })
     .await
 }

@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 use super::PageRequest;
 use super::cursor;
 use super::keyset::{self, Keyset, RowsPage};
+use crate::capacity::Offer;
 use crate::entities::worker_session;
 use crate::error::Result;
 use crate::types::TimeRange;
@@ -31,10 +32,9 @@ pub struct SessionFilter {
 pub struct WorkerSession {
     pub id: i64,
     pub worker_id: String,
-    pub endpoint: String,
-    pub spec_name: Option<String>,
-    pub gpu_type: Option<String>,
-    pub gpu_count: i32,
+    #[serde(flatten)]
+    #[sea_orm(nested)]
+    pub offer: Offer,
     pub started_at: DateTime<Utc>,
     /// Null while the worker is up.
     pub ended_at: Option<DateTime<Utc>>,
