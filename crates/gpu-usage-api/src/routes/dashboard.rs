@@ -20,6 +20,7 @@ use utoipa::ToSchema;
 
 use crate::auth::{Auth, Reader, role_name};
 use crate::error::{ApiError, ErrorBody};
+use crate::routes::responses::Unauthorized;
 
 /// An embedded file.
 struct Asset {
@@ -191,7 +192,7 @@ pub struct WhoAmIResponse {
     tag = "system",
     responses(
         (status = 200, description = "The caller", body = WhoAmIResponse),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        Unauthorized,
     ),
     security((), ("bearer" = []))
 )]

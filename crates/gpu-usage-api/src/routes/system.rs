@@ -10,6 +10,7 @@ use gpu_usage_core::{job_runs, status};
 use crate::auth::Reader;
 use crate::error::{ApiError, ErrorBody};
 use crate::openapi::{OpenApiJson, REFERENCE_PAGE};
+use crate::routes::responses::ReadErrors;
 use crate::state::AppState;
 use crate::wire::{HealthResponse, StatusResponse};
 
@@ -83,8 +84,7 @@ pub async fn metrics(
     tag = "system",
     responses(
         (status = 200, description = "Engine status", body = StatusResponse),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        ReadErrors,
     ),
     security((), ("bearer" = []))
 )]
