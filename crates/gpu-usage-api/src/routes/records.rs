@@ -22,7 +22,6 @@ use gpu_usage_core::ingest::IngestReport;
         (status = 200, description = "A page of records", body = ListResponse<UsageRecord>),
         QueryErrors,
     ),
-    security((), ("bearer" = []))
 )]
 #[get("/records")]
 pub async fn list_records(

@@ -30,7 +30,6 @@ macro_rules! stats_handler {
                 )),
                 QueryErrors,
             ),
-            security((), ("bearer" = []))
         )]
         #[get($path)]
         pub async fn $name(
@@ -68,11 +67,7 @@ stats_handler!(
 /// The endpoints and specs that have statistics, for pickers.
 #[utoipa::path(
     tag = "statistics",
-    responses(
-        (status = 200, description = "Scope values with data", body = Scopes),
-        ReadErrors,
-    ),
-    security((), ("bearer" = []))
+    responses((status = 200, description = "Scope values with data", body = Scopes), ReadErrors),
 )]
 #[get("/scopes")]
 pub async fn scopes(_auth: Reader, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {

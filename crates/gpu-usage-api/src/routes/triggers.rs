@@ -126,7 +126,6 @@ pub async fn start_backfill(
         (status = 404, description = "No such job", body = ErrorBody),
         ReadErrors,
     ),
-    security((), ("bearer" = []))
 )]
 #[get("/backfill/{id}")]
 pub async fn get_backfill(
@@ -142,11 +141,7 @@ pub async fn get_backfill(
 #[utoipa::path(
     tag = "triggers",
     params(ListParams),
-    responses(
-        (status = 200, description = "Jobs", body = BackfillListResponse),
-        QueryErrors,
-    ),
-    security((), ("bearer" = []))
+    responses((status = 200, description = "Jobs", body = BackfillListResponse), QueryErrors),
 )]
 #[get("/backfill")]
 pub async fn list_backfills(

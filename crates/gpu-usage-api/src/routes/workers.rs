@@ -78,7 +78,6 @@ pub async fn heartbeats(
         (status = 200, description = "A page of sessions", body = ListResponse<WorkerSession>),
         QueryErrors,
     ),
-    security((), ("bearer" = []))
 )]
 #[get("/workers/sessions")]
 pub async fn list_sessions(
