@@ -302,6 +302,28 @@ async function rerender(page, action, state = ["ready", "empty"]) {
   );
 }
 
+/** Opens the main dashboard at `hash` and waits until it has rendered. */
+async function openDashboard(page, hash = "", state = undefined) {
+  await page.goto(`${main.base}/dashboard${hash}`);
+  await settled(page, state);
+}
+
+/** Opens the dashboard at `hash`, waits until it shows data, and checks its
+ * charts against the API. */
+async function openChecked(page, hash) {
+  await openDashboard(page, hash, ["ready"]);
+  return checkChartsMatchApi(page, main.base);
+}
+
+/** The charts match the API, at `granularity` and (when given) with
+ * `buckets` buckets; returns the dashboard's snapshot. */
+async function checkRange(page, granularity, buckets) {
+  const { snap } = await checkChartsMatchApi(page, main.base);
+  assert.equal(snap.range.granularity, granularity);
+  if (buckets !== undefined) assert.equal(snap.range.buckets, buckets);
+  return snap;
+}
+
 async function shot(page, name) {
   await page.evaluate(() => window.scrollTo(0, 0)); // sticky toolbar at the top of the picture
   await page.waitForTimeout(150); // let canvases finish
@@ -369,54 +391,44 @@ test("/ redirects to the dashboard, which plots what the API returns (24 h, hour
 
 test("range, stack and granularity switches update the charts", async () => {
   const page = await newPage();
-  await page.goto(`${main.base}/dashboard`);
-  await settled(page);
+  await openDashboard(page);
 
   await rerender(page, () => page.click('#range-picks button[data-range="7d"]'));
-  let { snap } = await checkChartsMatchApi(page, main.base);
-  assert.equal(snap.range.granularity, "hourly");
-  assert.equal(snap.range.buckets, 168);
+  await checkRange(page, "hourly", 168);
   assert.match(page.url(), /range=7d/);
   await shot(page, "02-range-7d-hourly");
 
   await rerender(page, () => page.click('#stack-toggle button[data-stack="spec"]'));
-  ({ snap } = await checkChartsMatchApi(page, main.base));
+  let { snap } = await checkChartsMatchApi(page, main.base);
   const labels = snap.series.gpuHours.layers.map((l) => l.label);
   assert.deepEqual(labels.slice(0, 4).sort(), ["a100-80g", "h100-80g", "l40s-48g", "rtx4090-24g"]);
   assert.equal(labels.at(-1), "no spec", "records without a spec are their own layer");
   await shot(page, "03-range-7d-by-spec");
 
   await rerender(page, () => page.selectOption("#granularity", "daily"));
-  ({ snap } = await checkChartsMatchApi(page, main.base));
-  assert.equal(snap.range.granularity, "daily");
+  snap = await checkRange(page, "daily");
   assert.ok(snap.range.buckets === 7 || snap.range.buckets === 8, `${snap.range.buckets} days`);
   assert.equal(Date.parse(snap.range.start) % 86_400_000, 0, "daily buckets are UTC days");
   await shot(page, "04-range-7d-daily-by-spec");
 
   await rerender(page, () => page.selectOption("#granularity", "auto"));
   await rerender(page, () => page.click('#range-picks button[data-range="1h"]'));
-  ({ snap } = await checkChartsMatchApi(page, main.base));
-  assert.equal(snap.range.granularity, "minute");
-  assert.equal(snap.range.buckets, 60);
+  await checkRange(page, "minute", 60);
   await shot(page, "05-range-1h-minute-by-spec");
 
   await rerender(page, () => page.click('#stack-toggle button[data-stack="endpoint"]'));
   await rerender(page, () => page.click('#range-picks button[data-range="6h"]'));
-  ({ snap } = await checkChartsMatchApi(page, main.base));
-  assert.equal(snap.range.granularity, "minute");
-  assert.equal(snap.range.buckets, 360);
+  await checkRange(page, "minute", 360);
   await shot(page, "06-range-6h-minute");
 
   await rerender(page, () => page.click('#range-picks button[data-range="30d"]'));
-  ({ snap } = await checkChartsMatchApi(page, main.base));
-  assert.equal(snap.range.granularity, "daily");
+  await checkRange(page, "daily");
   await page.close();
 });
 
 test("custom range and the UTC toggle", async () => {
   const page = await newPage();
-  await page.goto(`${main.base}/dashboard#range=24h`);
-  await settled(page);
+  await openDashboard(page, "#range=24h");
   const label = () => page.textContent("#range-label");
   assert.match(await label(), new RegExp(TIMEZONE.replace("/", "\\/")));
 
@@ -452,8 +464,7 @@ test("custom range and the UTC toggle", async () => {
 
 test("table rows link to a filtered view that the page reads from the hash on load", async () => {
   const page = await newPage();
-  await page.goto(`${main.base}/dashboard#range=7d`);
-  await settled(page);
+  await openDashboard(page, "#range=7d");
   const first = await page.$eval("#top-table tbody tr a", (a) => ({ name: a.textContent, href: a.getAttribute("href") }));
   assert.match(first.href, /scope_type=endpoint&scope_value=/);
   await rerender(page, () => page.click("#top-table tbody tr a"));
@@ -482,8 +493,7 @@ test("table rows link to a filtered view that the page reads from the hash on lo
 
 test("Download CSV is exactly the table", async () => {
   const page = await newPage();
-  await page.goto(`${main.base}/dashboard#range=7d&stack=spec`);
-  await settled(page);
+  await openDashboard(page, "#range=7d&stack=spec");
   const [download] = await Promise.all([page.waitForEvent("download"), page.click("#download-csv")]);
   const file = path.join(ARTIFACTS, "top-table.csv");
   await download.saveAs(file);
@@ -513,8 +523,7 @@ test("Download CSV is exactly the table", async () => {
 
 test("freshness badge follows /status", async () => {
   const page = await newPage();
-  await page.goto(`${main.base}/dashboard`);
-  await settled(page);
+  await openDashboard(page);
   await page.waitForFunction(() => window.__dashboard.freshness && window.__dashboard.freshness.levels);
   const fr = await page.evaluate(() => window.__dashboard.freshness);
   const status = await (await fetch(`${main.base}/api/v1/gpu-usage/status`)).json();
@@ -576,8 +585,7 @@ test("freshness badge follows /status", async () => {
 
 test("capacity: a clear message while none is reported, charts once rows carry it", async () => {
   const page = await newPage();
-  await page.goto(`${main.base}/dashboard${noSessionsHash()}`);
-  await settled(page);
+  await openDashboard(page, noSessionsHash());
   assert.ok(await page.isVisible("#capacity-missing"));
   assert.match(await page.textContent("#capacity-missing"), /No capacity reported for this range/);
   assert.match(await page.textContent("#capacity-missing"), /How to report it/);
@@ -747,9 +755,7 @@ test("capacity from worker sessions: panels, cards and table show the API's figu
     ["#range=24h&scope_type=spec&scope_value=a100-80g", "hourly", "23-capacity-filtered-spec"],
   ];
   for (const [hash, gran, name] of views) {
-    await page.goto(`${main.base}/dashboard${hash}`);
-    await settled(page, ["ready"]);
-    const { snap, exp } = await checkChartsMatchApi(page, main.base);
+    const { snap, exp } = await openChecked(page, hash);
     assert.equal(snap.range.granularity, gran, hash);
     await checkCapacityMatchesApi(page, snap, exp);
     if (hash === "#range=24h") {
@@ -763,9 +769,7 @@ test("capacity from worker sessions: panels, cards and table show the API's figu
 
 test("a range with records but no worker sessions says no capacity is reported", async () => {
   const page = await newPage();
-  await page.goto(`${main.base}/dashboard${noSessionsHash()}`);
-  await settled(page, ["ready"]);
-  const { snap, exp } = await checkChartsMatchApi(page, main.base);
+  const { snap, exp } = await openChecked(page, noSessionsHash());
   const s = exp.main.summary;
   assert.ok(s.total_tasks > 20, `records in the range (${s.total_tasks})`);
   assert.equal(s.available_gpu_hours, 0);
@@ -798,9 +802,7 @@ test("a range with records but no worker sessions says no capacity is reported",
 test("capacity_complete: false (a task on more GPUs than the sessions offer) is shown", async () => {
   const page = await newPage();
   // The hour view around the task: utilisation above 100 % in its minutes.
-  await page.goto(`${main.base}/dashboard${overcapHash()}`);
-  await settled(page, ["ready"]);
-  let { snap, exp } = await checkChartsMatchApi(page, main.base);
+  let { snap, exp } = await openChecked(page, overcapHash());
   assert.equal(snap.range.granularity, "minute");
   assert.equal(exp.main.summary.capacity_complete, false, "the API says incomplete");
   await checkCapacityMatchesApi(page, snap, exp);
@@ -814,9 +816,7 @@ test("capacity_complete: false (a task on more GPUs than the sessions offer) is 
   await shot(page, "25-capacity-incomplete-minute");
 
   // The 7 days around it: the hour is flagged among complete ones.
-  await page.goto(`${main.base}/dashboard#range=7d`);
-  await settled(page, ["ready"]);
-  ({ snap, exp } = await checkChartsMatchApi(page, main.base));
+  ({ snap, exp } = await openChecked(page, "#range=7d"));
   assert.equal(exp.main.summary.capacity_complete, false);
   await checkCapacityMatchesApi(page, snap, exp);
   const flagged = snap.series.capacity.incomplete.filter(Boolean).length;
@@ -829,8 +829,7 @@ test("capacity_complete: false (a task on more GPUs than the sessions offer) is 
 
 test("admin actions: re-aggregate inline and a backfill with progress", async () => {
   const page = await newPage();
-  await page.goto(`${main.base}/dashboard#range=24h`);
-  await settled(page);
+  await openDashboard(page, "#range=24h");
   assert.equal(await page.evaluate(() => window.__dashboard.role), "admin", "no tokens configured: admin");
   assert.ok(await page.isVisible("#admin"));
 
@@ -934,8 +933,7 @@ test("tokens: prompt when missing, the API's error when wrong, admin actions onl
 
 test("API errors show the API's message; impossible views say why", async () => {
   const page = await newPage({ allowStatuses: [400, 503] });
-  await page.goto(`${main.base}/dashboard#range=24h`);
-  await settled(page);
+  await openDashboard(page, "#range=24h");
   // A database outage as the API reports it.
   await page.route(/\/api\/v1\/gpu-usage\/hourly\?/, (route) =>
     route.fulfill({ status: 503, json: { error: "the database is unavailable", code: "unavailable" } }),
@@ -1001,8 +999,7 @@ test("quick ranges reload by themselves", async () => {
   await page.addInitScript(() => {
     window.__DASHBOARD_REFRESH_SECS = 1;
   });
-  await page.goto(`${main.base}/dashboard#range=1h`);
-  await settled(page);
+  await openDashboard(page, "#range=1h");
   const first = await page.evaluate(() => window.__dashboard.renderSeq);
   await page.waitForFunction((s) => window.__dashboard.renderSeq >= s + 2, first, { timeout: 15_000 });
   await checkChartsMatchApi(page, main.base);

@@ -1052,14 +1052,25 @@
   // ---------------------------------------------------------------- admin
   let jobTimer = null;
 
-  async function adminAggregate() {
+  // Both actions work on the range shown and report in the same box; an
+  // error is shown there and published for the tests.
+  async function adminAction(action, starting, run) {
     if (!current) return;
-    const r = current.range;
     const out = $("admin-result");
     out.hidden = false;
     out.className = "admin-result";
-    out.textContent = "Re-aggregating…";
+    out.textContent = starting;
     try {
+      await run(out, current.range);
+    } catch (e) {
+      out.className = "admin-result error";
+      out.textContent = e instanceof ApiError ? e.describe() : String(e);
+      publish({ lastAdmin: { action, error: out.textContent } });
+    }
+  }
+
+  function adminAggregate() {
+    return adminAction("aggregate", "Re-aggregating…", async (out, r) => {
       const { status, body } = await api("aggregate", { method: "POST", params: { granularity: "all", start_time: iso(r.start), end_time: iso(r.end) } });
       if (status === 202) {
         out.textContent = `The range is longer than the inline limit: queued as backfill job #${body.job.id}.`;
@@ -1070,29 +1081,15 @@
         publish({ lastAdmin: { action: "aggregate", status, body } });
         load();
       }
-    } catch (e) {
-      out.className = "admin-result error";
-      out.textContent = e instanceof ApiError ? e.describe() : String(e);
-      publish({ lastAdmin: { action: "aggregate", error: out.textContent } });
-    }
+    });
   }
 
-  async function adminBackfill() {
-    if (!current) return;
-    const r = current.range;
-    const out = $("admin-result");
-    out.hidden = false;
-    out.className = "admin-result";
-    out.textContent = "Starting backfill…";
-    try {
+  function adminBackfill() {
+    return adminAction("backfill", "Starting backfill…", async (out, r) => {
       const { body } = await api("backfill", { method: "POST", params: { start_time: iso(r.start), end_time: iso(r.end) } });
       out.textContent = `Backfill job #${body.job.id} accepted.`;
       watchJob(body.job);
-    } catch (e) {
-      out.className = "admin-result error";
-      out.textContent = e instanceof ApiError ? e.describe() : String(e);
-      publish({ lastAdmin: { action: "backfill", error: out.textContent } });
-    }
+    });
   }
 
   function renderJob(job) {

@@ -22,6 +22,10 @@ anonymous callers (`api.public_reads`). With no token configured at all (local f
 loopback address only) every endpoint is open."
     ),
     modifiers(&BearerAuth),
+    // What most operations take: a bearer token, or none where reads are
+    // public. Writes and triggers require the token, and probes, the
+    // dashboard and this documentation take none; those say so themselves.
+    security((), ("bearer" = [])),
     tags(
         (name = "statistics", description = "Rolled-up usage per minute, hour and UTC day"),
         (name = "records", description = "Raw finished-task usage records"),
@@ -117,12 +121,14 @@ function content(c) {
   if (!c) return "";
   return Object.entries(c).map(([mt, m]) => `<code>${esc(mt)}</code> ${typeOf(m.schema)}`).join("<br>");
 }
-function operation(path, method, op) {
+function operation(path, method, op, defaultSecurity) {
   const params = (op.parameters || []).map((p) =>
     `<tr><td><code>${esc(p.name)}</code></td><td>${esc(p.in)}</td><td>${p.required ? "yes" : "no"}</td><td>${typeOf(p.schema)}</td><td>${prose(p.description)}</td></tr>`).join("");
   const responses = Object.entries(op.responses || {}).map(([code, r]) =>
     `<tr><td><b>${esc(code)}</b></td><td>${esc(r.description)}</td><td>${content(r.content)}</td></tr>`).join("");
-  const sec = op.security ? op.security.map((s) => Object.keys(s).length ? Object.keys(s).join(", ") : "anonymous").join(" or ") : "none";
+  // An operation without its own requirements has the document's.
+  const security = op.security ?? defaultSecurity ?? [];
+  const sec = security.length ? security.map((s) => Object.keys(s).length ? Object.keys(s).join(", ") : "anonymous").join(" or ") : "none";
   const body = op.requestBody ? `<h4>Request body</h4><p>${esc(op.requestBody.description)}</p><p>${content(op.requestBody.content)}</p>` : "";
   return `<section class="op" id="${esc(method + path)}">
     <div><span class="method ${esc(method)}">${esc(method.toUpperCase())}</span><span class="path">${esc(path)}</span></div>
@@ -144,7 +150,7 @@ fetch("openapi.json").then((r) => r.json()).then((doc) => {
       if (!op) continue;
       const tag = (op.tags && op.tags[0]) || "other";
       if (!byTag.has(tag)) byTag.set(tag, []);
-      byTag.get(tag).push(operation(path, method, op));
+      byTag.get(tag).push(operation(path, method, op, doc.security));
     }
   }
   const tagDesc = new Map((doc.tags || []).map((t) => [t.name, t.description]));

@@ -20,6 +20,7 @@ use utoipa::ToSchema;
 
 use crate::auth::{Auth, Reader, role_name};
 use crate::error::{ApiError, ErrorBody};
+use crate::routes::responses::Unauthorized;
 
 /// An embedded file.
 struct Asset {
@@ -103,7 +104,8 @@ fn serve(asset: &Asset, req: &HttpRequest) -> HttpResponse {
 #[utoipa::path(
     tag = "dashboard",
     responses((status = 302, description = "Redirect to `/dashboard`",
-        headers(("location" = String, description = "`dashboard`, relative to this URL"))))
+        headers(("location" = String, description = "`dashboard`, relative to this URL")))),
+    security()
 )]
 #[get("/")]
 pub async fn root_redirect() -> HttpResponse {
@@ -118,7 +120,8 @@ pub async fn root_redirect() -> HttpResponse {
 /// page over this API (it asks for a token when reads need one).
 #[utoipa::path(
     tag = "dashboard",
-    responses((status = 200, description = "HTML page", content_type = "text/html", body = String))
+    responses((status = 200, description = "HTML page", content_type = "text/html", body = String)),
+    security()
 )]
 #[get("/dashboard")]
 pub async fn page(req: HttpRequest) -> HttpResponse {
@@ -128,7 +131,8 @@ pub async fn page(req: HttpRequest) -> HttpResponse {
 /// The dashboard's script.
 #[utoipa::path(
     tag = "dashboard",
-    responses((status = 200, description = "JavaScript", content_type = "text/javascript", body = String))
+    responses((status = 200, description = "JavaScript", content_type = "text/javascript", body = String)),
+    security()
 )]
 #[get("/dashboard/app.js")]
 pub async fn app_js(req: HttpRequest) -> HttpResponse {
@@ -138,7 +142,8 @@ pub async fn app_js(req: HttpRequest) -> HttpResponse {
 /// The dashboard's style sheet.
 #[utoipa::path(
     tag = "dashboard",
-    responses((status = 200, description = "CSS", content_type = "text/css", body = String))
+    responses((status = 200, description = "CSS", content_type = "text/css", body = String)),
+    security()
 )]
 #[get("/dashboard/app.css")]
 pub async fn app_css(req: HttpRequest) -> HttpResponse {
@@ -153,7 +158,8 @@ pub async fn app_css(req: HttpRequest) -> HttpResponse {
     responses(
         (status = 200, description = "The file", content_type = "text/javascript", body = String),
         (status = 404, description = "No such file", body = ErrorBody),
-    )
+    ),
+    security()
 )]
 #[get("/dashboard/vendor/{file}")]
 pub async fn vendor(req: HttpRequest, file: web::Path<String>) -> Result<HttpResponse, ApiError> {
@@ -189,11 +195,7 @@ pub struct WhoAmIResponse {
 /// without a valid token where reads need one.
 #[utoipa::path(
     tag = "system",
-    responses(
-        (status = 200, description = "The caller", body = WhoAmIResponse),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
-    ),
-    security((), ("bearer" = []))
+    responses((status = 200, description = "The caller", body = WhoAmIResponse), Unauthorized),
 )]
 #[get("/whoami")]
 pub async fn whoami(auth: Reader, tokens: web::Data<Auth>, req: HttpRequest) -> HttpResponse {

@@ -4,6 +4,7 @@
 
 pub mod dashboard;
 pub mod records;
+pub mod responses;
 pub mod stats;
 pub mod system;
 pub mod triggers;

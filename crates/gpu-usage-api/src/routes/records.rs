@@ -6,8 +6,9 @@ use gpu_usage_core::query::{self, UsageRecord};
 use serde_json::Value;
 
 use crate::auth::{Ingester, Reader};
-use crate::error::{ApiError, ErrorBody};
+use crate::error::ApiError;
 use crate::params::RecordsParams;
+use crate::routes::responses::{IngestErrors, QueryErrors};
 use crate::state::AppState;
 use crate::wire::{IngestBody, ListResponse};
 use gpu_usage_core::ingest::IngestReport;
@@ -19,11 +20,8 @@ use gpu_usage_core::ingest::IngestReport;
     params(RecordsParams),
     responses(
         (status = 200, description = "A page of records", body = ListResponse<UsageRecord>),
-        (status = 400, description = "Bad parameter", body = ErrorBody),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        QueryErrors,
     ),
-    security((), ("bearer" = []))
 )]
 #[get("/records")]
 pub async fn list_records(
@@ -47,13 +45,7 @@ pub async fn list_records(
     request_body(content = IngestBody, content_type = "application/json"),
     responses(
         (status = 200, description = "What was stored", body = IngestReport),
-        (status = 400, description = "Malformed JSON or an empty or oversized batch", body = ErrorBody),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 403, description = "Token lacks the ingest role", body = ErrorBody),
-        (status = 413, description = "Body larger than api.max_body_bytes", body = ErrorBody),
-        (status = 415, description = "Not sent as application/json", body = ErrorBody),
-        (status = 422, description = "Invalid records; nothing stored", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        IngestErrors,
     ),
     security(("bearer" = []))
 )]

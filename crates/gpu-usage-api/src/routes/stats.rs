@@ -7,101 +7,67 @@ use gpu_usage_core::query::{self, Scopes};
 
 use crate::auth::Reader;
 use crate::csv;
-use crate::error::{ApiError, ErrorBody};
+use crate::error::ApiError;
 use crate::params::{Format, StatsParams, negotiate};
+use crate::routes::responses::{QueryErrors, ReadErrors};
 use crate::state::AppState;
 use crate::wire::StatsResponse;
 
-/// Minute statistics.
-///
-/// GPU time is attributed to the minutes it was used in; task counts to the
-/// minute holding `completed_at`. Rows ascend by (time_bucket,
-/// scope_value). Answers CSV for `Accept: text/csv` or `format=csv` (with
-/// `X-Total-Count` and `X-Next-Cursor` headers).
-#[utoipa::path(
-    tag = "statistics",
-    params(StatsParams),
-    responses(
-        (status = 200, description = "A page of minute rows", content(
-            (StatsResponse<MinuteRow> = "application/json"),
-            (String = "text/csv")
-        )),
-        (status = 400, description = "Bad parameter", body = ErrorBody),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
-    ),
-    security((), ("bearer" = []))
-)]
-#[get("/minute")]
-pub async fn minute(
-    _auth: Reader,
-    state: web::Data<AppState>,
-    params: web::Query<StatsParams>,
-    req: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
-    stats_page::<Minute>(&state, params.into_inner(), &req).await
+/// Declares the handler of one statistics level: `GET $path`, answering a
+/// page of `$row`s (JSON or CSV) through [`stats_page`]. The three levels
+/// differ in nothing else, so their handlers and documentation are written
+/// once here; each invocation below names the handler first.
+macro_rules! stats_handler {
+    ($(#[$doc:meta])* $name:ident, $path:literal, $level:ident, $row:ident, $ok:literal) => {
+        $(#[$doc])*
+        #[utoipa::path(
+            tag = "statistics",
+            params(StatsParams),
+            responses(
+                (status = 200, description = $ok, content(
+                    (StatsResponse<$row> = "application/json"),
+                    (String = "text/csv")
+                )),
+                QueryErrors,
+            ),
+        )]
+        #[get($path)]
+        pub async fn $name(
+            _auth: Reader,
+            state: web::Data<AppState>,
+            params: web::Query<StatsParams>,
+            req: HttpRequest,
+        ) -> Result<HttpResponse, ApiError> {
+            stats_page::<$level>(&state, params.into_inner(), &req).await
+        }
+    };
 }
 
-/// Hourly statistics, with each hour's peak minute.
-#[utoipa::path(
-    tag = "statistics",
-    params(StatsParams),
-    responses(
-        (status = 200, description = "A page of hourly rows", content(
-            (StatsResponse<HourlyRow> = "application/json"),
-            (String = "text/csv")
-        )),
-        (status = 400, description = "Bad parameter", body = ErrorBody),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
-    ),
-    security((), ("bearer" = []))
-)]
-#[get("/hourly")]
-pub async fn hourly(
-    _auth: Reader,
-    state: web::Data<AppState>,
-    params: web::Query<StatsParams>,
-    req: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
-    stats_page::<Hourly>(&state, params.into_inner(), &req).await
-}
+stats_handler!(
+    /// Minute statistics.
+    ///
+    /// GPU time is attributed to the minutes it was used in; task counts to the
+    /// minute holding `completed_at`. Rows ascend by (time_bucket,
+    /// scope_value). Answers CSV for `Accept: text/csv` or `format=csv` (with
+    /// `X-Total-Count` and `X-Next-Cursor` headers).
+    minute, "/minute", Minute, MinuteRow, "A page of minute rows"
+);
 
-/// Daily statistics (UTC days), with each day's peak hour. The day holding
-/// `start_time` is included.
-#[utoipa::path(
-    tag = "statistics",
-    params(StatsParams),
-    responses(
-        (status = 200, description = "A page of daily rows", content(
-            (StatsResponse<DailyRow> = "application/json"),
-            (String = "text/csv")
-        )),
-        (status = 400, description = "Bad parameter", body = ErrorBody),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
-    ),
-    security((), ("bearer" = []))
-)]
-#[get("/daily")]
-pub async fn daily(
-    _auth: Reader,
-    state: web::Data<AppState>,
-    params: web::Query<StatsParams>,
-    req: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
-    stats_page::<Daily>(&state, params.into_inner(), &req).await
-}
+stats_handler!(
+    /// Hourly statistics, with each hour's peak minute.
+    hourly, "/hourly", Hourly, HourlyRow, "A page of hourly rows"
+);
+
+stats_handler!(
+    /// Daily statistics (UTC days), with each day's peak hour. The day holding
+    /// `start_time` is included.
+    daily, "/daily", Daily, DailyRow, "A page of daily rows"
+);
 
 /// The endpoints and specs that have statistics, for pickers.
 #[utoipa::path(
     tag = "statistics",
-    responses(
-        (status = 200, description = "Scope values with data", body = Scopes),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
-    ),
-    security((), ("bearer" = []))
+    responses((status = 200, description = "Scope values with data", body = Scopes), ReadErrors),
 )]
 #[get("/scopes")]
 pub async fn scopes(_auth: Reader, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {

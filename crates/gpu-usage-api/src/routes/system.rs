@@ -10,13 +10,15 @@ use gpu_usage_core::{job_runs, status};
 use crate::auth::Reader;
 use crate::error::{ApiError, ErrorBody};
 use crate::openapi::{OpenApiJson, REFERENCE_PAGE};
+use crate::routes::responses::ReadErrors;
 use crate::state::AppState;
 use crate::wire::{HealthResponse, StatusResponse};
 
 /// Liveness: the process serves HTTP. Touches no dependency.
 #[utoipa::path(
     tag = "system",
-    responses((status = 200, description = "Alive", body = HealthResponse))
+    responses((status = 200, description = "Alive", body = HealthResponse)),
+    security()
 )]
 #[get("/healthz")]
 pub async fn healthz() -> HttpResponse {
@@ -31,7 +33,8 @@ pub async fn healthz() -> HttpResponse {
     responses(
         (status = 200, description = "Ready", body = HealthResponse),
         (status = 503, description = "Database unreachable", body = ErrorBody),
-    )
+    ),
+    security()
 )]
 #[get("/readyz")]
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
@@ -60,7 +63,8 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
 /// behind the network boundary.
 #[utoipa::path(
     tag = "system",
-    responses((status = 200, description = "Metrics", content_type = "text/plain", body = String))
+    responses((status = 200, description = "Metrics", content_type = "text/plain", body = String)),
+    security()
 )]
 #[get("/metrics")]
 pub async fn metrics(
@@ -81,12 +85,7 @@ pub async fn metrics(
 /// Per-level completeness and lag, and the last run of every job.
 #[utoipa::path(
     tag = "system",
-    responses(
-        (status = 200, description = "Engine status", body = StatusResponse),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
-    ),
-    security((), ("bearer" = []))
+    responses((status = 200, description = "Engine status", body = StatusResponse), ReadErrors),
 )]
 #[get("/status")]
 pub async fn engine_status(
@@ -102,7 +101,8 @@ pub async fn engine_status(
 /// This document (OpenAPI 3).
 #[utoipa::path(
     tag = "system",
-    responses((status = 200, description = "The OpenAPI document", content_type = "application/json", body = Object))
+    responses((status = 200, description = "The OpenAPI document", content_type = "application/json", body = Object)),
+    security()
 )]
 #[get("/openapi.json")]
 pub async fn openapi_json(doc: web::Data<OpenApiJson>) -> HttpResponse {
@@ -115,7 +115,8 @@ pub async fn openapi_json(doc: web::Data<OpenApiJson>) -> HttpResponse {
 /// document by a self-contained page (no external assets).
 #[utoipa::path(
     tag = "system",
-    responses((status = 200, description = "HTML page", content_type = "text/html", body = String))
+    responses((status = 200, description = "HTML page", content_type = "text/html", body = String)),
+    security()
 )]
 #[get("/docs")]
 pub async fn docs() -> HttpResponse {

@@ -20,6 +20,7 @@ use crate::API_PREFIX;
 use crate::auth::{Admin, Reader};
 use crate::error::{ApiError, ErrorBody, payload_error};
 use crate::params::{AggregateParams, BackfillParams, ListParams, trigger_body};
+use crate::routes::responses::{AdminErrors, QueryErrors, ReadErrors};
 use crate::state::AppState;
 use crate::wire::{AggregateResponse, BackfillListResponse, JobAccepted};
 use gpu_usage_core::backfill::BackfillJob;
@@ -44,12 +45,9 @@ use gpu_usage_core::backfill::BackfillJob;
     responses(
         (status = 200, description = "Recomputed inside the request", body = AggregateResponse),
         (status = 202, description = "Long range: queued as a backfill job", body = JobAccepted),
-        (status = 400, description = "Bad parameter", body = ErrorBody),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 403, description = "Token lacks the admin role", body = ErrorBody),
         (status = 409, description = "A rollup of one of these levels is running; nothing was done", body = ErrorBody),
         (status = 500, description = "A level failed; `details` says which completed", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        AdminErrors,
     ),
     security(("bearer" = []))
 )]
@@ -90,11 +88,8 @@ pub async fn aggregate(
     ),
     responses(
         (status = 202, description = "The job (new, or the active one for an overlapping range)", body = JobAccepted),
-        (status = 400, description = "Bad parameter", body = ErrorBody),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 403, description = "Token lacks the admin role", body = ErrorBody),
         (status = 422, description = "No times given and nothing is retained", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        AdminErrors,
     ),
     security(("bearer" = []))
 )]
@@ -128,11 +123,9 @@ pub async fn start_backfill(
     responses(
         (status = 200, description = "The job", body = BackfillJob),
         (status = 400, description = "The id is not an integer", body = ErrorBody),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
         (status = 404, description = "No such job", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        ReadErrors,
     ),
-    security((), ("bearer" = []))
 )]
 #[get("/backfill/{id}")]
 pub async fn get_backfill(
@@ -148,13 +141,7 @@ pub async fn get_backfill(
 #[utoipa::path(
     tag = "triggers",
     params(ListParams),
-    responses(
-        (status = 200, description = "Jobs", body = BackfillListResponse),
-        (status = 400, description = "Bad parameter", body = ErrorBody),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
-    ),
-    security((), ("bearer" = []))
+    responses((status = 200, description = "Jobs", body = BackfillListResponse), QueryErrors),
 )]
 #[get("/backfill")]
 pub async fn list_backfills(

@@ -7,8 +7,9 @@ use gpu_usage_core::query::{self, WorkerSession};
 use serde_json::Value;
 
 use crate::auth::{Ingester, Reader};
-use crate::error::{ApiError, ErrorBody};
+use crate::error::ApiError;
 use crate::params::SessionsParams;
+use crate::routes::responses::{IngestErrors, QueryErrors};
 use crate::state::AppState;
 use crate::wire::{HeartbeatsBody, ListResponse, SessionsBody};
 
@@ -25,13 +26,7 @@ use crate::wire::{HeartbeatsBody, ListResponse, SessionsBody};
     request_body(content = SessionsBody, content_type = "application/json"),
     responses(
         (status = 200, description = "What was stored", body = SessionReport),
-        (status = 400, description = "Malformed JSON or an empty or oversized batch", body = ErrorBody),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 403, description = "Token lacks the ingest role", body = ErrorBody),
-        (status = 413, description = "Body larger than api.max_body_bytes", body = ErrorBody),
-        (status = 415, description = "Not sent as application/json", body = ErrorBody),
-        (status = 422, description = "Invalid sessions; nothing stored", body = ErrorBody),
-        (status = 503, description = "Database unavailable or busy", body = ErrorBody),
+        IngestErrors,
     ),
     security(("bearer" = []))
 )]
@@ -59,13 +54,7 @@ pub async fn report_sessions(
     request_body(content = HeartbeatsBody, content_type = "application/json"),
     responses(
         (status = 200, description = "What the heartbeats did", body = HeartbeatReport),
-        (status = 400, description = "Malformed JSON or an empty or oversized batch", body = ErrorBody),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 403, description = "Token lacks the ingest role", body = ErrorBody),
-        (status = 413, description = "Body larger than api.max_body_bytes", body = ErrorBody),
-        (status = 415, description = "Not sent as application/json", body = ErrorBody),
-        (status = 422, description = "Invalid heartbeats; nothing applied", body = ErrorBody),
-        (status = 503, description = "Database unavailable or busy", body = ErrorBody),
+        IngestErrors,
     ),
     security(("bearer" = []))
 )]
@@ -87,11 +76,8 @@ pub async fn heartbeats(
     params(SessionsParams),
     responses(
         (status = 200, description = "A page of sessions", body = ListResponse<WorkerSession>),
-        (status = 400, description = "Bad parameter", body = ErrorBody),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        QueryErrors,
     ),
-    security((), ("bearer" = []))
 )]
 #[get("/workers/sessions")]
 pub async fn list_sessions(
