@@ -298,8 +298,8 @@ impl Service {
         })
     }
 
-    /// Waits until `<base>/healthz` answers.
-    pub async fn ready(&mut self) -> Result<()> {
+    /// Waits until `<base>/healthz` answers; the service, ready.
+    pub async fn ready(mut self) -> Result<Service> {
         let base = self
             .api
             .clone()
@@ -314,7 +314,7 @@ impl Service {
             if let Ok(r) = client.get(format!("{base}/healthz")).send().await
                 && r.status().is_success()
             {
-                return Ok(());
+                return Ok(self);
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

@@ -12,7 +12,9 @@ use gpu_usage_core::rollup;
 use gpu_usage_core::types::{Granularity, TimeRange};
 
 use crate::env::{Backend, BenchDb, Env};
-use crate::rebuild::{DataSet, count, floor, per_record_us, rebuild_in_process, set_based_minute};
+use crate::rebuild::{
+    DataSet, Floor, Rebuild, count, floor, per_record_us, rebuild_in_process, set_based_minute,
+};
 use crate::table::{Row, ratio_of, secs};
 
 const REBUILD_TARGET: &str = "≤ 1.5× floor";
@@ -55,19 +57,34 @@ async fn plain_rebuild(
 ) -> Result<Row> {
     let r = rebuild_in_process(bdb, range).await?;
     let f = floor(bdb, range, r.rows, false).await?;
-    Ok(
-        Row::new(format!("{fig} full rebuild, {}, {days} d", count(n)))
-            .ours(secs(r.elapsed))
-            .db(f.describe())
-            .ratio(ratio_of(r.elapsed, f.total()))
-            .target(REBUILD_TARGET)
-            .note(format!(
-                "{} rows, {} statements, peak RSS {:.0} MiB (in-process domain call); {} µs/record",
-                r.rows,
-                r.statements.unwrap_or(0),
-                r.peak_rss_mib,
-                per_record_us(r.elapsed, n)
-            )),
+    Ok(beside_floor(
+        format!("{fig} full rebuild, {}, {days} d", count(n)),
+        &r,
+        &f,
+    )
+    .note(format!(
+        "{} (in-process domain call); {} µs/record",
+        rebuild_figures(&r),
+        per_record_us(r.elapsed, n)
+    )))
+}
+
+/// A rebuild's row: its time beside the floor's, against the target.
+fn beside_floor(figure: String, r: &Rebuild, f: &Floor) -> Row {
+    Row::new(figure)
+        .ours(secs(r.elapsed))
+        .db(f.describe())
+        .ratio(ratio_of(r.elapsed, f.total()))
+        .target(REBUILD_TARGET)
+}
+
+/// What a rebuild wrote and cost, for a row's note.
+fn rebuild_figures(r: &Rebuild) -> String {
+    format!(
+        "{} rows, {} statements, peak RSS {:.0} MiB",
+        r.rows,
+        r.statements.unwrap_or(0),
+        r.peak_rss_mib
     )
 }
 
@@ -129,20 +146,12 @@ async fn rebuild_with_sessions(
         .await?;
     let r = rebuild_in_process(&bdb, range).await?;
     let f = floor(&bdb, range, r.rows, true).await?;
-    let row = Row::new(format!(
+    let figure = format!(
         "{fig} full rebuild + 1,000 workers' sessions, {}",
         count(set.count)
-    ))
-    .ours(secs(r.elapsed))
-    .db(f.describe())
-    .ratio(ratio_of(r.elapsed, f.total()))
-    .target(REBUILD_TARGET)
-    .note(format!(
-        "{sessions} sessions; {} rows, {} statements, peak RSS {:.0} MiB",
-        r.rows,
-        r.statements.unwrap_or(0),
-        r.peak_rss_mib
-    ));
+    );
+    let row =
+        beside_floor(figure, &r, &f).note(format!("{sessions} sessions; {}", rebuild_figures(&r)));
     bdb.drop_db().await?;
     Ok(row)
 }

@@ -24,18 +24,6 @@ pub fn api_binary(backend: Backend) -> &'static str {
     }
 }
 
-pub async fn start(
-    env: &Env,
-    bin: &str,
-    args: &[&str],
-    url: &str,
-    extra: &[(&str, String)],
-) -> Result<Service> {
-    let mut s = Service::start(env, bin, args, url, extra)?;
-    s.ready().await?;
-    Ok(s)
-}
-
 /// Batches of 1,000 as JSON bodies, serialised before any timing.
 pub fn batches(recs: &[Record], size: usize) -> Result<Vec<Batch>> {
     recs.chunks(size)
@@ -122,7 +110,9 @@ async fn ingest_http(
     let mut http = Vec::new();
     for clients in [1usize, 4] {
         let bdb = env.create_db(backend, "ingest_http").await?;
-        let svc = start(env, api_binary(backend), &[], &bdb.url, &[]).await?;
+        let svc = Service::start(env, api_binary(backend), &[], &bdb.url, &[])?
+            .ready()
+            .await?;
         tokio::time::sleep(Duration::from_millis(500)).await;
         if clients == 1 {
             mem.idle_mib = svc.rss_mib();
@@ -306,10 +296,13 @@ pub async fn figure5(env: &Env, backend: Backend, n: u64, seed: u64, fig: &str) 
     ];
     let live = env.create_db(backend, "catchup").await?;
     let mut services = Vec::new();
-    let api = start(env, api_binary(backend), &[], &live.url, &fast).await?;
+    let api = Service::start(env, api_binary(backend), &[], &live.url, &fast)?
+        .ready()
+        .await?;
     let base = api.api.clone().context("no API")?;
     if backend == Backend::MySql {
-        services.push(start(env, "gpu-usage-worker", &["run"], &live.url, &fast).await?);
+        let worker = Service::start(env, "gpu-usage-worker", &["run"], &live.url, &fast)?;
+        services.push(worker.ready().await?);
     }
     services.push(api);
     // The first ticks (everything is due at start) are over before the load.

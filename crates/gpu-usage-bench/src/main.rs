@@ -19,16 +19,13 @@ mod steady;
 mod suite;
 mod table;
 
-use std::collections::BTreeSet;
-use std::time::Instant;
-
 use anyhow::Result;
 use chrono::Utc;
 use clap::Parser;
 
 use crate::env::Env;
 use crate::rebuild::DataSet;
-use crate::suite::{Shared, Suite};
+use crate::suite::Suite;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -127,36 +124,5 @@ async fn main() -> Result<()> {
     let cli = Cli::parse();
     let env = Env::new(cli.mysql_url.clone(), cli.redis_url.clone(), cli.port_base)?;
     env.sweep_leftovers().await?;
-    let started = Instant::now();
-    let mut suite = Suite {
-        cli,
-        env,
-        rows: Vec::new(),
-        skipped: Vec::new(),
-        shared: Shared::default(),
-    };
-    suite.run().await?;
-    suite.env.drop_own().await?;
-    let order: BTreeSet<String> = suite.cli.only.iter().cloned().collect();
-    println!(
-        "\ngpu-usage-bench: {} figure row(s) in {:.0} s{}\n",
-        suite.rows.len(),
-        started.elapsed().as_secs_f64(),
-        if order.is_empty() {
-            String::new()
-        } else {
-            format!(
-                " (--only {})",
-                order.into_iter().collect::<Vec<_>>().join(",")
-            )
-        }
-    );
-    print!("{}", table::render(&suite.rows));
-    if !suite.skipped.is_empty() {
-        println!("\nnot run: {}", suite.skipped.join("; "));
-    }
-    println!(
-        "\nratio = ours / the database's own time for the same work (for rates: their rate / ours); above 1 = slower than the database alone."
-    );
-    Ok(())
+    Suite::new(cli, env).run().await
 }

@@ -12,8 +12,8 @@ use gpu_usage_core::types::{ScopeFilter, ScopeType};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, Statement};
 
 use crate::data;
-use crate::env::{self, Backend, BenchDb, Env};
-use crate::http::{self, ApiMemory, api_binary};
+use crate::env::{self, Backend, BenchDb, Env, Service};
+use crate::http::{ApiMemory, api_binary};
 use crate::rebuild;
 use crate::table::{Row, ms, secs};
 
@@ -160,7 +160,9 @@ pub async fn figure6(
     let start = end - TimeDelta::days(30);
     let (bdb, endpoint) =
         load_read_set(env, backend, n, seed, fig, data::range(start, end)?).await?;
-    let svc = http::start(env, api_binary(backend), &[], &bdb.url, &[]).await?;
+    let svc = Service::start(env, api_binary(backend), &[], &bdb.url, &[])?
+        .ready()
+        .await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut mem = ApiMemory {
         idle_mib: svc.rss_mib(),

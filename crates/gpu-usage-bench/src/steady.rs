@@ -18,7 +18,6 @@ use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Value};
 
 use crate::data;
 use crate::env::{self, Backend, CpuSampler, Env, Service};
-use crate::http::start;
 use crate::rebuild::{self, RECORD_READ, read_all, write_floor};
 use crate::table::{Row, ms, secs};
 
@@ -147,8 +146,12 @@ struct Samples {
 impl Stack {
     async fn start(env: &Env, bdb: &env::BenchDb) -> Result<Self> {
         let extra = [("GPU_USAGE__WORKER__DAILY_INTERVAL_SECS", "300".to_owned())];
-        let api = start(env, "gpu-usage-api", &[], &bdb.url, &[]).await?;
-        let worker = start(env, "gpu-usage-worker", &["run"], &bdb.url, &extra).await?;
+        let api = Service::start(env, "gpu-usage-api", &[], &bdb.url, &[])?
+            .ready()
+            .await?;
+        let worker = Service::start(env, "gpu-usage-worker", &["run"], &bdb.url, &extra)?
+            .ready()
+            .await?;
         let base = api.api.clone().context("no API")?;
         let tck = env::clock_ticks_per_sec();
         // The worker finely: each job run's CPU is read from these samples.

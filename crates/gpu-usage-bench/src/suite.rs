@@ -1,6 +1,9 @@
 //! Running the figures one after the other into one table: each figure's
 //! runner, the results figures share, and a failure kept as a row.
 
+use std::collections::BTreeSet;
+use std::time::Instant;
+
 use anyhow::Result;
 
 use crate::Cli;
@@ -19,14 +22,54 @@ pub struct Shared {
 }
 
 pub struct Suite {
-    pub cli: Cli,
-    pub env: Env,
-    pub rows: Vec<Row>,
-    pub skipped: Vec<String>,
-    pub shared: Shared,
+    cli: Cli,
+    env: Env,
+    rows: Vec<Row>,
+    skipped: Vec<String>,
+    shared: Shared,
 }
 
 impl Suite {
+    pub fn new(cli: Cli, env: Env) -> Self {
+        Self {
+            cli,
+            env,
+            rows: Vec::new(),
+            skipped: Vec::new(),
+            shared: Shared::default(),
+        }
+    }
+
+    /// Runs the figures `--only` asks for (all by default), drops the
+    /// databases of this run and prints the table.
+    pub async fn run(mut self) -> Result<()> {
+        let started = Instant::now();
+        self.run_figures().await;
+        self.env.drop_own().await?;
+        let order: BTreeSet<String> = self.cli.only.iter().cloned().collect();
+        println!(
+            "\ngpu-usage-bench: {} figure row(s) in {:.0} s{}\n",
+            self.rows.len(),
+            started.elapsed().as_secs_f64(),
+            if order.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " (--only {})",
+                    order.into_iter().collect::<Vec<_>>().join(",")
+                )
+            }
+        );
+        print!("{}", table::render(&self.rows));
+        if !self.skipped.is_empty() {
+            println!("\nnot run: {}", self.skipped.join("; "));
+        }
+        println!(
+            "\nratio = ours / the database's own time for the same work (for rates: their rate / ours); above 1 = slower than the database alone."
+        );
+        Ok(())
+    }
+
     /// Runs one part; a failure becomes a line of the table, not the end
     /// of the suite.
     fn record(&mut self, label: &str, r: Result<Vec<Row>>) {
@@ -61,65 +104,62 @@ impl Suite {
         Ok(())
     }
 
-    pub async fn run(&mut self) -> Result<()> {
-        if self.cli.wants("1") {
-            self.full_rebuild().await;
+    /// The growth point measured at `n`, if it was.
+    fn growth_at(&self, n: u64) -> impl Iterator<Item = &(u64, Rebuild, Floor)> {
+        self.shared.growth.iter().filter(move |(m, ..)| *m == n)
+    }
+
+    /// `n` unless it is above `--max-records`; then the part (`what`) is
+    /// listed as not run.
+    fn within_cap(&mut self, what: &str, n: u64) -> Option<u64> {
+        let capped = self.cli.cap(n);
+        if capped.is_none() {
+            self.skipped
+                .push(format!("{what} at {} (above --max-records)", count(n)));
         }
-        if self.cli.wants("2") {
-            self.growth_sizes().await;
+        capped
+    }
+
+    async fn run_figures(&mut self) {
+        for fig in 1..=8 {
+            if !self.cli.wants(&fig.to_string()) {
+                continue;
+            }
+            match fig {
+                1 => self.full_rebuild().await,
+                2 => self.growth_sizes().await,
+                3 => self.ingest().await,
+                4 => self.steady_state().await,
+                5 => self.catch_up().await,
+                6 => self.reads().await,
+                7 => self.memory().await,
+                8 => self.sqlite().await,
+                _ => {}
+            }
         }
-        if self.cli.wants("3") {
-            self.ingest().await;
-        }
-        if self.cli.wants("4") {
-            self.steady_state().await;
-        }
-        if self.cli.wants("5") {
-            self.catch_up().await;
-        }
-        if self.cli.wants("6") {
-            self.reads().await;
-        }
-        if self.cli.wants("7") {
-            self.memory().await;
-        }
-        if self.cli.wants("8") {
-            self.sqlite().await;
-        }
-        Ok(())
     }
 
     /// Figure 1 on MariaDB at `--records`.
     async fn full_rebuild(&mut self) {
-        let records = self.cli.records;
-        match self.cli.cap(records) {
-            Some(n) => {
-                let set = self.cli.set(n, "r1");
-                let timeout = self.cli.set_sql_timeout;
-                let r = full_rebuild::figure1(&self.env, Backend::MySql, &set, "1", timeout).await;
-                self.record("1 full rebuild", r);
-            }
-            None => self
-                .skipped
-                .push(format!("1 at {} (above --max-records)", count(records))),
-        }
+        let Some(n) = self.within_cap("1", self.cli.records) else {
+            return;
+        };
+        let set = self.cli.set(n, "r1");
+        let timeout = self.cli.set_sql_timeout;
+        let r = full_rebuild::figure1(&self.env, Backend::MySql, &set, "1", timeout).await;
+        self.record("1 full rebuild", r);
     }
 
     /// Figure 2: a growth point per `--sizes` (figure 7 reuses them).
     async fn growth_sizes(&mut self) {
         for n in self.cli.sizes.clone() {
-            let Some(n) = self.cli.cap(n) else {
-                self.skipped
-                    .push(format!("2 at {} (above --max-records)", count(n)));
+            let Some(n) = self.within_cap("2", n) else {
                 continue;
             };
             match self.growth(n).await {
                 Ok(()) => {
                     let rows = self
-                        .shared
-                        .growth
-                        .iter()
-                        .filter(|(m, ..)| *m == n)
+                        .growth_at(n)
                         .map(|(n, r, f)| rebuild::growth_row(*n, r, f))
                         .collect();
                     self.record("2 growth", Ok(rows));
@@ -158,9 +198,7 @@ impl Suite {
     /// Figure 5 on MariaDB, once per `--catchup` count.
     async fn catch_up(&mut self) {
         for n in self.cli.catchup.clone() {
-            let Some(n) = self.cli.cap(n) else {
-                self.skipped
-                    .push(format!("5 at {} (above --max-records)", count(n)));
+            let Some(n) = self.within_cap("5", n) else {
                 continue;
             };
             let r = http::figure5(&self.env, Backend::MySql, n, self.cli.seed, "5").await;
@@ -182,11 +220,7 @@ impl Suite {
 
     async fn memory(&mut self) {
         for n in [100_000u64, 1_000_000, 3_000_000] {
-            if self.cli.cap(n).is_none() {
-                self.skipped.push(format!(
-                    "7 rebuild RSS at {} (above --max-records)",
-                    count(n)
-                ));
+            if self.within_cap("7 rebuild RSS", n).is_none() {
                 continue;
             }
             if let Err(e) = self.growth(n).await {
@@ -194,10 +228,7 @@ impl Suite {
                 continue;
             }
             let rows = self
-                .shared
-                .growth
-                .iter()
-                .filter(|(m, ..)| *m == n)
+                .growth_at(n)
                 .map(|(n, r, _)| {
                     Row::new(format!("7 worker peak RSS, rebuild {}", count(*n)))
                         .ours(format!("{:.0} MiB", r.peak_rss_mib))
@@ -229,21 +260,27 @@ impl Suite {
                 .target("≤ 64 MiB")
                 .note("gpu-usage-api after start, VmRSS"),
         );
-        if let Some(m) = self.shared.api_ingest {
-            rows.push(
-                Row::new("7 API peak RSS, ingest load")
-                    .ours(format!("{:.0} MiB", m.loaded_peak_mib))
-                    .target("≤ 256 MiB")
-                    .note("VmHWM after POST /records ×1000 at 1 and 4 clients"),
-            );
-        }
-        if let Some(m) = self.shared.api_reads {
-            rows.push(
-                Row::new("7 API peak RSS, read load")
-                    .ours(format!("{:.0} MiB", m.loaded_peak_mib))
-                    .target("≤ 256 MiB")
-                    .note("VmHWM after the reads of figure 6 (up to 32 clients)"),
-            );
+        let loads = [
+            (
+                self.shared.api_ingest,
+                "ingest load",
+                "VmHWM after POST /records ×1000 at 1 and 4 clients",
+            ),
+            (
+                self.shared.api_reads,
+                "read load",
+                "VmHWM after the reads of figure 6 (up to 32 clients)",
+            ),
+        ];
+        for (mem, load, note) in loads {
+            if let Some(m) = mem {
+                rows.push(
+                    Row::new(format!("7 API peak RSS, {load}"))
+                        .ours(format!("{:.0} MiB", m.loaded_peak_mib))
+                        .target("≤ 256 MiB")
+                        .note(note),
+                );
+            }
         }
         self.record("7 memory", Ok(rows));
     }
