@@ -47,7 +47,9 @@ use gpu_usage_testing::{Backend, TestDb, mysql_scalar, stored_task_ids, task_ids
 use gpu_usage_worker::schedule::{RETRY_BASE, next_aligned};
 use gpu_usage_worker::stream::{self, StreamConsumer};
 use gpu_usage_worker::{Background, Clock, JobOutcome, ManualClock, TickReport};
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter};
+use sea_orm::{
+    ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+};
 use serde_json::Value;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -392,13 +394,11 @@ async fn stop_workers(workers: Vec<Worker>) {
 async fn max_pending_id(db: &DatabaseConnection, level: Granularity) -> i64 {
     rollup_pending::Entity::find()
         .filter(rollup_pending::Column::Level.eq(level))
-        .all(db)
+        .order_by_desc(rollup_pending::Column::Id)
+        .one(db)
         .await
         .unwrap()
-        .iter()
-        .map(|p| p.id)
-        .max()
-        .unwrap_or(0)
+        .map_or(0, |p| p.id)
 }
 
 /// Waits (on the direct connection) until a minute rollup is running and

@@ -19,35 +19,13 @@ use gpu_usage_core::process as shutdown;
 use gpu_usage_core::settings::RedisSettings;
 use gpu_usage_testing::{Backend, TestDb};
 use gpu_usage_worker::stream::{self, StreamConsumer};
-use gpu_usage_worker::{Clock, ManualClock};
+use gpu_usage_worker::{Clock, JobContext, ManualClock};
 use sea_orm::{DatabaseConnection, EntityTrait, PaginatorTrait};
 use serde_json::Value as Json;
 
 /// A stream of this test's own, small batches, quick reclaims.
 fn redis_settings() -> RedisSettings {
     fresh_streams(test_redis_url(), "gu_test", 7, 300)
-}
-
-/// The record's fields as stream fields (strings; nulls left out).
-fn flat(r: &Json) -> Vec<(String, Vec<u8>)> {
-    r.as_object()
-        .unwrap()
-        .iter()
-        .filter_map(|(k, v)| match v {
-            Json::Null => None,
-            Json::String(s) => Some((k.clone(), s.clone().into_bytes())),
-            other => Some((k.clone(), other.to_string().into_bytes())),
-        })
-        .collect()
-}
-
-async fn publish_flat(pool: &deadpool_redis::Pool, stream: &str, r: &Json) -> String {
-    let fields = flat(r);
-    let refs: Vec<(&str, &[u8])> = fields
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_slice()))
-        .collect();
-    xadd(pool, stream, &refs).await
 }
 
 async fn publish_json(pool: &deadpool_redis::Pool, stream: &str, r: &Json) -> String {
@@ -74,6 +52,50 @@ async fn fixture() -> (
     let pool = stream::create_pool(&s).unwrap();
     let (t, clock) = db_and_clock(Backend::MySql, "2026-06-15T10:00:00Z").await;
     (t, s, pool, clock)
+}
+
+/// `n` records completed in the hour before the fixture's clock.
+fn last_hour(seed: u64, prefix: &str, n: usize) -> Vec<Json> {
+    records_in(
+        seed,
+        prefix,
+        n,
+        "2026-06-15T09:00:00Z",
+        "2026-06-15T09:59:00Z",
+    )
+}
+
+/// A consumer named `name`, with a job context of its own, running its
+/// loop on a task of its own.
+struct Running {
+    ctx: Arc<JobContext>,
+    trigger: shutdown::ShutdownTrigger,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    fn start(
+        t: &TestDb,
+        clock: &Arc<ManualClock>,
+        pool: &deadpool_redis::Pool,
+        s: &RedisSettings,
+        name: &str,
+    ) -> Running {
+        let ctx = context(t.db.clone(), clock.clone(), name);
+        let consumer = StreamConsumer::new(pool.clone(), s.clone(), ctx.clone(), name);
+        let (trigger, stop) = shutdown::channel();
+        let task = tokio::spawn(consumer.run(stop));
+        Running { ctx, trigger, task }
+    }
+
+    /// Asks the loop to stop; panics unless it has within 5 s.
+    async fn stop(self) {
+        self.trigger.trigger();
+        tokio::time::timeout(Duration::from_secs(5), self.task)
+            .await
+            .expect("stopped")
+            .unwrap();
+    }
 }
 
 /// Drops the streams, then the database.
@@ -256,39 +278,25 @@ async fn every_valid_record_once_every_malformed_one_dead_lettered_nothing_pendi
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_consumer_loop_stores_what_arrives_and_stops_on_shutdown() {
     let (t, s, pool, clock) = fixture().await;
-    let ctx = context(t.db.clone(), clock.clone(), "looper");
-    let consumer = StreamConsumer::new(pool.clone(), s.clone(), ctx.clone(), "looper");
-    let (trigger, stop) = shutdown::channel();
-    let task = tokio::spawn(consumer.run(stop));
+    let consumer = Running::start(&t, &clock, &pool, &s, "looper");
 
-    let recs = records_in(
-        31,
-        "loop",
-        5,
-        "2026-06-15T09:00:00Z",
-        "2026-06-15T09:59:00Z",
-    );
+    let recs = last_hour(31, "loop", 5);
     // Published before and after the group exists: both are consumed.
     for r in &recs {
         publish_flat(&pool, &s.stream, r).await;
     }
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while record::Entity::find().count(&t.db).await.unwrap() < recs.len() as u64 {
-        assert!(Instant::now() < deadline, "records not stored");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let text = ctx.metrics.render();
+    wait_until("the records stored", 20, async || {
+        record::Entity::find().count(&t.db).await.unwrap() >= recs.len() as u64
+    })
+    .await;
+    let text = consumer.ctx.metrics.render();
     assert!(
         text.contains("gpu_usage_stream_entries_total{result=\"inserted\"} 5"),
         "{text}"
     );
 
     let asked = Instant::now();
-    trigger.trigger();
-    tokio::time::timeout(Duration::from_secs(5), task)
-        .await
-        .expect("stopped")
-        .unwrap();
+    consumer.stop().await;
     assert!(
         asked.elapsed() < Duration::from_secs(3),
         "stopped within about one block time"
@@ -317,17 +325,8 @@ async fn wait_until(what: &str, secs: u64, mut done: impl AsyncFnMut() -> bool) 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_stream_group_is_recreated_and_later_entries_are_stored_once() {
     let (t, s, pool, clock) = fixture().await;
-    let ctx = context(t.db.clone(), clock.clone(), "phoenix");
-    let consumer = StreamConsumer::new(pool.clone(), s.clone(), ctx.clone(), "phoenix");
-    let (trigger, stop) = shutdown::channel();
-    let task = tokio::spawn(consumer.run(stop));
-    let recs = records_in(
-        32,
-        "lost",
-        2,
-        "2026-06-15T09:00:00Z",
-        "2026-06-15T09:59:00Z",
-    );
+    let consumer = Running::start(&t, &clock, &pool, &s, "phoenix");
+    let recs = last_hour(32, "lost", 2);
     let count = async || record::Entity::find().count(&t.db).await.unwrap();
     let drained = async || {
         stream::stream_lag(&pool, &s)
@@ -359,7 +358,7 @@ async fn a_lost_stream_group_is_recreated_and_later_entries_are_stored_once() {
     wait_until("the stream drained", 10, drained).await;
 
     assert_stored_once(&t.db, &recs).await;
-    let text = ctx.metrics.render();
+    let text = consumer.ctx.metrics.render();
     for needle in [
         "gpu_usage_stream_entries_total{result=\"inserted\"} 2\n",
         "gpu_usage_stream_errors_total 0\n",
@@ -372,11 +371,7 @@ async fn a_lost_stream_group_is_recreated_and_later_entries_are_stored_once() {
         "nothing delivered twice\n{text}"
     );
 
-    trigger.trigger();
-    tokio::time::timeout(Duration::from_secs(5), task)
-        .await
-        .expect("stopped")
-        .unwrap();
+    consumer.stop().await;
     assert_eq!(pending(&pool, &s).await, 0);
     finish(t, &s, &pool).await;
 }
@@ -390,13 +385,7 @@ async fn a_round_meeting_nogroup_recreates_the_group_and_reads_on() {
     let ctx = context(t.db.clone(), clock.clone(), "between");
     let mut c = StreamConsumer::new(pool.clone(), s.clone(), ctx.clone(), "between");
     c.ensure_group().await.unwrap();
-    let recs = records_in(
-        33,
-        "nogroup",
-        1,
-        "2026-06-15T09:00:00Z",
-        "2026-06-15T09:59:00Z",
-    );
+    let recs = last_hour(33, "nogroup", 1);
     let mut conn = pool.get().await.unwrap();
     let _: usize = conn.del(&s.stream).await.unwrap();
     drop(conn);

@@ -334,14 +334,8 @@ async fn http_probes_and_metrics() {
     t.db.close_by_ref().await.unwrap();
     let r = client.get(format!("{base}/readyz")).send().await.unwrap();
     assert_eq!(r.status(), 503);
-    let text = client
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let r = client.get(format!("{base}/metrics")).send().await.unwrap();
+    let text = r.text().await.unwrap();
     assert!(text.contains("gpu_usage_rollup_status_up 0\n"), "{text}");
 
     handle.stop(true).await;

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use common::{context, fresh_streams, test_redis_url, ts, xadd};
+use common::{context, fresh_streams, publish_flat, test_redis_url, ts, xadd};
 use deadpool_redis::redis::{self, AsyncCommands, streams::StreamRangeReply};
 use gpu_usage_core::capacity;
 use gpu_usage_core::entities::{record, statistics_hourly, worker_session};
@@ -26,7 +26,7 @@ use gpu_usage_worker::stream::{self, BatchReport, StreamConsumer};
 use gpu_usage_worker::{JobContext, ManualClock, run_job};
 use sea_orm::prelude::Decimal;
 use sea_orm::{EntityTrait, PaginatorTrait, QueryOrder};
-use serde_json::json;
+use serde_json::{Value, json};
 
 const NOW: &str = "2026-06-15T10:00:00Z";
 
@@ -43,212 +43,119 @@ struct Dead {
     contains: &'static [&'static str],
 }
 
+/// An entry must be dead-lettered with a reason like this.
+fn dead(prefix: &'static str, contains: &'static [&'static str]) -> Option<Dead> {
+    Some(Dead { prefix, contains })
+}
+
+/// A session or heartbeat entry as one JSON field named like its kind.
+fn as_json(kind: &str, body: &Value) -> Value {
+    json!({"kind": kind, kind: body.to_string()})
+}
+
 /// Publishes the scenario; the ids of the entries that must be
-/// dead-lettered, and how many entries there are.
+/// dead-lettered, and how many entries there are. Each entry is written as
+/// a JSON object of its stream fields.
 async fn publish(
     pool: &deadpool_redis::Pool,
     s: &RedisSettings,
 ) -> (BTreeMap<String, Dead>, usize) {
     let st = s.stream.as_str();
-    let mut dead = BTreeMap::new();
+    let mut dead_letters = BTreeMap::new();
     let mut n = 0;
-    let mut add = async |fields: &[(&str, &str)]| {
+    let mut add = async |fields: Value, reason: Option<Dead>| {
         n += 1;
-        xadd(pool, st, fields).await
+        let id = publish_flat(pool, st, &fields).await;
+        if let Some(reason) = reason {
+            dead_letters.insert(id, reason);
+        }
     };
 
     // sw1: a closed session as JSON.
     let sw1 = json!({"worker_id": "sw1", "endpoint": "ep-s", "spec_name": "a100",
         "gpu_type": "A100", "gpu_count": 2,
         "started_at": "2026-06-15T08:00:00Z", "ended_at": "2026-06-15T09:00:00Z"});
-    add(&[("kind", "session"), ("session", &sw1.to_string())]).await;
+    add(as_json("session", &sw1), None).await;
     // sw2: an open session as flat fields (empty ended_at = open).
-    add(&[
-        ("kind", "session"),
-        ("worker_id", "sw2"),
-        ("endpoint", "ep-s"),
-        ("spec_name", "a100"),
-        ("gpu_count", "4"),
-        ("started_at", "2026-06-15T09:00:00Z"),
-        ("ended_at", ""),
-    ])
-    .await;
+    let sw2 = json!({"kind": "session", "worker_id": "sw2", "endpoint": "ep-s",
+        "spec_name": "a100", "gpu_count": "4",
+        "started_at": "2026-06-15T09:00:00Z", "ended_at": ""});
+    add(sw2, None).await;
     // hw1: a heartbeat as JSON, then one as flat fields extending it.
     let hb = json!({"worker_id": "hw1", "endpoint": "ep-h", "gpu_count": 1,
         "at": "2026-06-15T09:59:00Z"});
-    add(&[("kind", "heartbeat"), ("heartbeat", &hb.to_string())]).await;
-    add(&[
-        ("kind", "heartbeat"),
-        ("worker_id", "hw1"),
-        ("endpoint", "ep-h"),
-        ("gpu_count", "1"),
-        ("at", "2026-06-15T09:59:30Z"),
-    ])
-    .await;
+    add(as_json("heartbeat", &hb), None).await;
+    let hb_flat = json!({"kind": "heartbeat", "worker_id": "hw1", "endpoint": "ep-h",
+        "gpu_count": "1", "at": "2026-06-15T09:59:30Z"});
+    add(hb_flat, None).await;
     // hw2: another worker's first heartbeat.
-    add(&[
-        ("kind", "heartbeat"),
-        ("worker_id", "hw2"),
-        ("endpoint", "ep-h"),
-        ("spec_name", "h100"),
-        ("gpu_count", "8"),
-        ("at", "2026-06-15T09:59:40Z"),
-    ])
-    .await;
+    let hw2 = json!({"kind": "heartbeat", "worker_id": "hw2", "endpoint": "ep-h",
+        "spec_name": "h100", "gpu_count": "8", "at": "2026-06-15T09:59:40Z"});
+    add(hw2, None).await;
 
     // Malformed: the JSON field is no JSON.
-    let id = add(&[("kind", "session"), ("session", "{not json")]).await;
-    dead.insert(
-        id,
-        Dead {
-            prefix: "malformed",
-            contains: &["session"],
-        },
-    );
+    let not_json = json!({"kind": "session", "session": "{not json"});
+    add(not_json, dead("malformed", &["session"])).await;
     // Invalid: a GPU count that is no integer.
-    let id = add(&[
-        ("kind", "session"),
-        ("worker_id", "bad1"),
-        ("endpoint", "ep-s"),
-        ("gpu_count", "two"),
-        ("started_at", "2026-06-15T09:00:00Z"),
-    ])
-    .await;
-    dead.insert(
-        id,
-        Dead {
-            prefix: "invalid session",
-            contains: &["gpu_count"],
-        },
-    );
+    let bad1 = json!({"kind": "session", "worker_id": "bad1", "endpoint": "ep-s",
+        "gpu_count": "two", "started_at": "2026-06-15T09:00:00Z"});
+    add(bad1, dead("invalid session", &["gpu_count"])).await;
     // Invalid: a heartbeat time that is no time.
-    let id = add(&[
-        ("kind", "heartbeat"),
-        ("worker_id", "bad2"),
-        ("endpoint", "ep-h"),
-        ("gpu_count", "1"),
-        ("at", "yesterday"),
-    ])
-    .await;
-    dead.insert(
-        id,
-        Dead {
-            prefix: "invalid heartbeat",
-            contains: &["at:"],
-        },
-    );
+    let bad2 = json!({"kind": "heartbeat", "worker_id": "bad2", "endpoint": "ep-h",
+        "gpu_count": "1", "at": "yesterday"});
+    add(bad2, dead("invalid heartbeat", &["at:"])).await;
     // Conflict: overlaps sw1's stored session (another batch).
-    let id = add(&[
-        ("kind", "session"),
-        ("worker_id", "sw1"),
-        ("endpoint", "ep-s"),
-        ("spec_name", "a100"),
-        ("gpu_type", "A100"),
-        ("gpu_count", "2"),
-        ("started_at", "2026-06-15T08:30:00Z"),
-        ("ended_at", "2026-06-15T09:30:00Z"),
-    ])
-    .await;
-    dead.insert(
-        id,
-        Dead {
-            prefix: "conflict",
-            contains: &["sw1"],
-        },
-    );
+    let overlap = json!({"kind": "session", "worker_id": "sw1", "endpoint": "ep-s",
+        "spec_name": "a100", "gpu_type": "A100", "gpu_count": "2",
+        "started_at": "2026-06-15T08:30:00Z", "ended_at": "2026-06-15T09:30:00Z"});
+    add(overlap, dead("conflict", &["sw1"])).await;
     // A replay of sw1 as flat fields: a duplicate, stored once.
-    add(&[
-        ("kind", "session"),
-        ("worker_id", "sw1"),
-        ("endpoint", "ep-s"),
-        ("spec_name", "a100"),
-        ("gpu_type", "A100"),
-        ("gpu_count", "2"),
-        ("started_at", "2026-06-15T08:00:00Z"),
-        ("ended_at", "2026-06-15T09:00:00Z"),
-    ])
-    .await;
+    let replay = json!({"kind": "session", "worker_id": "sw1", "endpoint": "ep-s",
+        "spec_name": "a100", "gpu_type": "A100", "gpu_count": "2",
+        "started_at": "2026-06-15T08:00:00Z", "ended_at": "2026-06-15T09:00:00Z"});
+    add(replay, None).await;
     // An unknown kind.
-    let id = add(&[("kind", "pod"), ("worker_id", "x")]).await;
-    dead.insert(
-        id,
-        Dead {
-            prefix: "malformed",
-            contains: &["kind"],
-        },
-    );
+    let pod = json!({"kind": "pod", "worker_id": "x"});
+    add(pod, dead("malformed", &["kind"])).await;
     // Conflict: sw1's session with another GPU count.
     let mut more = sw1.clone();
     more["gpu_count"] = 3.into();
-    let id = add(&[("kind", "session"), ("session", &more.to_string())]).await;
-    dead.insert(
-        id,
-        Dead {
-            prefix: "conflict",
-            contains: &["sw1", "gpu_count"],
-        },
-    );
+    add(
+        as_json("session", &more),
+        dead("conflict", &["sw1", "gpu_count"]),
+    )
+    .await;
     // Invalid: a heartbeat beyond the 300 s clock skew.
-    let id = add(&[
-        ("kind", "heartbeat"),
-        ("worker_id", "hw3"),
-        ("endpoint", "ep-h"),
-        ("gpu_count", "1"),
-        ("at", "2026-06-15T10:05:01Z"),
-    ])
-    .await;
-    dead.insert(
-        id,
-        Dead {
-            prefix: "invalid heartbeat",
-            contains: &["at:", "future"],
-        },
-    );
+    let hw3 = json!({"kind": "heartbeat", "worker_id": "hw3", "endpoint": "ep-h",
+        "gpu_count": "1", "at": "2026-06-15T10:05:01Z"});
+    add(hw3, dead("invalid heartbeat", &["at:", "future"])).await;
     // A finished-task record (no kind) among them.
-    add(&[
-        ("task_id", "r1"),
-        ("endpoint", "ep-s"),
-        ("spec_name", "a100"),
-        ("gpu_count", "1"),
-        ("started_at", "2026-06-15T08:15:00Z"),
-        ("completed_at", "2026-06-15T08:45:00Z"),
-        ("status", "COMPLETED"),
-    ])
-    .await;
+    let r1 = json!({"task_id": "r1", "endpoint": "ep-s", "spec_name": "a100",
+        "gpu_count": "1", "started_at": "2026-06-15T08:15:00Z",
+        "completed_at": "2026-06-15T08:45:00Z", "status": "COMPLETED"});
+    add(r1, None).await;
     // sw3: opened as JSON, its end set later as flat fields (an update).
-    let sw3 = json!({"worker_id": "sw3", "endpoint": "ep-s", "gpu_count": 1,
+    let mut sw3 = json!({"worker_id": "sw3", "endpoint": "ep-s", "gpu_count": 1,
         "started_at": "2026-06-15T07:00:00Z"});
-    add(&[("kind", "session"), ("session", &sw3.to_string())]).await;
-    add(&[
-        ("kind", "session"),
-        ("worker_id", "sw3"),
-        ("endpoint", "ep-s"),
-        ("gpu_count", "1"),
-        ("started_at", "2026-06-15T07:00:00Z"),
-        ("ended_at", "2026-06-15T07:30:00Z"),
-    ])
-    .await;
+    add(as_json("session", &sw3), None).await;
+    sw3["kind"] = "session".into();
+    sw3["ended_at"] = "2026-06-15T07:30:00Z".into();
+    add(sw3, None).await;
     // Invalid: a wrong type inside the JSON heartbeat.
     let bad = json!({"worker_id": "bad3", "endpoint": "ep-h", "gpu_count": "x",
         "at": "2026-06-15T09:59:00Z"});
-    let id = add(&[("kind", "heartbeat"), ("heartbeat", &bad.to_string())]).await;
-    dead.insert(
-        id,
-        Dead {
-            prefix: "invalid heartbeat",
-            contains: &["gpu_count"],
-        },
-    );
+    add(
+        as_json("heartbeat", &bad),
+        dead("invalid heartbeat", &["gpu_count"]),
+    )
+    .await;
     // Invalid: a session kind with no session in it.
-    let id = add(&[("kind", "session")]).await;
-    dead.insert(
-        id,
-        Dead {
-            prefix: "invalid session",
-            contains: &["worker_id"],
-        },
-    );
-    (dead, n)
+    add(
+        json!({"kind": "session"}),
+        dead("invalid session", &["worker_id"]),
+    )
+    .await;
+    (dead_letters, n)
 }
 
 /// Runs one consumer until nothing is pending or undelivered; the sum of

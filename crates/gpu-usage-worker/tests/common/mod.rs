@@ -185,6 +185,29 @@ pub fn fresh_streams(
     }
 }
 
+/// An object's fields as stream fields (strings; nulls left out).
+pub fn flat(r: &Value) -> Vec<(String, Vec<u8>)> {
+    r.as_object()
+        .unwrap()
+        .iter()
+        .filter_map(|(k, v)| match v {
+            Value::Null => None,
+            Value::String(s) => Some((k.clone(), s.clone().into_bytes())),
+            other => Some((k.clone(), other.to_string().into_bytes())),
+        })
+        .collect()
+}
+
+/// Adds `r` to `stream` as flat fields (see [`flat`]); the entry's id.
+pub async fn publish_flat(pool: &deadpool_redis::Pool, stream: &str, r: &Value) -> String {
+    let fields = flat(r);
+    let refs: Vec<(&str, &[u8])> = fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_slice()))
+        .collect();
+    xadd(pool, stream, &refs).await
+}
+
 /// `XADD stream * field value ...`; the new entry's id.
 pub async fn xadd<V: ToRedisArgs>(
     pool: &deadpool_redis::Pool,
