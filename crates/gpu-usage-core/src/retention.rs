@@ -22,7 +22,8 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, Iterable, PrimaryKeyToColumn,
+    QueryFilter, QueryOrder, QuerySelect,
 };
 use serde::Serialize;
 
@@ -85,6 +86,7 @@ impl CleanupReport {
     }
 }
 
+/// The names the bookkeeping and session tables are reported under.
 pub const JOB_RUNS_TABLE: &str = "gpu_usage_job_runs";
 pub const SESSIONS_TABLE: &str = "gpu_usage_worker_sessions";
 pub const BACKFILL_JOBS_TABLE: &str = "gpu_usage_backfill_jobs";
@@ -105,13 +107,13 @@ pub async fn cleanup(
     // One table after the other; the report lists them in this order.
     let tables = vec![
         records_table(db, now, cutoff, batch).await,
-        sessions_table(db, cutoff, batch).await,
+        purge::<worker_session::Entity>(db, cutoff, batch, ended_before).await,
         // Statistics by whole buckets, so a bucket is either kept or gone.
         level_table::<Minute>(db, now, settings).await,
         level_table::<Hourly>(db, now, settings).await,
         level_table::<Daily>(db, now, settings).await,
-        job_runs_table(db, bookkeeping, batch).await,
-        backfill_jobs_table(db, bookkeeping, batch).await,
+        purge::<job_run::Entity>(db, bookkeeping, batch, started_before).await,
+        purge::<backfill_job::Entity>(db, bookkeeping, batch, finished_before).await,
     ];
     CleanupReport { tables }
 }
@@ -126,75 +128,43 @@ async fn records_table(
 ) -> TableCleanup {
     run_table(horizon::RECORDS_TABLE, cutoff, |c| async move {
         horizon::record_deletion(db, horizon::RECORDS_TABLE, c, now).await?;
-        delete_in_batches::<record::Entity>(
-            db,
-            record::Column::Id,
-            Condition::all().add(record::Column::CompletedAt.lt(c)),
-            batch,
-        )
-        .await
+        let expired = Condition::all().add(record::Column::CompletedAt.lt(c));
+        delete_in_batches::<record::Entity>(db, expired, batch).await
+    })
+    .await
+}
+
+/// A table without a horizon: its rows that are `expired` at the cutoff.
+async fn purge<E: EntityTrait>(
+    db: &impl ConnectionTrait,
+    cutoff: Option<DateTime<Utc>>,
+    batch: u64,
+    expired: fn(DateTime<Utc>) -> Condition,
+) -> TableCleanup {
+    let table = E::default().table_name();
+    run_table(table, cutoff, |c| {
+        delete_in_batches::<E>(db, expired(c), batch)
     })
     .await
 }
 
 /// Worker sessions like records, by their end; open ones are kept.
-async fn sessions_table(
-    db: &impl ConnectionTrait,
-    cutoff: Option<DateTime<Utc>>,
-    batch: u64,
-) -> TableCleanup {
-    run_table(SESSIONS_TABLE, cutoff, |c| async move {
-        delete_in_batches::<worker_session::Entity>(
-            db,
-            worker_session::Column::Id,
-            Condition::all().add(worker_session::Column::EndedAt.lt(c)),
-            batch,
-        )
-        .await
-    })
-    .await
+fn ended_before(cutoff: DateTime<Utc>) -> Condition {
+    Condition::all().add(worker_session::Column::EndedAt.lt(cutoff))
 }
 
 /// Job runs by their start.
-async fn job_runs_table(
-    db: &impl ConnectionTrait,
-    cutoff: Option<DateTime<Utc>>,
-    batch: u64,
-) -> TableCleanup {
-    run_table(JOB_RUNS_TABLE, cutoff, |c| async move {
-        delete_in_batches::<job_run::Entity>(
-            db,
-            job_run::Column::Id,
-            Condition::all().add(job_run::Column::StartedAt.lt(c)),
-            batch,
-        )
-        .await
-    })
-    .await
+fn started_before(cutoff: DateTime<Utc>) -> Condition {
+    Condition::all().add(job_run::Column::StartedAt.lt(cutoff))
 }
 
 /// Only finished backfills, by their end: an old one still pending or
 /// running is work someone asked for.
-async fn backfill_jobs_table(
-    db: &impl ConnectionTrait,
-    cutoff: Option<DateTime<Utc>>,
-    batch: u64,
-) -> TableCleanup {
-    run_table(BACKFILL_JOBS_TABLE, cutoff, |c| async move {
-        delete_in_batches::<backfill_job::Entity>(
-            db,
-            backfill_job::Column::Id,
-            Condition::all()
-                .add(backfill_job::Column::Status.is_in([
-                    crate::backfill::BackfillStatus::Succeeded,
-                    crate::backfill::BackfillStatus::Failed,
-                ]))
-                .add(backfill_job::Column::FinishedAt.lt(c)),
-            batch,
-        )
-        .await
-    })
-    .await
+fn finished_before(cutoff: DateTime<Utc>) -> Condition {
+    use crate::backfill::BackfillStatus::{Failed, Succeeded};
+    Condition::all()
+        .add(backfill_job::Column::Status.is_in([Succeeded, Failed]))
+        .add(backfill_job::Column::FinishedAt.lt(cutoff))
 }
 
 /// The expired buckets of one statistics level, after raising its
@@ -210,13 +180,8 @@ async fn level_table<L: Level>(
     run_table(g.table_name(), cutoff, |c| async move {
         horizon::record_deletion(db, g.table_name(), c, now).await?;
         let col = <L::Column as StatsColumn>::TIME_BUCKET;
-        delete_in_batches::<L::Entity>(
-            db,
-            <L::Column as StatsColumn>::ID,
-            Condition::all().add(col.lt(L::bucket_value(c))),
-            batch,
-        )
-        .await
+        let expired = Condition::all().add(col.lt(L::bucket_value(c)));
+        delete_in_batches::<L::Entity>(db, expired, batch).await
     })
     .await
 }
@@ -253,17 +218,21 @@ where
     out
 }
 
-/// Deletes the rows matching `cond`, at most `batch` per round; returns
-/// (rows deleted, rounds). Rows deleted before a failure stay deleted.
+/// Deletes the rows matching `cond` by their id (every table here has a
+/// single integer key), at most `batch` per round; returns (rows deleted,
+/// rounds). Rows deleted before a failure stay deleted.
 async fn delete_in_batches<E>(
     db: &impl ConnectionTrait,
-    id: E::Column,
     cond: Condition,
     batch: u64,
 ) -> Result<(u64, u64)>
 where
     E: EntityTrait,
 {
+    let id = E::PrimaryKey::iter()
+        .next()
+        .map(PrimaryKeyToColumn::into_column)
+        .ok_or_else(|| DbErr::Custom(format!("{} has no key", E::default().table_name())))?;
     let mut deleted = 0u64;
     let mut rounds = 0u64;
     loop {
@@ -299,4 +268,18 @@ where
         tokio::task::yield_now().await;
     }
     Ok((deleted, rounds))
+}
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::EntityName;
+
+    use super::*;
+
+    #[test]
+    fn reported_names_are_the_tables() {
+        assert_eq!(job_run::Entity.table_name(), JOB_RUNS_TABLE);
+        assert_eq!(worker_session::Entity.table_name(), SESSIONS_TABLE);
+        assert_eq!(backfill_job::Entity.table_name(), BACKFILL_JOBS_TABLE);
+    }
 }

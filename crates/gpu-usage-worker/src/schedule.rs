@@ -122,129 +122,129 @@ mod tests {
 
     #[test]
     fn ticks_align_to_the_wall_clock() {
-        let m = TimeDelta::minutes(1);
-        let five = TimeDelta::minutes(5);
-        assert_eq!(
-            next_aligned(t("2026-03-01T10:00:30Z"), m),
-            t("2026-03-01T10:01:00Z")
+        let (m, five, day) = (
+            TimeDelta::minutes(1),
+            TimeDelta::minutes(5),
+            TimeDelta::days(1),
         );
-        assert_eq!(
-            next_aligned(t("2026-03-01T10:01:00Z"), m),
-            t("2026-03-01T10:02:00Z")
-        );
-        assert_eq!(
-            next_aligned(t("2026-03-01T10:03:10Z"), five),
-            t("2026-03-01T10:05:00Z")
-        );
-        assert_eq!(
-            floor_aligned(t("2026-03-01T10:03:10Z"), five),
-            t("2026-03-01T10:00:00Z")
-        );
-        assert_eq!(
-            next_aligned(t("2026-03-01T23:10:00Z"), TimeDelta::days(1)),
-            t("2026-03-02T00:00:00Z")
-        );
+        let next = next_aligned as fn(DateTime<Utc>, TimeDelta) -> DateTime<Utc>;
+        let floor = floor_aligned as fn(DateTime<Utc>, TimeDelta) -> DateTime<Utc>;
+        for (f, at, every, want) in [
+            (next, "2026-03-01T10:00:30Z", m, "2026-03-01T10:01:00Z"),
+            (next, "2026-03-01T10:01:00Z", m, "2026-03-01T10:02:00Z"),
+            (next, "2026-03-01T10:03:10Z", five, "2026-03-01T10:05:00Z"),
+            (floor, "2026-03-01T10:03:10Z", five, "2026-03-01T10:00:00Z"),
+            (next, "2026-03-01T23:10:00Z", day, "2026-03-02T00:00:00Z"),
+        ] {
+            assert_eq!(f(t(at), every), t(want), "{at} every {every}");
+        }
+    }
+
+    /// A slot of `job` every `every` whose last run started at `last`,
+    /// made at `now`.
+    fn slot(job: JobName, every: TimeDelta, last: Option<&str>, now: &str) -> Slot {
+        Slot::new(job, every, last.map(t), t(now))
+    }
+
+    /// Reports `outcome` at `at`; returns when the slot is due next.
+    fn after(s: &mut Slot, outcome: &JobOutcome, at: DateTime<Utc>) -> DateTime<Utc> {
+        s.after(outcome, at);
+        s.next_due
     }
 
     #[test]
     fn start_up_runs_missed_ticks_once() {
-        let m = TimeDelta::minutes(1);
-        let now = t("2026-03-01T10:00:40Z");
-        assert_eq!(Slot::new(JobName::MinuteRollup, m, None, now).next_due, now);
+        let (job, m, now) = (
+            JobName::MinuteRollup,
+            TimeDelta::minutes(1),
+            "2026-03-01T10:00:40Z",
+        );
+        assert_eq!(slot(job, m, None, now).next_due, t(now));
+        let missed = slot(job, m, Some("2026-03-01T09:58:00Z"), now);
+        assert_eq!(missed.next_due, t(now));
+        let recent = slot(job, m, Some("2026-03-01T10:00:01Z"), now);
+        assert_eq!(recent.next_due, t("2026-03-01T10:01:00Z"));
+    }
+
+    #[test]
+    fn long_runs_collapse_missed_ticks_into_one() {
+        let at = "2026-03-01T10:00:00Z";
+        let mut s = slot(JobName::MinuteRollup, TimeDelta::minutes(1), Some(at), at);
+        assert_eq!(s.next_due, t("2026-03-01T10:01:00Z"));
+        // The 10:01 run took until 10:04:30: one catch-up run now, not three.
+        let idle = JobOutcome::NothingToDo;
         assert_eq!(
-            Slot::new(
-                JobName::MinuteRollup,
-                m,
-                Some(t("2026-03-01T09:58:00Z")),
-                now
-            )
-            .next_due,
-            now
+            after(&mut s, &idle, t("2026-03-01T10:04:30Z")),
+            t("2026-03-01T10:04:00Z")
         );
         assert_eq!(
-            Slot::new(
-                JobName::MinuteRollup,
-                m,
-                Some(t("2026-03-01T10:00:01Z")),
-                now
-            )
-            .next_due,
+            after(&mut s, &idle, t("2026-03-01T10:04:31Z")),
+            t("2026-03-01T10:05:00Z")
+        );
+    }
+
+    #[test]
+    fn failures_back_off_but_not_past_the_next_tick() {
+        let at = "2026-03-01T10:00:00Z";
+        let mut s = slot(JobName::DailyRollup, TimeDelta::hours(1), Some(at), at);
+        let fail = JobOutcome::Failed {
+            error: "boom".into(),
+        };
+        let now = t(at);
+        for pause in [5, 10, 20] {
+            assert_eq!(after(&mut s, &fail, now), now + TimeDelta::seconds(pause));
+        }
+        for _ in 0..10 {
+            s.after(&fail, now);
+        }
+        assert_eq!(s.next_due, now + RETRY_CAP);
+        assert_eq!(
+            after(&mut s, &fail, t("2026-03-01T10:59:00Z")),
+            t("2026-03-01T11:00:00Z")
+        );
+        let ok = after(&mut s, &JobOutcome::NothingToDo, t("2026-03-01T11:00:01Z"));
+        assert_eq!(s.failures, 0);
+        assert_eq!(ok, t("2026-03-01T12:00:00Z"));
+    }
+
+    #[test]
+    fn a_skip_waits_for_the_next_tick() {
+        let at = "2026-03-01T10:00:12Z";
+        let mut s = slot(JobName::MinuteRollup, TimeDelta::minutes(1), None, at);
+        assert_eq!(
+            after(&mut s, &JobOutcome::Skipped, t(at)),
             t("2026-03-01T10:01:00Z")
         );
     }
 
     #[test]
-    fn long_runs_collapse_missed_ticks_into_one() {
-        let mut s = Slot::new(
-            JobName::MinuteRollup,
-            TimeDelta::minutes(1),
-            Some(t("2026-03-01T10:00:00Z")),
-            t("2026-03-01T10:00:00Z"),
-        );
-        assert_eq!(s.next_due, t("2026-03-01T10:01:00Z"));
-        // The 10:01 run took until 10:04:30: one catch-up run now, not three.
-        s.after(&JobOutcome::NothingToDo, t("2026-03-01T10:04:30Z"));
-        assert_eq!(s.next_due, t("2026-03-01T10:04:00Z"));
-        s.after(&JobOutcome::NothingToDo, t("2026-03-01T10:04:31Z"));
-        assert_eq!(s.next_due, t("2026-03-01T10:05:00Z"));
-    }
-
-    #[test]
-    fn failures_back_off_but_not_past_the_next_tick() {
-        let mut s = Slot::new(
-            JobName::DailyRollup,
-            TimeDelta::hours(1),
-            Some(t("2026-03-01T10:00:00Z")),
-            t("2026-03-01T10:00:00Z"),
-        );
-        let fail = JobOutcome::Failed {
-            error: "boom".into(),
-        };
-        let now = t("2026-03-01T10:00:00Z");
-        s.after(&fail, now);
-        assert_eq!(s.next_due, now + TimeDelta::seconds(5));
-        s.after(&fail, now);
-        assert_eq!(s.next_due, now + TimeDelta::seconds(10));
-        s.after(&fail, now);
-        assert_eq!(s.next_due, now + TimeDelta::seconds(20));
-        for _ in 0..10 {
-            s.after(&fail, now);
-        }
-        assert_eq!(s.next_due, now + RETRY_CAP);
-        s.after(&fail, t("2026-03-01T10:59:00Z"));
-        assert_eq!(s.next_due, t("2026-03-01T11:00:00Z"));
-        s.after(&JobOutcome::NothingToDo, t("2026-03-01T11:00:01Z"));
-        assert_eq!(s.failures, 0);
-        assert_eq!(s.next_due, t("2026-03-01T12:00:00Z"));
-    }
-
-    #[test]
-    fn a_skip_waits_for_the_next_tick() {
-        let mut s = Slot::new(
-            JobName::MinuteRollup,
-            TimeDelta::minutes(1),
-            None,
-            t("2026-03-01T10:00:12Z"),
-        );
-        s.after(&JobOutcome::Skipped, t("2026-03-01T10:00:12Z"));
-        assert_eq!(s.next_due, t("2026-03-01T10:01:00Z"));
-    }
-
-    #[test]
     fn coarser_levels_look_again_once_after_a_skip() {
-        let now = t("2026-03-01T10:05:00Z");
-        let mut s = Slot::new(JobName::HourlyRollup, TimeDelta::minutes(5), None, now);
-        s.after(&JobOutcome::Chained, now);
-        assert_eq!(s.next_due, now + SKIP_RECHECK);
-        s.after(&JobOutcome::Skipped, now + SKIP_RECHECK);
-        assert_eq!(s.next_due, t("2026-03-01T10:10:00Z"));
-        s.after(&JobOutcome::Skipped, t("2026-03-01T10:10:00Z"));
-        assert_eq!(s.next_due, t("2026-03-01T10:10:10Z"));
-        s.after(&JobOutcome::NothingToDo, t("2026-03-01T10:10:10Z"));
-        assert_eq!(s.next_due, t("2026-03-01T10:15:00Z"));
+        let (at, five) = ("2026-03-01T10:05:00Z", TimeDelta::minutes(5));
+        let now = t(at);
+        let mut s = slot(JobName::HourlyRollup, five, None, at);
+        for (outcome, at, due) in [
+            (JobOutcome::Chained, now, now + SKIP_RECHECK),
+            (
+                JobOutcome::Skipped,
+                now + SKIP_RECHECK,
+                t("2026-03-01T10:10:00Z"),
+            ),
+            (
+                JobOutcome::Skipped,
+                t("2026-03-01T10:10:00Z"),
+                t("2026-03-01T10:10:10Z"),
+            ),
+            (
+                JobOutcome::NothingToDo,
+                t("2026-03-01T10:10:10Z"),
+                t("2026-03-01T10:15:00Z"),
+            ),
+        ] {
+            assert_eq!(after(&mut s, &outcome, at), due, "{outcome:?} at {at}");
+        }
         // Never past the next tick.
-        let mut s = Slot::new(JobName::HourlyRollup, TimeDelta::minutes(5), None, now);
-        s.after(&JobOutcome::Skipped, t("2026-03-01T10:09:55Z"));
-        assert_eq!(s.next_due, t("2026-03-01T10:10:00Z"));
+        let mut s = slot(JobName::HourlyRollup, five, None, at);
+        let skipped = after(&mut s, &JobOutcome::Skipped, t("2026-03-01T10:09:55Z"));
+        assert_eq!(skipped, t("2026-03-01T10:10:00Z"));
     }
 }
