@@ -855,6 +855,22 @@ test("admin actions: re-aggregate inline and a backfill with progress", async ()
   await page.close();
 });
 
+test("the API reference lists every field of the rows that nest another type", async () => {
+  const page = await newPage();
+  await page.goto(`${main.base}/api/v1/gpu-usage/docs`);
+  await page.waitForSelector("#schema-UsageRecord table");
+  const fieldsOf = (name) => page.$$eval(`#schema-${name} table td:first-child code`, (cs) => cs.map((c) => c.textContent));
+  const expected = {
+    UsageRecord: ["id", "task_id", "endpoint", "gpu_count", "status", "duration_seconds", "gpu_hours", "created_at"],
+    WorkerSession: ["id", "worker_id", "endpoint", "spec_name", "gpu_count", "started_at", "ended_at", "counted_until"],
+  };
+  for (const [name, want] of Object.entries(expected)) {
+    const got = await fieldsOf(name);
+    for (const f of want) assert.ok(got.includes(f), `${name} lists ${f} (got ${got.join(", ")})`);
+  }
+  await page.close();
+});
+
 test("an empty database shows the empty state, not blank charts", async () => {
   const empty = await startServer("empty");
   const page = await newPage();

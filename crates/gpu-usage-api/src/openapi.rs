@@ -110,10 +110,24 @@ function typeOf(s) {
   if (s.enum) t += `: ${s.enum.map((v) => `<code>${esc(v)}</code>`).join(", ")}`;
   return t;
 }
-function props(s) {
-  if (!s || !s.properties) return "";
-  const req = new Set(s.required || []);
-  const rows = Object.entries(s.properties).map(([k, v]) =>
+// A schema's fields with those of the schemas it is composed of (allOf),
+// so a row that nests another type still shows every field.
+function fields(s, schemas, seen = new Set()) {
+  if (!s) return [{}, []];
+  if (s.$ref) {
+    const n = refName(s.$ref);
+    if (seen.has(n)) return [{}, []];
+    return fields(schemas[n], schemas, new Set([...seen, n]));
+  }
+  const parts = (s.allOf || []).map((p) => fields(p, schemas, seen));
+  const properties = Object.assign({}, ...parts.map(([p]) => p), s.properties || {});
+  return [properties, [...parts.flatMap(([, r]) => r), ...(s.required || [])]];
+}
+function props(s, schemas) {
+  const [properties, required] = fields(s, schemas);
+  if (!Object.keys(properties).length) return "";
+  const req = new Set(required);
+  const rows = Object.entries(properties).map(([k, v]) =>
     `<tr><td><code>${esc(k)}</code>${req.has(k) ? "" : ' <span class="muted">optional</span>'}</td><td>${typeOf(v)}</td><td>${prose(v.description)}</td></tr>`);
   return `<table><tr><th>field</th><th>type</th><th>description</th></tr>${rows.join("")}</table>`;
 }
@@ -160,7 +174,7 @@ fetch("openapi.json").then((r) => r.json()).then((doc) => {
     `<h2 class="tag">${esc(tag)}</h2><p class="muted">${esc(tagDesc.get(tag))}</p>${ops.join("")}`).join("");
   const schemas = (doc.components && doc.components.schemas) || {};
   document.getElementById("schemas").innerHTML = Object.entries(schemas).sort().map(([name, s]) =>
-    `<section class="op" id="schema-${esc(name)}"><div class="path">${esc(name)}</div><p class="desc">${prose(s.description)}</p>${props(s) || typeOf(s)}</section>`).join("");
+    `<section class="op" id="schema-${esc(name)}"><div class="path">${esc(name)}</div><p class="desc">${prose(s.description)}</p>${props(s, schemas) || typeOf(s)}</section>`).join("");
 }).catch((e) => {
   document.getElementById("ops").innerHTML = `<p>Could not load openapi.json: ${esc(e)}</p>`;
 });

@@ -514,13 +514,18 @@ async fn finish(
     t: DateTime<Utc>,
 ) -> Result<()> {
     use backfill_job::Column as C;
-    let status = match &error {
-        None => BackfillStatus::Succeeded,
-        Some(_) => BackfillStatus::Failed,
-    };
-    let last = match &error {
-        None => (C::NextChunkStart, Expr::value(job.end_time)),
-        Some(message) => (C::Error, Expr::value(Some(message.clone()))),
+    // The columns written: the status, then the resume point on success or
+    // the error on failure.
+    let (status, last) = match &error {
+        None => (
+            BackfillStatus::Succeeded,
+            (C::NextChunkStart, Expr::value(job.end_time)),
+        ),
+        Some(message) => {
+            tracing::warn!(backfill_id = job.id, error = %message, "backfill failed");
+            let error = (C::Error, Expr::value(Some(message.clone())));
+            (BackfillStatus::Failed, error)
+        }
     };
     let values = [
         (C::Status, Expr::value(status)),
@@ -539,10 +544,7 @@ async fn finish(
             let chunks = job.chunks_done;
             tracing::info!(backfill_id = job.id, chunks, "backfill succeeded");
         }
-        Some(message) => {
-            tracing::warn!(backfill_id = job.id, error = %message, "backfill failed");
-            job.error = Some(message);
-        }
+        Some(message) => job.error = Some(message),
     }
     Ok(())
 }
