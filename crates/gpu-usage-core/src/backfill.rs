@@ -359,9 +359,9 @@ async fn execute(
             tracing::info!(backfill_id = job.id, next_chunk_start = %job.next_chunk_start, "backfill paused");
             return Ok(job);
         }
-        match rebuild_chunk(env, &job, chunk, cfg, opts.lock_wait).await {
-            ChunkOutcome::Done => {}
-            ChunkOutcome::Busy(level) => {
+        match rebuild_levels(env, job.levels(), chunk, cfg, opts.lock_wait).await {
+            Rebuilt::Done(_) => {}
+            Rebuilt::Busy(level) => {
                 tracing::info!(
                     backfill_id = job.id,
                     level = %level,
@@ -371,11 +371,11 @@ async fn execute(
             }
             // An outage: the job stays running and resumes once the
             // database is back.
-            ChunkOutcome::Failed(_, e @ DomainError::Unavailable(_)) => return Err(e),
+            Rebuilt::Failed(_, e @ DomainError::Unavailable(_)) => return Err(e),
             // The chunk's rollup lock was lost (its session cut) or writers
             // kept colliding: nothing is wrong with the job, the chunk is
             // simply redone, as after a busy lock.
-            ChunkOutcome::Failed(
+            Rebuilt::Failed(
                 level,
                 e @ (DomainError::LockLost { .. } | DomainError::Contention),
             ) => {
@@ -387,7 +387,7 @@ async fn execute(
                 );
                 return Ok(job);
             }
-            ChunkOutcome::Failed(level, e) => {
+            Rebuilt::Failed(level, e) => {
                 let message = format!(
                     "chunk {} .. {} at level {level}: {e}",
                     chunk.start(),
@@ -435,50 +435,56 @@ async fn mark_running(
     Ok(())
 }
 
-enum ChunkOutcome {
-    Done,
-    /// A level's rollup lock stayed busy.
+/// What [`rebuild_levels`] did.
+#[derive(Debug)]
+pub enum Rebuilt {
+    /// Every level done; rows written.
+    Done(u64),
+    /// A level's rollup lock stayed busy; the levels before it are done.
     Busy(Granularity),
     Failed(Granularity, DomainError),
 }
 
-/// Every level of the job over one chunk, finest first, each under its
-/// rollup lock (not recorded as a run: the backfill job is the record).
+/// `levels` over `range`, finest first, each under its rollup lock, as a
+/// backfill rebuilds a chunk (not recorded as a run: the backfill job, or
+/// whoever asked, is the record).
 ///
-/// Holding a level's lock, the chunk also folds in what is pending for the
-/// level, as the periodic job would: while a long backfill holds the locks
-/// most of the time, the periodic jobs' attempts are mostly skipped, and
-/// live data must still reach every level within its freshness bound.
-async fn rebuild_chunk(
+/// Holding a level's lock, it also folds in what is pending for the level,
+/// as the periodic job would: while a long backfill holds the locks most of
+/// the time, the periodic jobs' attempts are mostly skipped, and live data
+/// must still reach every level within its freshness bound.
+pub async fn rebuild_levels(
     env: &JobEnv,
-    job: &BackfillJob,
-    chunk: TimeRange,
+    levels: &[Granularity],
+    range: TimeRange,
     cfg: &EngineConfig,
     lock_wait: Duration,
-) -> ChunkOutcome {
-    for &level in job.levels() {
+) -> Rebuilt {
+    let mut rows = 0;
+    for &level in levels {
         let attempt = env
             .run_as(
                 JobName::rollup(level),
                 Acquire::Wait(lock_wait),
                 Record::No,
                 async |lock| {
-                    let r = rollup::recompute_guarded(&env.db, lock, level, chunk, env.now(), cfg)
+                    let r = rollup::recompute_guarded(&env.db, lock, level, range, env.now(), cfg)
                         .await?;
                     let live =
                         rollup::process_pending_guarded(&env.db, lock, level, env.now(), cfg)
                             .await?;
-                    Ok(((), JobReport::rows(r.rows_written + live.rows_written)))
+                    let written = r.rows_written + live.rows_written;
+                    Ok((written, JobReport::rows(written)))
                 },
             )
             .await;
         match attempt {
-            Attempt::Done(..) => {}
-            Attempt::Skipped => return ChunkOutcome::Busy(level),
-            Attempt::Failed(e) => return ChunkOutcome::Failed(level, e),
+            Attempt::Done(written, _) => rows += written,
+            Attempt::Skipped => return Rebuilt::Busy(level),
+            Attempt::Failed(e) => return Rebuilt::Failed(level, e),
         }
     }
-    ChunkOutcome::Done
+    Rebuilt::Done(rows)
 }
 
 async fn chunk_done(

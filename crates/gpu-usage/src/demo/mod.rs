@@ -18,13 +18,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use chrono::{DateTime, TimeDelta, Utc};
+use gpu_usage_core::backfill::{self, Rebuilt};
 use gpu_usage_core::capacity::{self, Session, SessionJson};
 use gpu_usage_core::entities::record as record_entity;
-use gpu_usage_core::jobs::{Acquire, Attempt, JobEnv, JobName, JobReport, Record as RecordRun};
+use gpu_usage_core::jobs::JobEnv;
 use gpu_usage_core::record::{Invalid, Record, RecordJson};
 use gpu_usage_core::settings::Settings;
 use gpu_usage_core::types::{Granularity, TimeRange};
-use gpu_usage_core::{DomainError, EngineConfig, ingest, rollup};
+use gpu_usage_core::{DomainError, EngineConfig, ingest};
 use gpu_usage_loadgen::{self as loadgen, Generator};
 use sea_orm::{DatabaseConnection, EntityTrait, PaginatorTrait};
 use secrecy::{ExposeSecret, SecretString};
@@ -237,34 +238,18 @@ pub fn batches<T>(
     })
 }
 
-/// Every level over `range`, finest first, each under its rollup lock as a
-/// backfill chunk takes it (not recorded as a periodic run). One pass per
-/// level: the recomputation also drops the pending entries the ingest
-/// queued inside the range, so the worker does not redo it.
+/// Every level over `range`, as a backfill chunk rebuilds it
+/// ([`backfill::rebuild_levels`]). One pass per level: the recomputation
+/// also drops the pending entries the ingest queued inside the range, so
+/// the worker does not redo it.
 async fn rebuild(env: &JobEnv, range: TimeRange, cfg: &EngineConfig) -> anyhow::Result<u64> {
-    let mut rows = 0;
-    for level in Granularity::ALL {
-        let attempt = env
-            .run_as(
-                JobName::rollup(level),
-                Acquire::Wait(LOCK_WAIT),
-                RecordRun::No,
-                async |lock| {
-                    let r = rollup::recompute_guarded(&env.db, lock, level, range, env.now(), cfg)
-                        .await?;
-                    Ok((r.rows_written, JobReport::rows(r.rows_written)))
-                },
-            )
-            .await;
-        match attempt {
-            Attempt::Done(written, _) => rows += written,
-            Attempt::Skipped => anyhow::bail!("the {level} rollup lock stayed busy"),
-            Attempt::Failed(e) => {
-                return Err(explain(e)).with_context(|| format!("rebuilding the {level} level"));
-            }
+    match backfill::rebuild_levels(env, &Granularity::ALL, range, cfg, LOCK_WAIT).await {
+        Rebuilt::Done(rows) => Ok(rows),
+        Rebuilt::Busy(level) => anyhow::bail!("the {level} rollup lock stayed busy"),
+        Rebuilt::Failed(level, e) => {
+            Err(explain(e)).with_context(|| format!("rebuilding the {level} level"))
         }
     }
-    Ok(rows)
 }
 
 /// A domain error with the first problem of a refused batch spelled out
