@@ -109,9 +109,9 @@ pub async fn cleanup(
         records_table(db, now, cutoff, batch).await,
         purge::<worker_session::Entity>(db, cutoff, batch, ended_before).await,
         // Statistics by whole buckets, so a bucket is either kept or gone.
-        level_table::<Minute>(db, now, settings).await,
-        level_table::<Hourly>(db, now, settings).await,
-        level_table::<Daily>(db, now, settings).await,
+        level_table::<Minute>(db, now, settings, batch).await,
+        level_table::<Hourly>(db, now, settings, batch).await,
+        level_table::<Daily>(db, now, settings, batch).await,
         purge::<job_run::Entity>(db, bookkeeping, batch, started_before).await,
         purge::<backfill_job::Entity>(db, bookkeeping, batch, finished_before).await,
     ];
@@ -173,10 +173,10 @@ async fn level_table<L: Level>(
     db: &impl ConnectionTrait,
     now: DateTime<Utc>,
     settings: &RetentionSettings,
+    batch: u64,
 ) -> TableCleanup {
     let g = L::GRANULARITY;
     let cutoff = g.retention(settings).map(|keep| g.floor(now - keep));
-    let batch = settings.delete_batch_size.max(1);
     run_table(g.table_name(), cutoff, |c| async move {
         horizon::record_deletion(db, g.table_name(), c, now).await?;
         let col = <L::Column as StatsColumn>::TIME_BUCKET;

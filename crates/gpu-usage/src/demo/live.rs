@@ -146,15 +146,19 @@ pub async fn tick(
         .unwrap_or(Duration::from_secs(30))
         .clamp(Duration::from_secs(1), Duration::from_secs(3_600));
     let beats = generator.heartbeats(window, interval)?;
-    let heartbeats =
-        store_batches::<HeartbeatJson, Heartbeat, _>(beats, cfg, move |items| async move {
+    let heartbeats = store_batches::<HeartbeatJson, Heartbeat, _>(
+        beats,
+        "heartbeat",
+        cfg,
+        move |items| async move {
             let n = items.len();
             capacity::apply_heartbeats(db, items, now, cfg)
                 .await
                 .map_err(explain)?;
             Ok(n)
-        })
-        .await?;
+        },
+    )
+    .await?;
     Ok(Traffic {
         records,
         sessions,

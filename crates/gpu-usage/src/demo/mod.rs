@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use chrono::{DateTime, TimeDelta, Utc};
+use gpu_usage_api::wire;
 use gpu_usage_core::backfill::{self, Rebuilt};
 use gpu_usage_core::capacity::{self, Session, SessionJson};
 use gpu_usage_core::entities::record as record_entity;
@@ -153,18 +154,6 @@ pub async fn seed(env: &JobEnv, cfg: &EngineConfig) -> anyhow::Result<SeedReport
     Ok(report)
 }
 
-/// An item of the load generator as the service parses it from the wire:
-/// its JSON, read back as the domain type (every field check included).
-pub fn from_wire<J, T>(item: &impl Serialize) -> anyhow::Result<Result<T, Invalid>>
-where
-    J: DeserializeOwned,
-    T: TryFrom<J, Error = Invalid>,
-{
-    let json = serde_json::to_value(item).context("serializing a generated item")?;
-    let wire: J = serde_json::from_value(json).context("reading a generated item's JSON")?;
-    Ok(T::try_from(wire))
-}
-
 /// Stores records through `ingest::ingest` (what `POST /records` calls), in
 /// batches; returns how many were inserted.
 pub async fn store_records(
@@ -173,7 +162,7 @@ pub async fn store_records(
     now: DateTime<Utc>,
     cfg: &EngineConfig,
 ) -> anyhow::Result<usize> {
-    store_batches::<RecordJson, Record, _>(records, cfg, move |items| async move {
+    store_batches::<RecordJson, Record, _>(records, "record", cfg, move |items| async move {
         let report = ingest::ingest(db, items, now, cfg)
             .await
             .map_err(explain)
@@ -191,7 +180,7 @@ pub async fn store_sessions(
     now: DateTime<Utc>,
     cfg: &EngineConfig,
 ) -> anyhow::Result<usize> {
-    store_batches::<SessionJson, Session, _>(sessions, cfg, move |items| async move {
+    store_batches::<SessionJson, Session, _>(sessions, "session", cfg, move |items| async move {
         let report = capacity::store_sessions(db, items, now, cfg)
             .await
             .map_err(explain)
@@ -201,11 +190,12 @@ pub async fn store_sessions(
     .await
 }
 
-/// Hands the items to `store` in [`batches`], each item read back from its
-/// JSON as the service reads it ([`from_wire`]); sums the counts `store`
-/// returns.
+/// Hands the items to `store` in [`batches`], each batch read back from its
+/// JSON exactly as `POST` bodies are (`wire::parse_batch`, every field check
+/// included; `what` names an item); sums the counts `store` returns.
 pub async fn store_batches<J, T, F>(
     items: impl Iterator<Item = impl Serialize>,
+    what: &str,
     cfg: &EngineConfig,
     mut store: impl FnMut(Vec<Result<T, Invalid>>) -> F,
 ) -> anyhow::Result<usize>
@@ -216,10 +206,8 @@ where
 {
     let mut stored = 0;
     for batch in batches(items, cfg) {
-        let items = batch
-            .iter()
-            .map(from_wire::<J, T>)
-            .collect::<anyhow::Result<Vec<_>>>()?;
+        let body = serde_json::to_value(&batch).context("serializing generated items")?;
+        let items = wire::parse_batch::<J, T>(body, what).map_err(explain)?;
         stored += store(items).await?;
     }
     Ok(stored)
