@@ -216,13 +216,13 @@ impl Metrics {
         }
     }
 
-    pub fn stream_error(&self) {
-        self.stream_errors.inc();
-    }
-
     /// How the consumer's last round ended: while rounds fail,
-    /// `gpu_usage_stream_up` is 0; a round that succeeds sets it to 1.
+    /// `gpu_usage_stream_up` is 0 (and each failed round is counted in
+    /// `gpu_usage_stream_errors`); a round that succeeds sets it to 1.
     pub fn stream_round(&self, ok: bool) {
+        if !ok {
+            self.stream_errors.inc();
+        }
         self.stream_failing.store(!ok, Ordering::Relaxed);
         self.stream_up.set(i64::from(ok));
     }

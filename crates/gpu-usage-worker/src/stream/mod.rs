@@ -433,24 +433,21 @@ impl StreamConsumer {
                 })
             };
             match result {
-                Ok(Some(r)) if r.read > 0 => {
+                Ok(round) => {
                     failures = 0;
                     self.ctx.metrics.stream_round(true);
-                    tracing::debug!(
-                        read = r.read,
-                        inserted = r.inserted,
-                        duplicates = r.duplicates,
-                        dead_lettered = r.dead_lettered,
-                        "stream batch stored"
-                    );
-                }
-                Ok(_) => {
-                    failures = 0;
-                    self.ctx.metrics.stream_round(true);
+                    if let Some(r) = round.filter(|r| r.read > 0) {
+                        tracing::debug!(
+                            read = r.read,
+                            inserted = r.inserted,
+                            duplicates = r.duplicates,
+                            dead_lettered = r.dead_lettered,
+                            "stream batch stored"
+                        );
+                    }
                 }
                 Err(e) => {
                     failures = failures.saturating_add(1);
-                    self.ctx.metrics.stream_error();
                     self.ctx.metrics.stream_round(false);
                     let pause = Duration::from_secs(1 << failures.min(5));
                     tracing::warn!(
